@@ -1,0 +1,70 @@
+"""The certificate outbox the operator drains into Kubernetes Secrets.
+
+A certificate row's `revision` grows with every change the cluster must see (issuance,
+revocation); the operator exports it and records `exported_revision`. Marking is a
+compare-and-set on the revision it exported, so a crash between writing the Secret and
+marking only causes an idempotent re-export, never a lost or doubled one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from acme_server.store.database import Database
+from acme_server.store.schema import certificates, registrations
+
+
+@dataclass(frozen=True)
+class CertificateExport:
+    id: str
+    serial: str
+    registration_name: str
+    account_id: str
+    names: list[str]
+    chain_pem: str
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: int | None
+    revision: int
+
+
+async def pending(db: Database, *, limit: int = 100) -> list[CertificateExport]:
+    """Certificates of live registrations whose newest revision is not yet exported."""
+    async with db.transaction() as conn:
+        rows = await conn.execute(
+            sa.select(certificates, registrations.c.name.label("registration_name"))
+            .join(registrations, registrations.c.id == certificates.c.registration_id)
+            .where(certificates.c.exported_revision < certificates.c.revision)
+            .order_by(certificates.c.created_at)
+            .limit(limit)
+        )
+        return [
+            CertificateExport(
+                id=r.id,
+                serial=r.serial,
+                registration_name=r.registration_name,
+                account_id=r.account_id,
+                names=list(r.names),
+                chain_pem=r.chain_pem,
+                not_before=r.not_before,
+                not_after=r.not_after,
+                revoked_at=r.revoked_at,
+                revocation_reason=r.revocation_reason,
+                revision=r.revision,
+            )
+            for r in rows
+        ]
+
+
+async def mark_exported(db: Database, certificate_id: str, revision: int) -> bool:
+    async with db.transaction() as conn:
+        result = await conn.execute(
+            certificates.update()
+            .where(certificates.c.id == certificate_id, certificates.c.exported_revision < revision)
+            .values(exported_revision=revision)
+        )
+        return bool(result.rowcount)

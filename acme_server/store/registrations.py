@@ -1,0 +1,326 @@
+"""Pre-registrations (EAB key ID + HMAC key) and their allowed domains.
+
+Shared by the admin CLI and the Kubernetes operator, so both write exactly the rows the
+ACME server reads. Every function is one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from acme_server.policy import DomainRule, normalise_dns_name
+from acme_server.store.database import Database
+from acme_server.store.schema import accounts, allowed_domains, certificates, registrations
+
+HMAC_KEY_BYTES = 32
+
+
+class RegistrationError(ValueError):
+    """An admin request the store refuses; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class Registration:
+    id: int
+    name: str
+    kid: str
+    hmac_key: str
+    max_accounts: int | None
+    suspended: bool
+    created_at: datetime
+    domains: tuple[DomainRule, ...] = field(default=())
+
+    def public_dict(self, *, with_key: bool = False) -> dict[str, object]:
+        out: dict[str, object] = {
+            "name": self.name,
+            "kid": self.kid,
+            "max_accounts": self.max_accounts,
+            "suspended": self.suspended,
+            "created_at": self.created_at.isoformat(),
+            "domains": [
+                {
+                    "domain": d.domain,
+                    "include_subdomains": d.include_subdomains,
+                    "allow_wildcard": d.allow_wildcard,
+                }
+                for d in self.domains
+            ],
+        }
+        if with_key:
+            out["hmac_key"] = self.hmac_key
+        return out
+
+
+@dataclass(frozen=True)
+class BoundAccount:
+    id: str
+    status: str
+    key_thumbprint: str
+    created_at: datetime
+
+
+def generate_hmac_key() -> str:
+    """32 random bytes as unpadded base64url: the form cert-manager and certbot read."""
+    return base64.urlsafe_b64encode(secrets.token_bytes(HMAC_KEY_BYTES)).rstrip(b"=").decode()
+
+
+def generate_kid() -> str:
+    return "kid-" + secrets.token_urlsafe(12)
+
+
+def validate_hmac_key(key: str) -> str:
+    try:
+        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
+    except (ValueError, TypeError):
+        raise RegistrationError("HMAC key must be base64url") from None
+    if len(raw) < HMAC_KEY_BYTES:
+        raise RegistrationError(f"HMAC key must hold at least {HMAC_KEY_BYTES} bytes")
+    return key.rstrip("=")
+
+
+def _rule(domain: str, include_subdomains: bool, allow_wildcard: bool) -> DomainRule:
+    try:
+        name = normalise_dns_name(domain, allow_wildcard=False)
+    except ValueError as exc:
+        raise RegistrationError(f"invalid allowed domain: {exc}") from None
+    return DomainRule(name, include_subdomains, allow_wildcard)
+
+
+async def _load(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> Registration | None:
+    row = (await conn.execute(sa.select(registrations).where(where))).mappings().first()
+    if row is None:
+        return None
+    doms = await conn.execute(
+        sa.select(allowed_domains)
+        .where(allowed_domains.c.registration_id == row["id"])
+        .order_by(allowed_domains.c.domain)
+    )
+    rules = tuple(
+        DomainRule(d.domain, d.include_subdomains, d.allow_wildcard) for d in doms.mappings()
+    )
+    return Registration(
+        id=row["id"],
+        name=row["name"],
+        kid=row["kid"],
+        hmac_key=row["hmac_key"],
+        max_accounts=row["max_accounts"],
+        suspended=row["suspended"],
+        created_at=row["created_at"],
+        domains=rules,
+    )
+
+
+async def load_by_kid(conn: AsyncConnection, kid: str) -> Registration | None:
+    return await _load(conn, registrations.c.kid == kid)
+
+
+async def load_by_id(conn: AsyncConnection, registration_id: int) -> Registration | None:
+    return await _load(conn, registrations.c.id == registration_id)
+
+
+async def get(db: Database, name: str) -> Registration | None:
+    async with db.transaction() as conn:
+        return await _load(conn, registrations.c.name == name)
+
+
+async def create(
+    db: Database,
+    name: str,
+    *,
+    kid: str | None = None,
+    hmac_key: str | None = None,
+    max_accounts: int | None = None,
+    domains: tuple[str, ...] | list[str] = (),
+) -> Registration:
+    return await upsert(
+        db,
+        name,
+        kid=kid or generate_kid(),
+        hmac_key=hmac_key or generate_hmac_key(),
+        max_accounts=max_accounts,
+        suspended=False,
+        domains=[_rule(d, True, True) for d in domains],
+        create_only=True,
+    )
+
+
+async def upsert(
+    db: Database,
+    name: str,
+    *,
+    kid: str,
+    hmac_key: str,
+    max_accounts: int | None,
+    suspended: bool,
+    domains: list[DomainRule] | None = None,
+    create_only: bool = False,
+) -> Registration:
+    """Create or update one registration; `domains` (when given) replaces the allow-list."""
+    if not name or len(name) > 255:
+        raise RegistrationError("registration name must be 1..255 characters")
+    if not kid or len(kid) > 255:
+        raise RegistrationError("key ID must be 1..255 characters")
+    if max_accounts is not None and max_accounts < 1:
+        raise RegistrationError("max accounts must be at least 1")
+    hmac_key = validate_hmac_key(hmac_key)
+    now = datetime.now(UTC)
+    async with db.transaction() as conn:
+        existing = await _load(conn, registrations.c.name == name)
+        if existing is not None and create_only:
+            raise RegistrationError(f"registration {name!r} already exists")
+        other = await load_by_kid(conn, kid)
+        if other is not None and other.name != name:
+            raise RegistrationError(f"key ID {kid!r} is already used by {other.name!r}")
+        values = {
+            "kid": kid,
+            "hmac_key": hmac_key,
+            "max_accounts": max_accounts,
+            "suspended": suspended,
+            "updated_at": now,
+        }
+        if existing is None:
+            result = await conn.execute(
+                registrations.insert().values(name=name, created_at=now, **values)
+            )
+            reg_id = result.inserted_primary_key[0]  # type: ignore[index]
+        else:
+            reg_id = existing.id
+            await conn.execute(
+                registrations.update().where(registrations.c.id == reg_id).values(**values)
+            )
+        if domains is not None:
+            await _replace_domains(conn, reg_id, domains)
+        loaded = await load_by_id(conn, reg_id)
+        assert loaded is not None
+        return loaded
+
+
+async def _replace_domains(conn: AsyncConnection, reg_id: int, rules: list[DomainRule]) -> None:
+    await conn.execute(allowed_domains.delete().where(allowed_domains.c.registration_id == reg_id))
+    seen: dict[str, DomainRule] = {}
+    for rule in rules:
+        seen[rule.domain] = rule
+    if seen:
+        await conn.execute(
+            allowed_domains.insert(),
+            [
+                {
+                    "registration_id": reg_id,
+                    "domain": r.domain,
+                    "include_subdomains": r.include_subdomains,
+                    "allow_wildcard": r.allow_wildcard,
+                }
+                for r in seen.values()
+            ],
+        )
+
+
+async def list_all(db: Database) -> list[Registration]:
+    async with db.transaction() as conn:
+        names = (
+            await conn.execute(sa.select(registrations.c.name).order_by(registrations.c.name))
+        ).scalars()
+        out = []
+        for n in list(names):
+            reg = await _load(conn, registrations.c.name == n)
+            if reg is not None:
+                out.append(reg)
+        return out
+
+
+async def set_suspended(db: Database, name: str, suspended: bool) -> Registration:
+    async with db.transaction() as conn:
+        result = await conn.execute(
+            registrations.update()
+            .where(registrations.c.name == name)
+            .values(suspended=suspended, updated_at=datetime.now(UTC))
+        )
+        if result.rowcount == 0:
+            raise RegistrationError(f"no registration named {name!r}")
+        reg = await _load(conn, registrations.c.name == name)
+        assert reg is not None
+        return reg
+
+
+async def delete(db: Database, name: str) -> bool:
+    """Remove a registration; its accounts stay but are refused from then on."""
+    async with db.transaction() as conn:
+        result = await conn.execute(registrations.delete().where(registrations.c.name == name))
+        return bool(result.rowcount)
+
+
+async def add_domain(
+    db: Database,
+    name: str,
+    domain: str,
+    *,
+    include_subdomains: bool = True,
+    allow_wildcard: bool = True,
+) -> Registration:
+    rule = _rule(domain, include_subdomains, allow_wildcard)
+    async with db.transaction() as conn:
+        reg = await _load(conn, registrations.c.name == name)
+        if reg is None:
+            raise RegistrationError(f"no registration named {name!r}")
+        await conn.execute(
+            allowed_domains.delete().where(
+                allowed_domains.c.registration_id == reg.id,
+                allowed_domains.c.domain == rule.domain,
+            )
+        )
+        await conn.execute(
+            allowed_domains.insert().values(
+                registration_id=reg.id,
+                domain=rule.domain,
+                include_subdomains=rule.include_subdomains,
+                allow_wildcard=rule.allow_wildcard,
+            )
+        )
+        loaded = await load_by_id(conn, reg.id)
+        assert loaded is not None
+        return loaded
+
+
+async def remove_domain(db: Database, name: str, domain: str) -> bool:
+    rule = _rule(domain, True, True)
+    async with db.transaction() as conn:
+        reg = await _load(conn, registrations.c.name == name)
+        if reg is None:
+            raise RegistrationError(f"no registration named {name!r}")
+        result = await conn.execute(
+            allowed_domains.delete().where(
+                allowed_domains.c.registration_id == reg.id,
+                allowed_domains.c.domain == rule.domain,
+            )
+        )
+        return bool(result.rowcount)
+
+
+async def bound_accounts(db: Database, name: str) -> list[BoundAccount]:
+    async with db.transaction() as conn:
+        rows = await conn.execute(
+            sa.select(accounts.c.id, accounts.c.status, accounts.c.key_thumbprint, accounts.c.created_at)
+            .join(registrations, registrations.c.id == accounts.c.registration_id)
+            .where(registrations.c.name == name)
+            .order_by(accounts.c.created_at)
+        )
+        return [BoundAccount(r.id, r.status, r.key_thumbprint, r.created_at) for r in rows]
+
+
+async def certificate_count(db: Database, name: str) -> tuple[int, datetime | None]:
+    """How many certificates a registration's accounts were issued, and the newest's time."""
+    async with db.transaction() as conn:
+        row = (
+            await conn.execute(
+                sa.select(sa.func.count(certificates.c.id), sa.func.max(certificates.c.created_at))
+                .join(registrations, registrations.c.id == certificates.c.registration_id)
+                .where(registrations.c.name == name)
+            )
+        ).one()
+        return int(row[0]), row[1]

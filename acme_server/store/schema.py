@@ -1,0 +1,219 @@
+"""The store's tables: the single source of truth shared by server processes and the operator.
+
+Every table is plain SQLAlchemy Core so the same schema runs on SQLite (embedded default)
+and PostgreSQL (several processes). Timestamps are timezone-aware UTC; JSON columns hold
+small documents that are always read whole.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+    }
+)
+
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UTCDateTime
+
+registrations = sa.Table(
+    "registrations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    # Unique admin-facing name; the operator uses "<namespace>/<name>".
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    # EAB key ID the ACME client presents.
+    sa.Column("kid", sa.String(255), nullable=False, unique=True),
+    # HMAC key as unpadded base64url, exactly what clients are given.
+    sa.Column("hmac_key", sa.String(255), nullable=False),
+    sa.Column("max_accounts", sa.Integer, nullable=True),
+    sa.Column("suspended", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", TS(), nullable=False),
+    sa.Column("updated_at", TS(), nullable=False),
+)
+
+allowed_domains = sa.Table(
+    "allowed_domains",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column(
+        "registration_id",
+        sa.Integer,
+        sa.ForeignKey("registrations.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # Normalised: lower-case A-label form, no trailing dot, never a wildcard.
+    sa.Column("domain", sa.String(253), nullable=False),
+    sa.Column("include_subdomains", sa.Boolean, nullable=False, default=True),
+    sa.Column("allow_wildcard", sa.Boolean, nullable=False, default=True),
+    sa.UniqueConstraint("registration_id", "domain"),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    # RFC 7638 thumbprint (base64url) of the current account key: one key, one account.
+    sa.Column("key_thumbprint", sa.String(64), nullable=False, unique=True),
+    sa.Column("jwk", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # valid | deactivated | revoked
+    sa.Column("contact", sa.JSON, nullable=False),
+    sa.Column("tos_agreed", sa.Boolean, nullable=False, default=False),
+    # Bound pre-registration; NULL after its deletion (then eab_kid tells it was bound).
+    sa.Column(
+        "registration_id",
+        sa.Integer,
+        sa.ForeignKey("registrations.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("eab_kid", sa.String(255), nullable=True),
+    sa.Column("eab_binding", sa.JSON, nullable=True),
+    sa.Column("created_at", TS(), nullable=False),
+)
+
+nonces = sa.Table(
+    "nonces",
+    metadata,
+    sa.Column("value", sa.String(64), primary_key=True),
+    sa.Column("expires_at", TS(), nullable=False, index=True),
+)
+
+orders = sa.Table(
+    "orders",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "account_id",
+        sa.String(64),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    # pending | ready | processing | valid | invalid
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("identifiers", sa.JSON, nullable=False),  # [{"type": "dns", "value": ...}]
+    sa.Column("not_before", TS(), nullable=True),
+    sa.Column("not_after", TS(), nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("certificate_id", sa.String(64), nullable=True),
+    sa.Column("expires_at", TS(), nullable=False),
+    sa.Column("created_at", TS(), nullable=False),
+    sa.Index("ix_orders_account_created", "account_id", "created_at", "id"),
+)
+
+authorizations = sa.Table(
+    "authorizations",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "account_id",
+        sa.String(64),
+        sa.ForeignKey("accounts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("identifier_value", sa.String(253), nullable=False),  # without "*."
+    sa.Column("wildcard", sa.Boolean, nullable=False, default=False),
+    # pending | valid | invalid | deactivated | expired | revoked
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("expires_at", TS(), nullable=False),
+    sa.Column("created_at", TS(), nullable=False),
+    sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard", "status"),
+)
+
+order_authorizations = sa.Table(
+    "order_authorizations",
+    metadata,
+    sa.Column(
+        "order_id", sa.String(64), sa.ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column(
+        "authz_id",
+        sa.String(64),
+        sa.ForeignKey("authorizations.id", ondelete="CASCADE"),
+        primary_key=True,
+        index=True,
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+challenges = sa.Table(
+    "challenges",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column(
+        "authz_id",
+        sa.String(64),
+        sa.ForeignKey("authorizations.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("type", sa.String(16), nullable=False),  # http-01 | dns-01
+    sa.Column("token", sa.String(64), nullable=False),
+    # pending | processing | valid | invalid
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("validated_at", TS(), nullable=True),
+    sa.Column("error", sa.JSON, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # Background validation queue: due time and a lease so one process works on it.
+    sa.Column("next_attempt_at", TS(), nullable=True),
+    sa.Column("lease_until", TS(), nullable=True),
+    sa.Index("ix_challenges_due", "status", "next_attempt_at"),
+)
+
+certificates = sa.Table(
+    "certificates",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("serial", sa.String(64), nullable=False, unique=True),  # lower-case hex
+    sa.Column("order_id", sa.String(64), sa.ForeignKey("orders.id"), nullable=False, unique=True),
+    sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
+    sa.Column(
+        "registration_id",
+        sa.Integer,
+        sa.ForeignKey("registrations.id", ondelete="SET NULL"),
+        nullable=True,
+        index=True,
+    ),
+    sa.Column("names", sa.JSON, nullable=False),
+    sa.Column("chain_pem", sa.Text, nullable=False),  # leaf + intermediate(s), no root
+    # SHA-256 of the leaf's SubjectPublicKeyInfo, hex: revocation signed by the cert key.
+    sa.Column("spki_sha256", sa.String(64), nullable=False, index=True),
+    sa.Column("not_before", TS(), nullable=False),
+    sa.Column("not_after", TS(), nullable=False),
+    sa.Column("revoked_at", TS(), nullable=True),
+    sa.Column("revocation_reason", sa.Integer, nullable=True),
+    sa.Column("created_at", TS(), nullable=False),
+    # Outbox for the operator: bumped on every change it must export (issue, revocation).
+    sa.Column("revision", sa.Integer, nullable=False, default=1),
+    sa.Column("exported_revision", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_certificates_outbox", "registration_id", "exported_revision", "revision"),
+)

@@ -217,3 +217,11 @@ certificates = sa.Table(
     sa.Column("exported_revision", sa.Integer, nullable=False, default=0),
     sa.Index("ix_certificates_outbox", "registration_id", "exported_revision", "revision"),
 )
+
+# Small shared facts every process must agree on (e.g. the CA root PEM the operator exports).
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)

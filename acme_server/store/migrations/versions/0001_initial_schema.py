@@ -15,6 +15,11 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('meta',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_meta'))
+    )
     
     op.create_table('nonces',
     sa.Column('value', sa.String(length=64), nullable=False),
@@ -157,6 +162,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('meta')
     
     with op.batch_alter_table('order_authorizations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_order_authorizations_authz_id'))

@@ -1,0 +1,15 @@
+"""Challenge validators (http-01, dns-01); the scheduler that runs them lives beside them."""
+
+from acme_server.validation.dns01 import dns01_txt_value, validate_dns01
+from acme_server.validation.errors import ValidationError
+from acme_server.validation.http01 import make_http_session, validate_http01
+from acme_server.validation.resolver import make_resolver
+
+__all__ = [
+    "ValidationError",
+    "dns01_txt_value",
+    "make_http_session",
+    "make_resolver",
+    "validate_dns01",
+    "validate_http01",
+]

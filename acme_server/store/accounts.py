@@ -1,0 +1,112 @@
+"""ACME accounts: one per key thumbprint, optionally bound to a pre-registration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from acme_server.store.ids import new_id
+from acme_server.store.schema import accounts, registrations
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    key_thumbprint: str
+    jwk: dict[str, Any]
+    status: str
+    contact: list[str]
+    tos_agreed: bool
+    registration_id: int | None
+    eab_kid: str | None
+    eab_binding: dict[str, Any] | None
+    created_at: datetime
+
+
+def _account(row: Any) -> Account:
+    return Account(
+        id=row.id,
+        key_thumbprint=row.key_thumbprint,
+        jwk=row.jwk,
+        status=row.status,
+        contact=list(row.contact),
+        tos_agreed=row.tos_agreed,
+        registration_id=row.registration_id,
+        eab_kid=row.eab_kid,
+        eab_binding=row.eab_binding,
+        created_at=row.created_at,
+    )
+
+
+async def by_id(conn: AsyncConnection, account_id: str) -> Account | None:
+    row = (await conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
+    return _account(row) if row else None
+
+
+async def by_thumbprint(conn: AsyncConnection, thumbprint: str) -> Account | None:
+    row = (
+        await conn.execute(sa.select(accounts).where(accounts.c.key_thumbprint == thumbprint))
+    ).first()
+    return _account(row) if row else None
+
+
+async def count_for_registration(conn: AsyncConnection, registration_id: int) -> int:
+    return int(
+        (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(accounts)
+                .where(accounts.c.registration_id == registration_id)
+            )
+        ).scalar_one()
+    )
+
+
+async def lock_registration(conn: AsyncConnection, registration_id: int) -> None:
+    """Serialise account binding per registration so max_accounts holds under concurrency."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(
+            sa.select(registrations.c.id)
+            .where(registrations.c.id == registration_id)
+            .with_for_update()
+        )
+
+
+async def create(
+    conn: AsyncConnection,
+    *,
+    thumbprint: str,
+    jwk: dict[str, Any],
+    contact: list[str],
+    tos_agreed: bool,
+    registration_id: int | None,
+    eab_kid: str | None,
+    eab_binding: dict[str, Any] | None,
+) -> Account:
+    values = {
+        "id": new_id(),
+        "key_thumbprint": thumbprint,
+        "jwk": jwk,
+        "status": "valid",
+        "contact": contact,
+        "tos_agreed": tos_agreed,
+        "registration_id": registration_id,
+        "eab_kid": eab_kid,
+        "eab_binding": eab_binding,
+        "created_at": datetime.now(UTC),
+    }
+    await conn.execute(accounts.insert().values(**values))
+    account = await by_id(conn, values["id"])
+    assert account is not None
+    return account
+
+
+async def update(conn: AsyncConnection, account_id: str, **values: Any) -> Account:
+    await conn.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
+    account = await by_id(conn, account_id)
+    assert account is not None
+    return account

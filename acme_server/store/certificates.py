@@ -1,0 +1,70 @@
+"""Issued certificates and their revocation state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from acme_server.store.schema import certificates
+
+
+@dataclass(frozen=True)
+class StoredCertificate:
+    id: str
+    serial: str
+    order_id: str
+    account_id: str
+    registration_id: int | None
+    names: list[str]
+    chain_pem: str
+    spki_sha256: str
+    not_before: datetime
+    not_after: datetime
+    revoked_at: datetime | None
+    revocation_reason: int | None
+
+
+def _cert(row: Any) -> StoredCertificate:
+    return StoredCertificate(
+        row.id, row.serial, row.order_id, row.account_id, row.registration_id, list(row.names),
+        row.chain_pem, row.spki_sha256, row.not_before, row.not_after, row.revoked_at,
+        row.revocation_reason,
+    )
+
+
+async def by_id(conn: AsyncConnection, cert_id: str) -> StoredCertificate | None:
+    row = (await conn.execute(sa.select(certificates).where(certificates.c.id == cert_id))).first()
+    return _cert(row) if row else None
+
+
+async def by_serial(conn: AsyncConnection, serial_hex: str) -> StoredCertificate | None:
+    row = (
+        await conn.execute(sa.select(certificates).where(certificates.c.serial == serial_hex))
+    ).first()
+    return _cert(row) if row else None
+
+
+async def insert(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(
+        certificates.insert().values(
+            created_at=datetime.now(UTC), revision=1, exported_revision=0, **values
+        )
+    )
+
+
+async def revoke(conn: AsyncConnection, cert_id: str, reason: int) -> bool:
+    """Mark revoked once; bump the revision so the operator re-exports the new state."""
+    result = await conn.execute(
+        certificates.update()
+        .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
+        .values(
+            revoked_at=datetime.now(UTC),
+            revocation_reason=reason,
+            revision=certificates.c.revision + 1,
+        )
+    )
+    return bool(result.rowcount)

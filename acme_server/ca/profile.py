@@ -1,0 +1,175 @@
+"""Certificate profiles: what a root, an issuing intermediate and a leaf look like.
+
+Pure functions (no files, no shared state) so issuance is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+    CertificatePublicKeyTypes,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from acme_server.ca.keys import signature_hash
+
+ROOT_LIFETIME = timedelta(days=3653)
+INTERMEDIATE_LIFETIME = timedelta(days=1826)
+BACKDATE = timedelta(minutes=1)
+MAX_CN_LENGTH = 64
+
+
+def _ca_name(common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "acme-gateway"),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_root(
+    key: CertificateIssuerPrivateKeyTypes, common_name: str, now: datetime
+) -> x509.Certificate:
+    """Self-signed root, path length 1 (one intermediate below it)."""
+    name = _ca_name(common_name)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(now + ROOT_LIFETIME)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, signature_hash(key))
+    )
+
+
+def build_intermediate(
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str,
+    issuer_cert: x509.Certificate,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    now: datetime,
+) -> x509.Certificate:
+    """Issuing CA below the root, path length 0 (it signs only leaves)."""
+    not_after = min(now + INTERMEDIATE_LIFETIME, issuer_cert.not_valid_after_utc)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(_ca_name(common_name))
+        .issuer_name(issuer_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - BACKDATE)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(_authority_key_id(issuer_cert), critical=False)
+        .sign(issuer_key, signature_hash(issuer_key))
+    )
+
+
+def _authority_key_id(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    """AKI copied from the issuer's SKI (so clients can match it), else derived from its key."""
+    try:
+        ski = issuer_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.AuthorityKeyIdentifier.from_issuer_public_key(
+            issuer_cert.public_key()  # type: ignore[arg-type]
+        )
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def general_name(name: str) -> x509.GeneralName:
+    """An IP literal becomes an iPAddress SAN; anything else (also `*.x`) a dNSName."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def _leaf_key_usage(public_key: Any) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=False,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_leaf(
+    public_key: CertificatePublicKeyTypes,
+    names: Sequence[str],
+    issuer_cert: x509.Certificate,
+    issuer_key: CertificateIssuerPrivateKeyTypes,
+    not_before: datetime,
+    not_after: datetime,
+) -> x509.Certificate:
+    """End-entity TLS certificate for `names` (first name as CN when it fits)."""
+    if not names:
+        raise ValueError("a certificate needs at least one name")
+    first = names[0]
+    subject = (
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])
+        if len(first) <= MAX_CN_LENGTH
+        else x509.Name([])
+    )
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(
+            x509.SubjectAlternativeName([general_name(n) for n in names]),
+            # RFC 5280 4.2.1.6: critical when the subject is empty.
+            critical=len(subject) == 0,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_leaf_key_usage(public_key), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(_authority_key_id(issuer_cert), critical=False)
+        .sign(issuer_key, signature_hash(issuer_key))
+    )

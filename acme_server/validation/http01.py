@@ -315,12 +315,13 @@ async def _get(
     except aiohttp.ServerDisconnectedError:
         raise ValidationError(
             "connection",
-            f"Server at {where} closed the connection without a response",
+            f"Connection closed without a response by {where}",
             transient=True,
         ) from None
     except aiohttp.ClientResponseError as exc:
         raise ValidationError(
-            "connection", f"Invalid HTTP response from {where}: {exc.message}"
+            "connection",
+            f"Invalid HTTP response from {where}: {_clip(' '.join(exc.message.split()), 120)}",
         ) from None
     except aiohttp.ClientError as exc:
         raise ValidationError(

@@ -1,0 +1,313 @@
+"""http-01 validation against a real local aiohttp server, with every name resolved by a
+real BIND9 (tests/infra) that answers 127.0.0.1 for any name in `acme.test`."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import dns.asyncresolver
+import pytest
+from aiohttp import web
+
+from acme_server.validation import (
+    ValidationError,
+    make_http_session,
+    make_resolver,
+    validate_http01,
+)
+from acme_server.validation.http01 import MAX_BODY_BYTES, USER_AGENT, _redirect_target
+from tests.infra.bind import BindServer
+
+pytest_plugins = ["tests.infra.fixtures"]
+
+PREFIX = "/.well-known/acme-challenge/"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ChallengeServer:
+    """A real HTTP server on 127.0.0.1:port whose behaviour each test sets per token."""
+
+    port: int = 0
+    files: dict[str, bytes] = field(default_factory=dict)
+    redirects: dict[str, tuple[int, str]] = field(default_factory=dict)
+    slow: set[str] = field(default_factory=set)
+    seen: list[tuple[str, str, str]] = field(default_factory=list)  # (path, Host, User-Agent)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        self.seen.append(
+            (request.path, request.headers.get("Host", ""), request.headers.get("User-Agent", ""))
+        )
+        if token in self.slow:
+            await asyncio.sleep(30)
+        if token in self.redirects:
+            status, location = self.redirects[token]
+            return web.Response(status=status, headers={"Location": location})
+        if token in self.files:
+            return web.Response(body=self.files[token], content_type="text/plain")
+        return web.Response(status=404, text="not here")
+
+    def url(self, name: str, token: str) -> str:
+        return f"http://{name}:{self.port}{PREFIX}{token}"
+
+
+@pytest.fixture
+async def challenge_server() -> AsyncIterator[ChallengeServer]:
+    server = ChallengeServer()
+    app = web.Application()
+    app.router.add_get(PREFIX + "{token}", server.handle)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server.port = runner.addresses[0][1]
+    try:
+        yield server
+    finally:
+        await runner.cleanup()
+
+
+@pytest.fixture
+def resolver(bind_server: BindServer) -> dns.asyncresolver.Resolver:
+    return make_resolver([bind_server.resolver_address], timeout=3.0)
+
+
+@pytest.fixture
+async def session(resolver: dns.asyncresolver.Resolver) -> AsyncIterator[aiohttp.ClientSession]:
+    async with make_http_session(resolver, timeout=10.0) as http:
+        yield http
+
+
+def _name() -> str:
+    return f"h{secrets.token_hex(6)}.acme.test"
+
+
+def _challenge() -> tuple[str, str]:
+    token = secrets.token_urlsafe(32)
+    return token, f"{token}.{secrets.token_urlsafe(32)}"
+
+
+async def _validate(
+    server: ChallengeServer,
+    resolver: dns.asyncresolver.Resolver,
+    session: aiohttp.ClientSession,
+    name: str,
+    token: str,
+    key_auth: str,
+    **kwargs: Any,
+) -> None:
+    await validate_http01(
+        name, token, key_auth, port=server.port, resolver=resolver, session=session, **kwargs
+    )
+
+
+async def _failure(*args: Any, **kwargs: Any) -> ValidationError:
+    with pytest.raises(ValidationError) as info:
+        await _validate(*args, **kwargs)
+    return info.value
+
+
+async def test_correct_body_validates_through_bind(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.files[token] = (key_auth + "\r\n").encode()  # trailing whitespace is fine
+    await _validate(challenge_server, resolver, session, name, token, key_auth)
+    assert challenge_server.seen == [
+        (PREFIX + token, f"{name}:{challenge_server.port}", USER_AGENT)
+    ]
+
+
+async def test_wrong_body_is_unauthorized(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.files[token] = b"x" * 200
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "unauthorized"
+    assert not err.transient
+    assert err.detail.startswith(
+        "The key authorization file from the server did not match this challenge: "
+        f'expected "{key_auth}" got "{"x" * 80}..."'
+    )
+
+
+async def test_404_is_unauthorized_with_status(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "unauthorized"
+    assert not err.transient
+    assert err.detail == (
+        f"Invalid response from {challenge_server.url(name, token)} [127.0.0.1]: HTTP 404"
+    )
+
+
+async def test_redirect_to_another_path_and_host_is_followed(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name, other = _name(), _name()
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, f"{PREFIX}hop")  # relative
+    challenge_server.redirects["hop"] = (301, challenge_server.url(other, "final"))
+    challenge_server.files["final"] = key_auth.encode()
+    await _validate(challenge_server, resolver, session, name, token, key_auth)
+    assert [(path, host) for path, host, _ in challenge_server.seen] == [
+        (PREFIX + token, f"{name}:{challenge_server.port}"),
+        (PREFIX + "hop", f"{name}:{challenge_server.port}"),
+        (PREFIX + "final", f"{other}:{challenge_server.port}"),
+    ]
+
+
+async def test_redirect_loop_is_detected(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, f"{PREFIX}back")
+    challenge_server.redirects["back"] = (307, f"{PREFIX}{token}")
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "connection"
+    assert not err.transient
+    assert err.detail == (
+        f"Redirect loop detected: {challenge_server.url(name, 'back')} redirects back to "
+        f"{challenge_server.url(name, token)}"
+    )
+
+
+async def test_too_many_redirects(challenge_server: ChallengeServer, resolver, session) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, f"{PREFIX}r1")
+    for i in range(1, 6):
+        challenge_server.redirects[f"r{i}"] = (302, f"{PREFIX}r{i + 1}")
+    challenge_server.files["r6"] = key_auth.encode()
+    err = await _failure(
+        challenge_server, resolver, session, name, token, key_auth, max_redirects=3
+    )
+    assert err.problem_type == "connection"
+    assert err.detail == (
+        f"Too many redirects (more than 3) following {challenge_server.url(name, 'r3')}"
+    )
+    # The same chain is fine with the default limit.
+    challenge_server.seen.clear()
+    await _validate(challenge_server, resolver, session, name, token, key_auth)
+    assert len(challenge_server.seen) == 7
+
+
+async def test_redirect_to_other_port_or_scheme_is_refused(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, f"http://{name}:8081/x")
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "connection"
+    assert "port 8081 is not allowed" in err.detail
+    challenge_server.redirects[token] = (302, f"ftp://{name}/x")
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert "only http and https targets are followed" in err.detail
+
+
+def test_redirect_target_policy() -> None:
+    here = "http://a.acme.test:5002/.well-known/acme-challenge/t"
+    assert str(_redirect_target(here, "https://b.acme.test/p#frag", 5002)) == (
+        "https://b.acme.test/p"
+    )
+    assert str(_redirect_target(here, "http://b.acme.test/p", 5002)) == "http://b.acme.test/p"
+    assert str(_redirect_target(here, "//b.acme.test:5002/p", 5002)) == (
+        "http://b.acme.test:5002/p"
+    )
+    with pytest.raises(ValidationError, match="port 8443"):
+        _redirect_target(here, "https://b.acme.test:8443/p", 5002)
+
+
+async def test_too_large_body_is_refused(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.files[token] = key_auth.encode() + b" " * MAX_BODY_BYTES
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "unauthorized"
+    assert err.detail.startswith(
+        f"The response from {challenge_server.url(name, token)} is larger than "
+        f"{MAX_BODY_BYTES} bytes"
+    )
+
+
+async def test_connection_refused_is_transient(resolver, session) -> None:
+    server = ChallengeServer(port=_free_port())  # nothing listens there
+    name = _name()
+    token, key_auth = _challenge()
+    err = await _failure(server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "connection"
+    assert err.transient
+    assert err.detail == f"Connection refused to 127.0.0.1:{server.port} fetching " + server.url(
+        name, token
+    )
+
+
+async def test_slow_server_times_out(challenge_server: ChallengeServer, resolver, session) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.slow.add(token)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth, timeout=0.5)
+    assert loop.time() - started < 5
+    assert err.problem_type == "connection"
+    assert err.transient
+    assert err.detail == (
+        "Timeout after 0.5s connecting to or waiting for a response from "
+        f"127.0.0.1:{challenge_server.port} fetching {challenge_server.url(name, token)}"
+    )
+
+
+async def test_nxdomain_is_a_dns_problem(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    # `ns.acme.test` exists, so the zone's `*` does not cover names below it: NXDOMAIN.
+    name = f"{secrets.token_hex(4)}.ns.acme.test"
+    token, key_auth = _challenge()
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "dns"
+    assert not err.transient
+    assert err.detail == f"DNS problem: NXDOMAIN looking up A for {name}"
+    assert challenge_server.seen == []
+
+
+async def test_session_resolves_names_through_bind(
+    challenge_server: ChallengeServer, session: aiohttp.ClientSession
+) -> None:
+    """The session's connector never uses getaddrinfo: `*.acme.test` only exists in BIND."""
+    name = _name()
+    challenge_server.files["plain"] = b"hello"
+    async with session.get(challenge_server.url(name, "plain")) as response:
+        assert response.status == 200
+        assert await response.read() == b"hello"
+    assert challenge_server.seen[-1][1] == f"{name}:{challenge_server.port}"
+
+
+async def test_wildcard_name_is_malformed(resolver, session) -> None:
+    with pytest.raises(ValidationError) as info:
+        await validate_http01(
+            "*.x.acme.test", "t", "t.k", port=80, resolver=resolver, session=session
+        )
+    assert info.value.problem_type == "malformed"

@@ -9,13 +9,16 @@ RFC 2136 solver do) and checked with dnspython.
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import secrets
 import shlex
+import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,6 +43,21 @@ INSTALL_HINT = "run `bash tools/install-system-deps.sh` (as root) to install Deb
 
 class BindError(RuntimeError):
     """named could not be started or an update failed."""
+
+
+def die_with_parent(sig: int) -> Callable[[], None] | None:
+    """A preexec_fn so a killed test run leaves no server behind (Linux PR_SET_PDEATHSIG).
+
+    The signal fires when the *thread* that forked exits, so only from the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def set_pdeathsig() -> None:
+        libc.prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return set_pdeathsig
 
 
 def missing_binaries() -> list[str]:
@@ -136,6 +154,7 @@ class BindServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
             log.close()
             try:

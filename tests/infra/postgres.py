@@ -14,6 +14,7 @@ import pwd
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -22,11 +23,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from tests.infra.bind import die_with_parent
+
 PG_VERSION = "15"
 PG_BINDIR = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
 SERVICE_USER = "postgres"
 INSTALL_HINT = "run `bash tools/install-system-deps.sh` (as root) to install Debian's postgresql-15"
 _DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_TMP_PREFIX = "acme-gateway-pg-"
 
 
 class PostgresError(RuntimeError):
@@ -69,6 +73,19 @@ def _ensure_service_user() -> pwd.struct_passwd:
         return pwd.getpwnam(SERVICE_USER)
 
 
+def _sweep_abandoned_clusters(min_age: float = 600.0) -> None:
+    """Remove clusters of killed test runs: no running postmaster and not just created."""
+    for path in Path(tempfile.gettempdir()).glob(_TMP_PREFIX + "*"):
+        try:
+            if (path / "data" / "postmaster.pid").exists():
+                continue
+            if time.time() - path.stat().st_mtime < min_age:
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
 class PostgresServer:
     """One `postgres` process with a throwaway cluster; `.url` names its main database."""
 
@@ -105,7 +122,8 @@ class PostgresServer:
         self.log_file = self.workdir / "postgres.log"
         if os.geteuid() == 0:
             self._run_as = _ensure_service_user()
-            self._private_tmp = Path(tempfile.mkdtemp(prefix="acme-gateway-pg-"))
+            _sweep_abandoned_clusters()
+            self._private_tmp = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX))
             base = self._private_tmp
             os.chown(base, self._run_as.pw_uid, self._run_as.pw_gid)
             # Where to look when debugging: workdir/cluster points at the real directory.
@@ -236,6 +254,7 @@ class PostgresServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.cluster_dir,
+                preexec_fn=die_with_parent(signal.SIGINT),
                 **self._popen_user_kwargs(),
             )
 
@@ -256,7 +275,7 @@ class PostgresServer:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(2)  # SIGINT: "fast" shutdown, disconnects clients
+        proc.send_signal(signal.SIGINT)  # "fast" shutdown, disconnects clients
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:

@@ -13,9 +13,11 @@ import dns.rcode
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
+import pytest
 import sqlalchemy as sa
 
 from acme_server.store.database import Database
+from tests.infra import bind, postgres
 from tests.infra.bind import BindServer
 from tests.infra.postgres import PostgresServer
 
@@ -177,3 +179,22 @@ async def test_created_databases_are_isolated(postgres_server: PostgresServer) -
         assert await conn.fetchval("SELECT to_regclass('public.registrations')") is not None
     finally:
         await conn.close()
+
+
+# -- missing binaries fail loudly with the install command ----------------------------------
+
+
+def test_missing_named_names_the_install_script(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(bind, "NAMED", str(tmp_path / "no-named"))
+    with pytest.raises(bind.BindError, match=r"install-system-deps\.sh"):
+        BindServer().start(tmp_path)
+
+
+def test_missing_postgres_names_the_install_script(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(postgres, "PG_BINDIR", tmp_path / "no-bin")
+    with pytest.raises(postgres.PostgresError, match=r"install-system-deps\.sh"):
+        PostgresServer().start(tmp_path)

@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import josepy
 from cryptography.exceptions import InvalidSignature
@@ -93,7 +93,7 @@ def load_jwk(obj: Any) -> AccountKey:
     if kty not in ("RSA", "EC"):
         raise AcmeProblem("badPublicKey", f"unsupported key type {kty!r}")
     try:
-        parsed = josepy.JWK.from_json(obj)
+        parsed = cast(josepy.JWK, josepy.JWK.from_json(obj))
     except (josepy.errors.DeserializationError, ValueError, TypeError, KeyError) as exc:
         raise AcmeProblem("badPublicKey", f"invalid {kty} JWK: {exc}") from None
     key = parsed.key._wrapped if hasattr(parsed.key, "_wrapped") else parsed.key
@@ -105,9 +105,7 @@ def load_jwk(obj: Any) -> AccountKey:
                 f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, got {key.key_size}",
             )
     elif isinstance(key, ec.EllipticCurvePublicKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(
-            key.curve.name
-        )
+        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(key.curve.name)
         if crv is None:
             raise AcmeProblem("badPublicKey", f"unsupported curve {key.curve.name}")
     else:

@@ -87,8 +87,9 @@ async def create(
     eab_kid: str | None,
     eab_binding: dict[str, Any] | None,
 ) -> Account:
+    account_id = new_id()
     values = {
-        "id": new_id(),
+        "id": account_id,
         "key_thumbprint": thumbprint,
         "jwk": jwk,
         "status": "valid",
@@ -100,7 +101,7 @@ async def create(
         "created_at": datetime.now(UTC),
     }
     await conn.execute(accounts.insert().values(**values))
-    account = await by_id(conn, values["id"])
+    account = await by_id(conn, account_id)
     assert account is not None
     return account
 

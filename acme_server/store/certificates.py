@@ -30,8 +30,17 @@ class StoredCertificate:
 
 def _cert(row: Any) -> StoredCertificate:
     return StoredCertificate(
-        row.id, row.serial, row.order_id, row.account_id, row.registration_id, list(row.names),
-        row.chain_pem, row.spki_sha256, row.not_before, row.not_after, row.revoked_at,
+        row.id,
+        row.serial,
+        row.order_id,
+        row.account_id,
+        row.registration_id,
+        list(row.names),
+        row.chain_pem,
+        row.spki_sha256,
+        row.not_before,
+        row.not_after,
+        row.revoked_at,
         row.revocation_reason,
     )
 

@@ -62,7 +62,13 @@ class Order:
 
 def _challenge(row: Any) -> Challenge:
     return Challenge(
-        row.id, row.authz_id, row.type, row.token, row.status, row.validated_at, row.error,
+        row.id,
+        row.authz_id,
+        row.type,
+        row.token,
+        row.status,
+        row.validated_at,
+        row.error,
         row.attempts,
     )
 
@@ -88,8 +94,13 @@ async def get_authz(conn: AsyncConnection, authz_id: str) -> Authorization | Non
         return None
     chals = (await _challenges_of(conn, [authz_id]))[authz_id]
     return Authorization(
-        row.id, row.account_id, row.identifier_value, row.wildcard, row.status,
-        row.expires_at, tuple(chals),
+        row.id,
+        row.account_id,
+        row.identifier_value,
+        row.wildcard,
+        row.status,
+        row.expires_at,
+        tuple(chals),
     )
 
 
@@ -110,8 +121,15 @@ async def get_order(conn: AsyncConnection, order_id: str) -> Order | None:
         )
     ).scalars()
     return Order(
-        row.id, row.account_id, row.status, row.identifiers, row.error, row.certificate_id,
-        row.expires_at, row.created_at, tuple(authz_ids),
+        row.id,
+        row.account_id,
+        row.status,
+        row.identifiers,
+        row.error,
+        row.certificate_id,
+        row.expires_at,
+        row.created_at,
+        tuple(authz_ids),
     )
 
 
@@ -156,8 +174,13 @@ async def create_order(
         authz_id = new_id()
         await conn.execute(
             authorizations.insert().values(
-                id=authz_id, account_id=account_id, identifier_value=value, wildcard=wildcard,
-                status="pending", expires_at=order_expires, created_at=now,
+                id=authz_id,
+                account_id=account_id,
+                identifier_value=value,
+                wildcard=wildcard,
+                status="pending",
+                expires_at=order_expires,
+                created_at=now,
             )
         )
         types = ["dns-01"] if wildcard else ["http-01", "dns-01"]
@@ -165,8 +188,12 @@ async def create_order(
             challenges.insert(),
             [
                 {
-                    "id": new_id(), "authz_id": authz_id, "type": t,
-                    "token": secrets.token_urlsafe(32), "status": "pending", "attempts": 0,
+                    "id": new_id(),
+                    "authz_id": authz_id,
+                    "type": t,
+                    "token": secrets.token_urlsafe(32),
+                    "status": "pending",
+                    "attempts": 0,
                 }
                 for t in types
             ],
@@ -183,10 +210,12 @@ async def create_order(
         )
     await conn.execute(
         orders.insert().values(
-            id=order_id, account_id=account_id,
+            id=order_id,
+            account_id=account_id,
             status="ready" if statuses == {"valid"} else "pending",
             identifiers=[{"type": "dns", "value": n} for n in names],
-            expires_at=order_expires, created_at=now,
+            expires_at=order_expires,
+            created_at=now,
         )
     )
     await conn.execute(
@@ -239,7 +268,9 @@ async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
         statuses = {r.status for r in rows}
         if statuses & FINAL_AUTHZ:
             new_status = "invalid"
-            error = await _first_challenge_error(conn, [r.id for r in rows if r.status in FINAL_AUTHZ])
+            error = await _first_challenge_error(
+                conn, [r.id for r in rows if r.status in FINAL_AUTHZ]
+            )
         elif statuses == {"valid"}:
             new_status = "ready"
     if new_status != order.status:
@@ -257,9 +288,9 @@ async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
 async def _first_challenge_error(conn: AsyncConnection, authz_ids: list[str]) -> dict[str, Any]:
     err = (
         await conn.execute(
-            sa.select(challenges.c.error).where(
-                challenges.c.authz_id.in_(authz_ids), challenges.c.error.is_not(None)
-            ).limit(1)
+            sa.select(challenges.c.error)
+            .where(challenges.c.authz_id.in_(authz_ids), challenges.c.error.is_not(None))
+            .limit(1)
         )
     ).scalar()
     return err or {
@@ -304,7 +335,9 @@ async def set_authz_status(
     values: dict[str, Any] = {"status": status}
     if expires_at is not None:
         values["expires_at"] = expires_at
-    await conn.execute(authorizations.update().where(authorizations.c.id == authz_id).values(**values))
+    await conn.execute(
+        authorizations.update().where(authorizations.c.id == authz_id).values(**values)
+    )
     for order in await orders_of_authz(conn, authz_id):
         await refresh_order(conn, order)
 

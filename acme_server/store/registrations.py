@@ -305,7 +305,9 @@ async def remove_domain(db: Database, name: str, domain: str) -> bool:
 async def bound_accounts(db: Database, name: str) -> list[BoundAccount]:
     async with db.transaction() as conn:
         rows = await conn.execute(
-            sa.select(accounts.c.id, accounts.c.status, accounts.c.key_thumbprint, accounts.c.created_at)
+            sa.select(
+                accounts.c.id, accounts.c.status, accounts.c.key_thumbprint, accounts.c.created_at
+            )
             .join(registrations, registrations.c.id == accounts.c.registration_id)
             .where(registrations.c.name == name)
             .order_by(accounts.c.created_at)

@@ -22,7 +22,6 @@ metadata = sa.MetaData(
 )
 
 
-
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
 

@@ -1,0 +1,198 @@
+"""Background challenge validation shared by every server process.
+
+Accepted challenges sit in the store as `processing` with a due time. Each process leases
+due ones (a conditional UPDATE, so two processes never validate the same attempt), runs the
+validator, and records the outcome. Nothing lives only in memory: after a restart, or
+when another process dies mid-attempt and its lease runs out, the work is picked up again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import dns.asyncresolver
+import sqlalchemy as sa
+
+from acme_server.config import Settings
+from acme_server.metrics import VALIDATIONS
+from acme_server.problems import problem_json
+from acme_server.store import orders as order_store
+from acme_server.store.database import Database
+from acme_server.store.schema import accounts, authorizations, challenges
+from acme_server.validation.dns01 import validate_dns01
+from acme_server.validation.errors import ValidationError
+from acme_server.validation.http01 import validate_http01
+
+log = logging.getLogger("acme_server.validation")
+
+LEASE = timedelta(seconds=30)
+POLL_SECONDS = 1.0
+RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
+
+
+class ValidationScheduler:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        resolver: dns.asyncresolver.Resolver,
+        session: aiohttp.ClientSession,
+        wakeup: asyncio.Event,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._resolver = resolver
+        self._session = session
+        self._wakeup = wakeup
+        self._slots = asyncio.Semaphore(settings.validation_concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._held: set[str] = set()
+
+    async def run(self) -> None:
+        """Loop until cancelled; each round leases what is due and validates it."""
+        while True:
+            try:
+                await self._round()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("validation round failed; retrying")
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+
+    async def close(self) -> None:
+        """Stop attempts in flight and hand their leases back so others retry at once."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+        if self._held:
+            async with self._db.transaction() as conn:
+                await conn.execute(
+                    challenges.update()
+                    .where(challenges.c.id.in_(self._held), challenges.c.status == "processing")
+                    .values(lease_until=None)
+                )
+
+    async def _round(self) -> None:
+        free = self._settings.validation_concurrency - len(self._running)
+        if free <= 0:
+            return
+        now = datetime.now(UTC)
+        async with self._db.transaction() as conn:
+            claimed = await order_store.claim_due_challenges(conn, now=now, lease=LEASE, limit=free)
+        for challenge_id in claimed:
+            self._held.add(challenge_id)
+            task = asyncio.create_task(self._attempt(challenge_id))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _attempt(self, challenge_id: str) -> None:
+        try:
+            await self._validate(challenge_id)
+        finally:
+            self._held.discard(challenge_id)
+
+    async def _validate(self, challenge_id: str) -> None:
+        async with self._slots:
+            job = await self._load(challenge_id)
+            if job is None:
+                return
+            chal_type, token, name, thumbprint, attempts = job
+            key_authorization = f"{token}.{thumbprint}"
+            try:
+                if chal_type == "http-01":
+                    await validate_http01(
+                        name,
+                        token,
+                        key_authorization,
+                        port=self._settings.http01_port,
+                        resolver=self._resolver,
+                        session=self._session,
+                        timeout=self._settings.validation_timeout,
+                    )
+                else:
+                    await validate_dns01(name, key_authorization, resolver=self._resolver)
+            except ValidationError as exc:
+                await self._failed(challenge_id, chal_type, name, exc, attempts)
+                return
+            except Exception as exc:  # a validator bug must not strand the challenge
+                log.exception("validator crashed for challenge %s", challenge_id)
+                await self._failed(
+                    challenge_id,
+                    chal_type,
+                    name,
+                    ValidationError("serverInternal", f"validation failed: {type(exc).__name__}"),
+                    attempts,
+                )
+                return
+            VALIDATIONS.labels(chal_type, "valid").inc()
+            log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
+            async with self._db.transaction() as conn:
+                await order_store.finish_challenge(
+                    conn,
+                    challenge_id,
+                    valid=True,
+                    error=None,
+                    authz_lifetime=self._settings.authz_lifetime,
+                )
+
+    async def _load(self, challenge_id: str) -> tuple[str, str, str, str, int] | None:
+        from acme_server.jose import load_jwk
+
+        async with self._db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(
+                        challenges.c.type,
+                        challenges.c.token,
+                        challenges.c.attempts,
+                        authorizations.c.identifier_value,
+                        accounts.c.jwk,
+                    )
+                    .join(authorizations, authorizations.c.id == challenges.c.authz_id)
+                    .join(accounts, accounts.c.id == authorizations.c.account_id)
+                    .where(challenges.c.id == challenge_id, challenges.c.status == "processing")
+                )
+            ).first()
+        if row is None:
+            return None
+        thumbprint = load_jwk(row.jwk).thumbprint
+        return row.type, row.token, row.identifier_value, thumbprint, row.attempts
+
+    async def _failed(
+        self, challenge_id: str, chal_type: str, name: str, exc: ValidationError, attempts: int
+    ) -> None:
+        error = problem_json(exc.problem_type, exc.detail)
+        error["identifier"] = {"type": "dns", "value": name}
+        attempt = attempts + 1
+        final = not exc.transient or attempt >= self._settings.validation_max_attempts
+        async with self._db.transaction() as conn:
+            if final:
+                VALIDATIONS.labels(chal_type, "invalid").inc()
+                log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
+                await order_store.finish_challenge(
+                    conn,
+                    challenge_id,
+                    valid=False,
+                    error=error,
+                    authz_lifetime=self._settings.authz_lifetime,
+                )
+            else:
+                delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+                log.info(
+                    "%s for %s attempt %d failed, retry in %ds: %s",
+                    chal_type,
+                    name,
+                    attempt,
+                    delay,
+                    exc.detail,
+                )
+                await order_store.retry_challenge(
+                    conn, challenge_id, error=error, delay=timedelta(seconds=delay)
+                )

@@ -1,0 +1,130 @@
+"""Authenticating ACME POSTs: JWS shape, URL, nonce, key or account, signature, access."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from acme_server.jose import (
+    AccountKey,
+    ParsedJWS,
+    check_signature_alg,
+    load_jwk,
+    parse_flattened,
+    verify,
+)
+from acme_server.problems import AcmeProblem
+from acme_server.store import accounts as account_store
+from acme_server.store import registrations as registration_store
+from acme_server.store.accounts import Account
+from acme_server.store.registrations import Registration
+from acme_server.web.state import AppState, state_of
+
+JOSE_JSON = "application/jose+json"
+
+
+@dataclass(frozen=True)
+class SignedRequest:
+    jws: ParsedJWS
+    key: AccountKey  # the key that signed (account key for kid, embedded key for jwk)
+    account: Account | None  # set for kid-signed requests
+    url: str
+    registration: Registration | None = None  # the account's live pre-registration
+
+
+async def read_jws(request: web.Request, state: AppState) -> ParsedJWS:
+    if request.content_type != JOSE_JSON:
+        raise AcmeProblem(
+            "malformed",
+            f"Content-Type must be {JOSE_JSON}, not {request.content_type or 'missing'}",
+            status=415,
+        )
+    limit = state.settings.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise AcmeProblem("malformed", "request body is not JSON") from None
+    return parse_flattened(obj)
+
+
+async def authenticate(
+    request: web.Request, *, allow_jwk: bool = False, require_jwk: bool = False
+) -> SignedRequest:
+    """Verify a POST; `require_jwk` for newAccount, `allow_jwk` also for revokeCert."""
+    state = state_of(request)
+    jws = await read_jws(request, state)
+    header = jws.protected
+    url = state.urls.request_url(request.path_qs)
+    check_signature_alg(jws)
+    if header.get("url") != url:
+        raise AcmeProblem(
+            "unauthorized", f"JWS url header {header.get('url')!r} does not match {url!r}"
+        )
+    has_jwk, has_kid = "jwk" in header, "kid" in header
+    if has_jwk == has_kid:
+        raise AcmeProblem("malformed", "JWS protected header must have exactly one of jwk or kid")
+    if require_jwk and not has_jwk:
+        raise AcmeProblem("malformed", "this request must be signed with an embedded jwk, not kid")
+    if has_jwk and not (require_jwk or allow_jwk):
+        raise AcmeProblem("malformed", "this request must be signed with the account kid, not jwk")
+    await state.nonces.consume(header.get("nonce"))
+    account: Account | None = None
+    if has_kid:
+        account = await _account_for_kid(state, header["kid"])
+        key = load_jwk(account.jwk)
+    else:
+        key = load_jwk(header["jwk"])
+    verify(jws, key)
+    registration = await check_account_access(state, account) if account is not None else None
+    return SignedRequest(jws, key, account, url, registration)
+
+
+async def _account_for_kid(state: AppState, kid: Any) -> Account:
+    account_id = state.urls.account_id_from_url(kid) if isinstance(kid, str) else None
+    if account_id is None:
+        raise AcmeProblem("malformed", f"kid {kid!r} is not an account URL of this server")
+    async with state.db.transaction() as conn:
+        account = await account_store.by_id(conn, account_id)
+    if account is None:
+        raise AcmeProblem("accountDoesNotExist", f"no account at {kid}")
+    return account
+
+
+async def check_account_access(state: AppState, account: Account) -> Registration | None:
+    """Refuse deactivated accounts and accounts whose pre-registration is gone or suspended."""
+    if account.status != "valid":
+        raise AcmeProblem("unauthorized", f"account is {account.status}")
+    if account.registration_id is None:
+        if account.eab_kid is not None:
+            raise AcmeProblem(
+                "unauthorized",
+                f"the pre-registration {account.eab_kid!r} this account was bound to was deleted",
+            )
+        if state.settings.eab_required:
+            raise AcmeProblem(
+                "unauthorized",
+                "this server requires pre-registration and the account is not bound to one",
+            )
+        return None
+    async with state.db.transaction() as conn:
+        registration = await registration_store.load_by_id(conn, account.registration_id)
+    if registration is None:
+        raise AcmeProblem("unauthorized", "the account's pre-registration was deleted")
+    if registration.suspended:
+        raise AcmeProblem(
+            "unauthorized", f"the account's pre-registration {registration.kid!r} is suspended"
+        )
+    return registration
+
+
+def require_post_as_get(signed: SignedRequest) -> None:
+    if not signed.jws.is_post_as_get:
+        raise AcmeProblem("malformed", "this resource expects POST-as-GET (an empty payload)")

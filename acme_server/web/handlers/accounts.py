@@ -1,0 +1,205 @@
+"""newAccount, account update/deactivation, keyChange (RFC 8555 7.3)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy.exc import IntegrityError
+
+from acme_server import jose
+from acme_server.problems import AcmeProblem
+from acme_server.store import accounts as account_store
+from acme_server.store import registrations as registration_store
+from acme_server.store.accounts import Account
+from acme_server.web.auth import authenticate, check_account_access
+from acme_server.web.responses import acme_json
+from acme_server.web.state import AppState, state_of
+from acme_server.web.views import account_json
+
+MAX_CONTACTS = 10
+
+
+def _contacts(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise AcmeProblem("invalidContact", "contact must be a list of strings")
+    if len(value) > MAX_CONTACTS:
+        raise AcmeProblem("invalidContact", f"at most {MAX_CONTACTS} contacts are allowed")
+    for contact in value:
+        scheme, _, address = contact.partition(":")
+        if scheme.lower() != "mailto":
+            raise AcmeProblem(
+                "unsupportedContact", f"only mailto: contacts are supported, got {contact!r}"
+            )
+        if "?" in address or "," in address or "@" not in address or address.startswith("@"):
+            raise AcmeProblem("invalidContact", f"{contact!r} is not a single plain email address")
+    return list(value)
+
+
+async def new_account(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request, require_jwk=True)
+    payload = signed.jws.payload_json()
+    async with state.db.transaction() as conn:
+        existing = await account_store.by_thumbprint(conn, signed.key.thumbprint)
+    if existing is not None:
+        # Lookup (with or without onlyReturnExisting) needs no EAB, but a refused
+        # account stays refused.
+        await check_account_access(state, existing)
+        return acme_json(
+            request,
+            account_json(existing, state.urls),
+            status=200,
+            location=state.urls.account(existing.id),
+        )
+    if payload.get("onlyReturnExisting") is True:
+        raise AcmeProblem("accountDoesNotExist", "no account exists for this key")
+    contact = _contacts(payload.get("contact"))
+    tos = payload.get("termsOfServiceAgreed") is True
+    if state.settings.terms_of_service and not tos:
+        raise AcmeProblem(
+            "userActionRequired",
+            "you must agree to the terms of service (termsOfServiceAgreed: true)",
+            headers={"Link": f'<{state.settings.terms_of_service}>;rel="terms-of-service"'},
+        )
+    eab = payload.get("externalAccountBinding")
+    if eab is None and state.settings.eab_required:
+        raise AcmeProblem(
+            "externalAccountRequired",
+            "this server requires an externalAccountBinding (pre-registration key ID and HMAC key)",
+        )
+    account = await _create(state, signed.key, contact, tos, eab)
+    return acme_json(
+        request,
+        account_json(account, state.urls),
+        status=201,
+        location=state.urls.account(account.id),
+    )
+
+
+async def _create(
+    state: AppState, key: jose.AccountKey, contact: list[str], tos: bool, eab: Any
+) -> Account:
+    registration_id: int | None = None
+    eab_kid: str | None = None
+    if eab is not None:
+        eab_kid, eab_jws = jose.verify_eab(eab, outer_key=key, url=state.urls.new_account)
+    try:
+        async with state.db.transaction() as conn:
+            if eab is not None:
+                assert eab_kid is not None
+                registration = await registration_store.load_by_kid(conn, eab_kid)
+                if registration is None:
+                    raise AcmeProblem(
+                        "unauthorized", f"unknown externalAccountBinding key ID {eab_kid!r}"
+                    )
+                if not jose.eab_mac_valid(eab_jws, registration.hmac_key):
+                    raise AcmeProblem(
+                        "unauthorized",
+                        "externalAccountBinding MAC does not verify with the key for this key ID",
+                    )
+                if registration.suspended:
+                    raise AcmeProblem("unauthorized", f"pre-registration {eab_kid!r} is suspended")
+                await account_store.lock_registration(conn, registration.id)
+                if registration.max_accounts is not None:
+                    bound = await account_store.count_for_registration(conn, registration.id)
+                    if bound >= registration.max_accounts:
+                        raise AcmeProblem(
+                            "unauthorized",
+                            f"pre-registration {eab_kid!r} already has its maximum of "
+                            f"{registration.max_accounts} account(s)",
+                        )
+                registration_id = registration.id
+            return await account_store.create(
+                conn,
+                thumbprint=key.thumbprint,
+                jwk=key.jwk,
+                contact=contact,
+                tos_agreed=tos,
+                registration_id=registration_id,
+                eab_kid=eab_kid,
+                eab_binding=eab,
+            )
+    except IntegrityError:
+        # The same key registered concurrently: answer like any existing-key lookup.
+        async with state.db.transaction() as conn:
+            existing = await account_store.by_thumbprint(conn, key.thumbprint)
+        if existing is None:
+            raise
+        return existing
+
+
+async def account(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request)
+    assert signed.account is not None
+    if signed.account.id != request.match_info["account_id"]:
+        raise AcmeProblem("unauthorized", "the request is signed by a different account")
+    current = signed.account
+    if not signed.jws.is_post_as_get:
+        payload = signed.jws.payload_json()
+        changes: dict[str, Any] = {}
+        if "contact" in payload:
+            changes["contact"] = _contacts(payload["contact"])
+        if payload.get("termsOfServiceAgreed") is True:
+            changes["tos_agreed"] = True
+        if "status" in payload:
+            if payload["status"] != "deactivated":
+                raise AcmeProblem("malformed", "an account's status can only be set to deactivated")
+            changes["status"] = "deactivated"
+        if changes:
+            async with state.db.transaction() as conn:
+                current = await account_store.update(conn, current.id, **changes)
+    return acme_json(
+        request, account_json(current, state.urls), location=state.urls.account(current.id)
+    )
+
+
+async def key_change(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request)
+    assert signed.account is not None
+    inner = jose.parse_flattened(signed.jws.payload_json(), what="keyChange inner JWS")
+    header = inner.protected
+    if "jwk" not in header or "kid" in header:
+        raise AcmeProblem("malformed", "the inner keyChange JWS must carry the new key as jwk")
+    if "nonce" in header:
+        raise AcmeProblem("malformed", "the inner keyChange JWS must not carry a nonce")
+    if header.get("url") != signed.url:
+        raise AcmeProblem("malformed", "the inner keyChange JWS url must equal the outer url")
+    new_key = jose.load_jwk(header["jwk"])
+    jose.verify(inner, new_key)
+    try:
+        body = json.loads(inner.payload)
+    except (ValueError, UnicodeDecodeError):
+        raise AcmeProblem("malformed", "the inner keyChange payload is not JSON") from None
+    if not isinstance(body, dict) or body.get("account") != state.urls.account(signed.account.id):
+        raise AcmeProblem(
+            "malformed", "keyChange payload account does not match the signing account"
+        )
+    old_key = jose.load_jwk(body.get("oldKey"))
+    if old_key.thumbprint != signed.key.thumbprint:
+        raise AcmeProblem("malformed", "keyChange oldKey is not the account's current key")
+    try:
+        async with state.db.transaction() as conn:
+            holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
+            if holder is not None:
+                raise AcmeProblem(
+                    "malformed",
+                    "the new key is already in use by an account",
+                    status=409,
+                    headers={"Location": state.urls.account(holder.id)},
+                )
+            updated = await account_store.update(
+                conn, signed.account.id, key_thumbprint=new_key.thumbprint, jwk=new_key.jwk
+            )
+    except IntegrityError:
+        raise AcmeProblem(
+            "malformed", "the new key is already in use by an account", status=409
+        ) from None
+    return acme_json(
+        request, account_json(updated, state.urls), location=state.urls.account(updated.id)
+    )

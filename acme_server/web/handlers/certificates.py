@@ -1,0 +1,155 @@
+"""finalize, certificate download, revokeCert (RFC 8555 7.4, 7.4.2, 7.6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from acme_server.ca import CSRError, check_csr, parse_csr, spki_sha256
+from acme_server.jose import b64u_decode
+from acme_server.metrics import CERTIFICATES_ISSUED, REVOCATIONS
+from acme_server.problems import AcmeProblem
+from acme_server.store import certificates as cert_store
+from acme_server.store import orders as order_store
+from acme_server.store.ids import new_id
+from acme_server.web.auth import authenticate, require_post_as_get
+from acme_server.web.handlers.orders import check_allowed, load_order_for
+from acme_server.web.responses import acme_json, link
+from acme_server.web.state import state_of
+from acme_server.web.views import order_json
+
+log = logging.getLogger("acme_server.issuance")
+
+REVOCATION_REASONS = {0, 1, 3, 4, 5}
+PEM_CHAIN = "application/pem-certificate-chain"
+
+
+async def finalize(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request)
+    assert signed.account is not None
+    payload = signed.jws.payload_json()
+    current = await load_order_for(request, signed)
+    if current.status != "ready":
+        raise AcmeProblem(
+            "orderNotReady",
+            f"order is {current.status}; it can be finalized only when ready",
+        )
+    csr_der = b64u_decode(payload.get("csr"), "csr")
+    try:
+        csr = parse_csr(csr_der)
+        check_csr(csr, current.names, account_key_spki_sha256=signed.key.spki_sha256())
+    except CSRError as exc:
+        raise AcmeProblem("badCSR", str(exc)) from None
+    # The allow-list may have shrunk since the order was placed.
+    check_allowed(current.names, signed.registration)
+    # One transaction: the order is either still ready or valid with its certificate.
+    async with state.db.transaction() as conn:
+        if not await order_store.set_order_status(
+            conn, current.id, expect="ready", status="processing"
+        ):
+            raise AcmeProblem("orderNotReady", "order is already being finalized")
+        issued = await asyncio.get_running_loop().run_in_executor(
+            None,
+            lambda: state.ca.issue(csr, current.names, validity=state.settings.cert_validity),
+        )
+        cert_id = new_id()
+        await cert_store.insert(
+            conn,
+            id=cert_id,
+            serial=issued.serial_hex,
+            order_id=current.id,
+            account_id=signed.account.id,
+            registration_id=signed.account.registration_id,
+            names=issued.names,
+            chain_pem=issued.chain_pem,
+            spki_sha256=issued.spki_sha256,
+            not_before=issued.not_before,
+            not_after=issued.not_after,
+        )
+        await order_store.set_order_status(
+            conn, current.id, expect="processing", status="valid", certificate_id=cert_id
+        )
+        done = await order_store.get_order(conn, current.id)
+    assert done is not None
+    CERTIFICATES_ISSUED.inc()
+    log.info("issued serial %s for %s (order %s)", issued.serial_hex, issued.names, current.id)
+    return acme_json(request, order_json(done, state.urls), location=state.urls.order(done.id))
+
+
+async def certificate(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request)
+    require_post_as_get(signed)
+    assert signed.account is not None
+    async with state.db.transaction() as conn:
+        cert = await cert_store.by_id(conn, request.match_info["cert_id"])
+    if cert is None or cert.account_id != signed.account.id:
+        raise AcmeProblem("malformed", "no such certificate for this account", status=404)
+    response = web.Response(body=(cert.chain_pem).encode(), headers={"Content-Type": PEM_CHAIN})
+    response.headers.add("Link", link(state.urls.issuer, "up"))
+    return response
+
+
+async def issuer(request: web.Request) -> web.Response:
+    """The issuing chain above our leaves (unauthenticated GET, for `rel="up"`)."""
+    state = state_of(request)
+    body = state.ca.issuer_chain_pem or state.ca.root_pem
+    return web.Response(body=body.encode(), headers={"Content-Type": PEM_CHAIN})
+
+
+async def revoke(request: web.Request) -> web.Response:
+    state = state_of(request)
+    signed = await authenticate(request, allow_jwk=True)
+    payload = signed.jws.payload_json()
+    der = b64u_decode(payload.get("certificate"), "certificate")
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+    except ValueError:
+        raise AcmeProblem("malformed", "certificate is not a DER X.509 certificate") from None
+    reason = payload.get("reason", 0)
+    if not isinstance(reason, int) or isinstance(reason, bool) or reason not in REVOCATION_REASONS:
+        raise AcmeProblem(
+            "badRevocationReason",
+            f"revocation reason {reason!r} is not allowed; use 0, 1, 3, 4 or 5",
+        )
+    serial = format(leaf.serial_number, "x")
+    now = datetime.now(UTC)
+    async with state.db.transaction() as conn:
+        stored = await cert_store.by_serial(conn, serial)
+        if stored is None or not _same_leaf(stored.chain_pem, der):
+            raise AcmeProblem("malformed", "certificate was not issued by this server", status=404)
+        if stored.revoked_at is not None:
+            raise AcmeProblem("alreadyRevoked", f"certificate {serial} is already revoked")
+        if stored.not_after <= now:
+            raise AcmeProblem("unauthorized", f"certificate {serial} expired; it cannot be revoked")
+        if signed.account is None:
+            if signed.key.spki_sha256() != spki_sha256(leaf.public_key()):
+                raise AcmeProblem(
+                    "unauthorized",
+                    "the JWS key is not the certificate's key; sign with it or an account",
+                )
+        elif signed.account.id != stored.account_id:
+            held = await order_store.valid_authz_names(conn, signed.account.id, now)
+            missing = [n for n in stored.names if (n[2:] if n.startswith("*.") else n) not in held]
+            if missing:
+                raise AcmeProblem(
+                    "unauthorized",
+                    "the account neither issued this certificate nor holds valid authorizations "
+                    f"for all its names (missing: {', '.join(missing)})",
+                )
+        if not await cert_store.revoke(conn, stored.id, reason):
+            raise AcmeProblem("alreadyRevoked", f"certificate {serial} is already revoked")
+    REVOCATIONS.inc()
+    log.info("revoked serial %s reason %s", serial, reason)
+    return web.Response(status=200)
+
+
+def _same_leaf(chain_pem: str, der: bytes) -> bool:
+    first = x509.load_pem_x509_certificate(chain_pem.encode())
+    return first.public_bytes(serialization.Encoding.DER) == der

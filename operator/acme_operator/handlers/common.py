@@ -1,0 +1,55 @@
+"""Small helpers shared by the kopf handler modules."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from acme_operator.conditions import get_condition, set_condition
+
+
+def not_deleting(meta: Mapping[str, Any], **_: Any) -> bool:
+    """Index filter: objects being deleted drop out of the indices at once."""
+    return not meta.get("deletionTimestamp")
+
+
+def index_values(index: Any, key: Any) -> list[Any]:
+    return list(index[key]) if key in index else []
+
+
+def apply_ready(
+    *,
+    body: kopf.Body,
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+    ok: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+) -> bool:
+    """Patch the Ready condition when it changed; post an Event when its meaning changed."""
+    old = get_condition(status.get("conditions"), "Ready")
+    changed_meaning = old is None or (
+        old.get("status"),
+        old.get("reason"),
+        old.get("message"),
+    ) != ("True" if ok else "False", reason, message)
+    same_generation = old is not None and old.get("observedGeneration") == generation
+    if not changed_meaning and (generation is None or same_generation):
+        return False
+    patch.status["conditions"] = set_condition(
+        status.get("conditions"),
+        type_="Ready",
+        ok=ok,
+        reason=reason,
+        message=message,
+        generation=generation,
+    )
+    if changed_meaning:
+        if ok:
+            kopf.info(body, reason=reason, message=message)
+        else:
+            kopf.warn(body, reason=reason, message=message)
+    return True

@@ -1,0 +1,43 @@
+"""The outbox poller: one operator-wide task, started and stopped with the operator."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import kopf
+
+from acme_operator.config import OperatorConfig
+from acme_operator.context import OperatorContext, from_memo
+from acme_operator.exporter import BATCH, export_batch
+
+log = logging.getLogger(__name__)
+
+
+async def export_loop(ctx: OperatorContext) -> None:
+    while True:
+        try:
+            exported = await export_batch(ctx)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("certificate export failed; retrying in %ss", ctx.config.export_interval)
+            exported = 0
+        if exported < BATCH:  # a full batch means more may wait: go on at once
+            await asyncio.sleep(ctx.config.export_interval)
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    @kopf.on.startup(id="start_exporter", registry=registry)
+    async def start_exporter(memo: Any, **_: Any) -> None:
+        memo["export_task"] = asyncio.create_task(export_loop(from_memo(memo)), name="exporter")
+
+    @kopf.on.cleanup(id="stop_exporter", registry=registry)
+    async def stop_exporter(memo: Any, **_: Any) -> None:
+        task = memo.get("export_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,41 @@
+"""Operator-wide handlers: settings, login, and the liveness probe."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+import sqlalchemy as sa
+
+from acme_operator.config import OperatorConfig
+from acme_operator.constants import FINALIZER, GROUP
+from acme_operator.context import from_memo
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    @kopf.on.startup(id="configure", registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = FINALIZER
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # One operator per store; no peering CRDs to install.
+        settings.peering.standalone = True
+        # Events come from explicit kopf.event()/info()/warn() calls only.
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+
+    @kopf.on.login(id="login", registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        """In cluster via the ServiceAccount, else the kubeconfig (the kubernetes client's rules)."""
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.probe(id="store", registry=registry)
+    async def store_reachable(memo: Any, **_: Any) -> str:
+        """Liveness: the store answers (the Kubernetes watch is kopf's own concern)."""
+        async with from_memo(memo).db.transaction() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+        return "ok"

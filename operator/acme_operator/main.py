@@ -1,0 +1,136 @@
+"""`acme-gateway-operator`: run the Kopf operator against the store the ACME server uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+import kopf
+
+from acme_operator.config import OperatorConfig
+from acme_operator.context import OperatorContext
+from acme_operator.handlers import register_all
+from acme_operator.kube import KubeClient, load_configuration
+from acme_server.store.database import Database, default_database_url
+
+
+def _health_url(listen: str) -> str:
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise click.BadParameter("expected HOST:PORT", param_hint="--health-listen")
+    return f"http://{host}:{port}/healthz"
+
+
+async def run_operator(config: OperatorConfig) -> None:
+    registry = kopf.OperatorRegistry()
+    register_all(registry, config)
+    kube = KubeClient(load_configuration())
+    db = await Database.open(config.database_url)
+    ctx = OperatorContext(db=db, config=config, kube=kube)
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not config.namespaces,
+            namespaces=list(config.namespaces),
+            liveness_endpoint=_health_url(config.health_listen),
+            memo=kopf.Memo(ctx=ctx),
+        )
+    finally:
+        await db.close()
+        kube.close()
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database",
+    envvar="ACME_GATEWAY_DATABASE",
+    default=None,
+    help="Store URL (sqlite:///PATH or postgresql://...); default SQLite in --data-dir.",
+)
+@click.option(
+    "--data-dir",
+    envvar="ACME_GATEWAY_DATA_DIR",
+    default="./acme-gateway-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the default SQLite store lives.",
+)
+@click.option(
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    envvar="ACME_GATEWAY_NAMESPACE",
+    help="Watch only this namespace (repeatable); default: all namespaces.",
+)
+@click.option(
+    "--health-listen",
+    envvar="ACME_GATEWAY_HEALTH_LISTEN",
+    default="127.0.0.1:8081",
+    show_default=True,
+    help="HOST:PORT of the liveness endpoint (/healthz).",
+)
+@click.option(
+    "--export-interval",
+    envvar="ACME_GATEWAY_EXPORT_INTERVAL",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between polls of the certificate outbox.",
+)
+@click.option(
+    "--acme-base-url",
+    envvar=["ACME_GATEWAY_ACME_BASE_URL", "ACME_GATEWAY_BASE_URL"],
+    default=None,
+    help="The ACME server's base URL, to show account URLs in status.",
+)
+@click.option(
+    "--resync-interval",
+    envvar="ACME_GATEWAY_RESYNC_INTERVAL",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between full re-syncs of each registration (Secret, allow-list).",
+)
+@click.option(
+    "--status-interval",
+    envvar="ACME_GATEWAY_STATUS_INTERVAL",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between refreshes of status (accounts, certificate counts).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def main(
+    database: str | None,
+    data_dir: Path,
+    namespaces: tuple[str, ...],
+    health_listen: str,
+    export_interval: float,
+    acme_base_url: str | None,
+    resync_interval: float,
+    status_interval: float,
+    verbose: bool,
+) -> None:
+    """Reconcile AcmeRegistration/AllowedDomain resources into the acme-gateway store and
+    export issued certificates as Secrets."""
+    _health_url(health_listen)
+    config = OperatorConfig(
+        database_url=database or default_database_url(data_dir),
+        namespaces=tuple(namespaces),
+        health_listen=health_listen,
+        export_interval=export_interval,
+        acme_base_url=acme_base_url,
+        resync_interval=resync_interval,
+        status_interval=status_interval,
+    )
+    kopf.configure(verbose=verbose, log_prefix=True)
+    if not verbose:
+        logging.getLogger("kubernetes").setLevel(logging.WARNING)
+        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+    asyncio.run(run_operator(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -54,10 +54,16 @@ async def finalize(request: web.Request) -> web.Response:
             conn, current.id, expect="ready", status="processing"
         ):
             raise AcmeProblem("orderNotReady", "order is already being finalized")
-        issued = await asyncio.get_running_loop().run_in_executor(
-            None,
-            lambda: state.ca.issue(csr, current.names, validity=state.settings.cert_validity),
-        )
+        try:
+            issued = await asyncio.get_running_loop().run_in_executor(
+                None,
+                lambda: state.ca.issue(csr, current.names, validity=state.settings.cert_validity),
+            )
+        except ValueError as exc:
+            log.error("cannot issue for order %s: %s", current.id, exc)
+            raise AcmeProblem(
+                "serverInternal", f"the CA cannot issue right now: {exc}", status=500
+            ) from None
         cert_id = new_id()
         await cert_store.insert(
             conn,

@@ -1,0 +1,42 @@
+# The two commands of the README are `make run` and `make test`; everything they need is
+# installed or built by the targets below (idempotent, cached under ~/.cache/acme-gateway).
+SHELL := /bin/bash
+PYTEST_ARGS ?=
+
+.PHONY: run serve test lint deps python-deps system-deps go-deps format bench
+
+## run: the whole local stack (control plane, operator, ACME server) on embedded defaults
+run: deps
+	.venv/bin/python tools/devstack.py
+
+## serve: only the ACME server, standalone, on its embedded defaults
+serve: python-deps
+	.venv/bin/acme-gateway serve
+
+## test: lint, then every test (unit, protocol, certbot, lego, Kubernetes, cert-manager, Helm)
+test: deps lint
+	.venv/bin/pytest -ra -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: python-deps
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check acme_server operator
+	.venv/bin/mypy
+
+deps: python-deps system-deps go-deps
+
+python-deps:
+	tools/bootstrap-python.sh
+
+system-deps:
+	tools/install-system-deps.sh
+
+go-deps:
+	tools/k8s/build.sh >/dev/null
+	tools/go-tools/build.sh all >/dev/null
+
+format: python-deps
+	.venv/bin/ruff format acme_server operator
+	.venv/bin/ruff check --fix .
+
+bench: python-deps system-deps
+	.venv/bin/python bench/issuance.py

@@ -1,0 +1,373 @@
+"""The chart: lint, rendering per value combination, schema refusals, and the real API server
+accepting, installing, upgrading and uninstalling it."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.helm.chart import (
+    CHART,
+    REPO,
+    Helm,
+    Manifest,
+    containers,
+    find,
+    flag,
+    one,
+    parse_manifests,
+    write_values,
+)
+from tests.helm.values_sets import (
+    FULLNAME,
+    INVALID_VALUES,
+    NAMESPACE,
+    RELEASE,
+    VALUE_SETS,
+    WATCHED,
+)
+from tests.infra.kube import ControlPlane
+
+SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def render(helm: Helm, tmp_path: Path, name: str, values: dict[str, Any]) -> list[Manifest]:
+    values_file = write_values(tmp_path, name, values)
+    out = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(values_file))
+    return parse_manifests(out)
+
+
+@pytest.fixture(scope="module")
+def rendered(helm: Helm, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Manifest]]:
+    tmp = tmp_path_factory.mktemp("values")
+    return {name: render(helm, tmp, name, values) for name, values in VALUE_SETS.items()}
+
+
+# ---------------------------------------------------------------- static
+
+
+def test_chart_crds_are_the_crds_directory() -> None:
+    """helm/acme-gateway/crds/ is a byte-identical copy of crds/ (helm/sync-crds.sh)."""
+    source = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    assert source, "no CRDs in crds/"
+    assert chart.keys() == source.keys(), "run helm/sync-crds.sh"
+    for name, data in source.items():
+        assert chart[name] == data, f"{name} differs from crds/{name}: run helm/sync-crds.sh"
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_lint(helm: Helm, tmp_path: Path, name: str) -> None:
+    values = write_values(tmp_path, name, VALUE_SETS[name])
+    out = helm.run("lint", "--strict", str(CHART), "-f", str(values))
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_VALUES))
+def test_schema_refuses_invalid_values(helm: Helm, tmp_path: Path, name: str) -> None:
+    values, words = INVALID_VALUES[name]
+    values_file = write_values(tmp_path, name, values)
+    out = helm.refused("template", RELEASE, str(CHART), "-f", str(values_file))
+    assert "values don't meet the specifications of the schema" in out, out
+    for word in words:
+        assert word in out, f"{word!r} missing from helm's message:\n{out}"
+
+
+def test_schema_covers_every_default_value() -> None:
+    """Every key in values.yaml is described by the schema, and objects refuse unknown keys."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+
+    def walk(value: Any, node: dict[str, Any], path: str) -> None:
+        if isinstance(value, dict) and "properties" in node:
+            assert node.get("additionalProperties") is False, f"{path or '/'} allows unknown keys"
+            for key, sub in value.items():
+                assert key in node["properties"], f"{path}/{key} is not in values.schema.json"
+                walk(sub, node["properties"][key], f"{path}/{key}")
+
+    walk(values, schema, "")
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_every_pod_is_locked_down(rendered: dict[str, list[Manifest]], name: str) -> None:
+    """Non-root, read-only root, no capabilities, RuntimeDefault seccomp, no automounted token,
+    resources requested, probes on every container."""
+    deployments = find(rendered[name], "Deployment")
+    assert deployments
+    for dep in deployments:
+        pod = dep["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in pod["containers"]:
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True
+            assert sc["allowPrivilegeEscalation"] is False
+            assert sc["capabilities"] == {"drop": ["ALL"]}
+            assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
+            assert c["livenessProbe"] and c["readinessProbe"]
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            # Only the operator container holds an API token.
+            assert (SA_TOKEN_PATH in mounts) == (c["name"] == "operator"), c["name"]
+
+
+def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["sqlite-default"]
+    dep = one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 1
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == f"{FULLNAME}-operator"
+    server, operator = containers(dep)["server"], containers(dep)["operator"]
+    assert server["args"][0] == "serve"
+    assert flag(server, "base-url") == [f"https://{FULLNAME}.{NAMESPACE}.svc"]
+    assert flag(server, "account-creation") == ["pre-registered"]
+    assert flag(server, "listen") == ["0.0.0.0:14000"]
+    assert f"{FULLNAME}.{NAMESPACE}.svc.cluster.local" in flag(server, "tls-name")
+    assert flag(server, "ca-cert") == ["/etc/acme-gateway/ca/tls.crt"]
+    assert operator["command"] == ["acme-gateway-operator"]
+    assert flag(operator, "data-dir") == ["/data"]
+    assert flag(operator, "namespace") == []
+    assert flag(operator, "health-listen") == ["0.0.0.0:8081"]
+    assert flag(operator, "acme-base-url") == flag(server, "base-url")
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == f"{FULLNAME}-data"
+    pvc = one(docs, "PersistentVolumeClaim", f"{FULLNAME}-data")
+    assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    ca = one(docs, "Secret", f"{FULLNAME}-ca")
+    assert ca["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(ca["data"]["tls.crt"])
+    assert not find(docs, "PodDisruptionBudget"), "a budget on a single Pod blocks node drains"
+    svc = one(docs, "Service", FULLNAME)
+    assert svc["spec"]["ports"][0]["port"] == 443
+    assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
+    # Cluster-wide operator: the namespaced rules (Secrets) live in the ClusterRole.
+    assert not find(docs, "Role")
+    role = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
+    assert any("secrets" in r["resources"] for r in role["rules"])
+
+
+def test_postgresql_runs_replicas_and_a_separate_operator(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    docs = rendered["postgresql-ha"]
+    server = one(docs, "Deployment", FULLNAME)
+    operator = one(docs, "Deployment", f"{FULLNAME}-operator")
+    assert server["spec"]["replicas"] == 3
+    assert server["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert operator["spec"]["replicas"] == 1
+    assert list(containers(server)) == ["server"]
+    assert list(containers(operator)) == ["operator"]
+    assert server["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-server"
+    assert operator["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-operator"
+    for dep, cname in ((server, "server"), (operator, "operator")):
+        env = {e["name"]: e for e in containers(dep)[cname]["env"]}
+        ref = env["ACME_GATEWAY_DATABASE"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "acme-db", "key": "url"}
+    assert not find(docs, "PersistentVolumeClaim")
+    pdb = one(docs, "PodDisruptionBudget")
+    assert pdb["spec"]["maxUnavailable"] == 1
+    server_sa = one(docs, "ServiceAccount", f"{FULLNAME}-server")
+    assert server_sa["automountServiceAccountToken"] is False
+    # No RBAC binds the server's account.
+    for binding in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding"):
+        assert all(s["name"] != f"{FULLNAME}-server" for s in binding["subjects"])
+    assert len(find(docs, "NetworkPolicy")) == 2
+
+
+def test_ingress_sets_the_external_url(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["ingress"]
+    ing = one(docs, "Ingress")
+    rule = ing["spec"]["rules"][0]
+    assert rule["host"] == "acme.example.com"
+    assert rule["http"]["paths"][0]["backend"]["service"] == {
+        "name": FULLNAME,
+        "port": {"name": "https"},
+    }
+    assert ing["spec"]["tls"] == [
+        {"hosts": ["acme.example.com"], "secretName": "acme-example-com-tls"}
+    ]
+    server = containers(one(docs, "Deployment"))["server"]
+    assert flag(server, "base-url") == ["https://acme.example.com"]
+    assert "acme.example.com" in flag(server, "tls-name")
+
+
+def test_bring_your_own_ca_and_tls(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["byo-ca"]
+    assert not find(docs, "Secret"), "no CA Secret is generated when one is given"
+    dep = one(docs, "Deployment")
+    server = containers(dep)["server"]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["ca"]["secret"]["secretName"] == "corp-issuing-ca"
+    assert volumes["tls"]["secret"]["secretName"] == "acme-server-tls"
+    assert flag(server, "tls-cert") == ["/etc/acme-gateway/tls/tls.crt"]
+    assert flag(server, "tls-name") == []
+    assert flag(server, "base-url") == ["https://acme.corp.example:8443"]
+    assert flag(server, "account-creation") == ["open"]
+    assert flag(server, "cert-validity") == ["30d"]
+    assert flag(server, "http01-port") == ["8080"]
+    assert flag(server, "dns-resolver") == ["10.0.0.10:53", "10.0.0.11:53"]
+
+
+def test_watch_namespaces_uses_roles(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["watch-namespaces"]
+    operator = containers(one(docs, "Deployment"))["operator"]
+    assert flag(operator, "namespace") == WATCHED
+    roles = find(docs, "Role")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == WATCHED
+    bindings = find(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == WATCHED
+    for b in bindings:
+        assert b["subjects"] == [
+            {"kind": "ServiceAccount", "name": f"{FULLNAME}-operator", "namespace": NAMESPACE}
+        ]
+    cluster = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
+    cluster_resources = {res for r in cluster["rules"] for res in r["resources"]}
+    assert cluster_resources == {"customresourcedefinitions"}, cluster_resources
+
+
+def test_aggregated_roles_keep_domains_from_namespace_admins(
+    rendered: dict[str, list[Manifest]],
+) -> None:
+    def rules_for(doc: Manifest, resource: str) -> set[str]:
+        return {v for r in doc["rules"] if resource in r["resources"] for v in r["verbs"]}
+
+    docs = rendered["sqlite-default"]
+    edit = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-edit")
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert "create" in rules_for(edit, "acmeregistrations")
+    assert rules_for(edit, "alloweddomains") == {"get", "list", "watch"}
+    view = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-view")
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert rules_for(view, "acmeregistrations") == {"get", "list", "watch"}
+    domain_admin = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin")
+    assert "create" in rules_for(domain_admin, "alloweddomains")
+    assert "rbac.authorization.k8s.io/aggregate-to-admin" not in domain_admin["metadata"]["labels"]
+    opted_in = one(rendered["http-monitoring"], "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin")
+    assert opted_in["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+
+
+def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["http-monitoring"]
+    server = containers(one(docs, "Deployment"))["server"]
+    assert "--insecure-http" in server["args"]
+    assert server["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert flag(server, "base-url") == ["https://acme.example.net"]
+    monitor = one(docs, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    policy = one(docs, "NetworkPolicy")
+    assert policy["spec"]["ingress"][0]["from"] == VALUE_SETS["http-monitoring"]["networkPolicy"][
+        "allowedFrom"
+    ]
+
+
+# ---------------------------------------------------------------- the real API server
+
+
+def _namespaces(cp: ControlPlane, *names: str) -> None:
+    for ns in names:
+        if cp.kubectl("get", "namespace", ns, check=False).returncode != 0:
+            cp.kubectl("create", "namespace", ns)
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_api_server_accepts_every_manifest(
+    helm: Helm, control_plane: ControlPlane, tmp_path: Path, name: str
+) -> None:
+    """`kubectl apply --dry-run=server` of everything the chart renders (CRDs are installed
+    by the control plane from crds/). The ServiceMonitor needs prometheus-operator's CRD,
+    which this cluster lacks: it is checked by the template test instead."""
+    _namespaces(control_plane, NAMESPACE, *WATCHED)
+    docs = render(helm, tmp_path, name, VALUE_SETS[name])
+    docs = [d for d in docs if d["kind"] != "ServiceMonitor"]
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump_all(docs))
+    out = control_plane.kubectl("apply", "--dry-run=server", "-f", str(manifest)).stdout
+    for doc in docs:
+        kind = doc["kind"].lower()
+        assert f"{kind}" in out.lower() and doc["metadata"]["name"] in out, (doc["kind"], out)
+    assert out.count("(server dry run)") == len(docs)
+
+
+def _get(cp: ControlPlane, kind: str, name: str, ns: str | None = None) -> dict[str, Any] | None:
+    args = ["get", kind, name, "-o", "json"] + (["-n", ns] if ns else [])
+    proc = cp.kubectl(*args, check=False)
+    if proc.returncode != 0:
+        assert "NotFound" in proc.stderr, proc.stderr
+        return None
+    return dict(json.loads(proc.stdout))
+
+
+def test_install_upgrade_uninstall(
+    helm: Helm, control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    """Real install (no --wait: no Pods run here), upgrade changing a value, uninstall."""
+    assert control_plane.kubeconfig is not None
+    cluster_helm = helm.with_kubeconfig(control_plane.kubeconfig)
+    release, ns = "lifecycle", "helm-lifecycle"
+    full = f"{release}-acme-gateway"
+    out = cluster_helm.run("install", release, str(CHART), "-n", ns, "--create-namespace")
+    assert "STATUS: deployed" in out
+    # NOTES.txt: the directory URL, the caBundle command and the cert-manager Issuer.
+    notes = out.split("NOTES:", 1)[1]
+    assert f"ACME directory: https://{full}.{ns}.svc/directory" in notes
+    assert f"server: https://{full}.{ns}.svc/directory" in notes
+    assert f"kubectl get secret -n {ns} {full}-ca -o jsonpath='{{.data.tls\\.crt}}'" in notes
+    assert "kind: Issuer" in notes and "caBundle: $CA_BUNDLE" in notes
+
+    dep = _get(control_plane, "deployment", full, ns)
+    assert dep is not None
+    server = containers(dep)["server"]
+    assert flag(server, "account-creation") == ["pre-registered"]
+    for kind, name in [
+        ("service", full),
+        ("serviceaccount", f"{full}-operator"),
+        ("persistentvolumeclaim", f"{full}-data"),
+        ("networkpolicy", full),
+    ]:
+        assert _get(control_plane, kind, name, ns) is not None, (kind, name)
+    for name in (f"{ns}:{full}-operator", f"{ns}:{full}-edit", f"{ns}:{full}-view"):
+        assert _get(control_plane, "clusterrole", name) is not None, name
+    assert _get(control_plane, "clusterrolebinding", f"{ns}:{full}-operator") is not None
+    ca_before = _get(control_plane, "secret", f"{full}-ca", ns)
+    assert ca_before is not None and ca_before["type"] == "kubernetes.io/tls"
+
+    out = cluster_helm.run(
+        "upgrade", release, str(CHART), "-n", ns,
+        "--set", "server.accountCreation=open",
+        "--set", "operator.watchNamespaces={" + ns + "}",
+    )  # fmt: skip
+    assert "STATUS: deployed" in out and "REVISION: 2" in out
+    dep = _get(control_plane, "deployment", full, ns)
+    assert dep is not None
+    assert flag(containers(dep)["server"], "account-creation") == ["open"]
+    assert flag(containers(dep)["operator"], "namespace") == [ns]
+    assert _get(control_plane, "role", f"{full}-operator", ns) is not None
+    # The generated CA is read back with `lookup`, never regenerated.
+    ca_after = _get(control_plane, "secret", f"{full}-ca", ns)
+    assert ca_after is not None and ca_after["data"] == ca_before["data"]
+
+    out = cluster_helm.run("uninstall", release, "-n", ns)
+    assert f'release "{release}" uninstalled' in out
+    assert "These resources were kept due to the resource policy" in out
+    for kind, name in [
+        ("deployment", full),
+        ("service", full),
+        ("serviceaccount", f"{full}-operator"),
+        ("role", f"{full}-operator"),
+        ("networkpolicy", full),
+    ]:
+        assert _get(control_plane, kind, name, ns) is None, (kind, name)
+    assert _get(control_plane, "clusterrole", f"{ns}:{full}-operator") is None
+    assert _get(control_plane, "clusterrolebinding", f"{ns}:{full}-operator") is None
+    # The CA and the store outlive the release (helm.sh/resource-policy: keep).
+    kept_ca = _get(control_plane, "secret", f"{full}-ca", ns)
+    assert kept_ca is not None and kept_ca["data"] == ca_before["data"]
+    assert _get(control_plane, "persistentvolumeclaim", f"{full}-data", ns) is not None

@@ -1,0 +1,87 @@
+"""The value combinations the chart must render correctly, by name.
+
+Each is a complete, valid values file: the tests lint, template, dry-run and inspect them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RELEASE = "gw"
+NAMESPACE = "acme-system"
+FULLNAME = "gw-acme-gateway"
+WATCHED = ["team-a", "team-b"]
+
+VALUE_SETS: dict[str, dict[str, Any]] = {
+    # The default: SQLite on a PVC, one Pod with server + operator, cluster-wide operator.
+    "sqlite-default": {},
+    # Several server replicas on an external PostgreSQL; the operator is its own Deployment.
+    "postgresql-ha": {
+        "store": {"type": "postgresql", "postgresql": {"existingSecret": "acme-db"}},
+        "server": {"replicaCount": 3},
+    },
+    # Published through an Ingress (TLS to the backend: the server speaks HTTPS).
+    "ingress": {
+        "ingress": {
+            "enabled": True,
+            "className": "nginx",
+            "host": "acme.example.com",
+            "annotations": {"nginx.ingress.kubernetes.io/backend-protocol": "HTTPS"},
+            "tls": {"secretName": "acme-example-com-tls"},
+        },
+    },
+    # Bring your own CA and server certificate.
+    "byo-ca": {
+        "ca": {"existingSecret": "corp-issuing-ca"},
+        "server": {
+            "tls": {"existingSecret": "acme-server-tls"},
+            "externalBaseURL": "https://acme.corp.example:8443",
+            "accountCreation": "open",
+            "certValidity": "30d",
+            "http01Port": 8080,
+            "dnsResolvers": ["10.0.0.10:53", "10.0.0.11:53"],
+        },
+    },
+    # The operator confined to listed namespaces (Roles, not a ClusterRole, for Secrets).
+    "watch-namespaces": {"operator": {"watchNamespaces": WATCHED}},
+    # Plain HTTP behind a proxy, metrics scraped, aggregated domain editing for admins.
+    "http-monitoring": {
+        "server": {"tls": {"enabled": False}, "externalBaseURL": "https://acme.example.net"},
+        "service": {"port": 80},
+        "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+        "rbac": {"aggregateAllowedDomainEditToAdmin": True},
+        "networkPolicy": {
+            "allowedFrom": [
+                {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress"}}}
+            ]
+        },
+    },
+}
+
+# Values helm must refuse, with words its message must contain.
+INVALID_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "sqlite-replicas": (
+        {"server": {"replicaCount": 3}},
+        ["/server/replicaCount", "maximum: got 3, want 1"],
+    ),
+    "account-creation": (
+        {"server": {"accountCreation": "sometimes"}},
+        ["/server/accountCreation", "must be one of", "pre-registered", "open"],
+    ),
+    "unknown-key": (
+        {"server": {"replicas": 2}},
+        ["/server", "additional properties", "replicas"],
+    ),
+    "postgresql-without-secret": (
+        {"store": {"type": "postgresql"}, "server": {"replicaCount": 2}},
+        ["/store/postgresql/existingSecret", "minLength"],
+    ),
+    "bad-validity": (
+        {"server": {"certValidity": "90 days"}},
+        ["/server/certValidity", "90 days"],
+    ),
+    "root": (
+        {"podSecurityContext": {"runAsNonRoot": False}},
+        ["/podSecurityContext/runAsNonRoot"],
+    ),
+}

@@ -51,6 +51,9 @@ class Database:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # SQLite has one writer and every transaction here takes the write lock: queue them
+        # in-process instead of letting connections spin on SQLite's busy handler.
+        self._sqlite_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @property
     def dialect(self) -> str:
@@ -83,7 +86,11 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """One atomic unit of work: committed on success, rolled back on any error."""
-        async with self.engine.begin() as conn:
+        if self._sqlite_lock is None:
+            async with self.engine.begin() as conn:
+                yield conn
+            return
+        async with self._sqlite_lock, self.engine.begin() as conn:
             yield conn
 
     async def close(self) -> None:

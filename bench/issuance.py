@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.gateway_proc import GatewayProcess  # noqa: E402
-from tests.infra.bind import BindServer  # noqa: E402
-from tests.protocol.acme_client import http01_responder  # noqa: E402
+from tests.gateway_proc import GatewayProcess
+from tests.infra.bind import BindServer
+from tests.protocol.acme_client import http01_responder
 
 
 def b64(data: bytes) -> str:

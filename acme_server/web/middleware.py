@@ -14,6 +14,9 @@ from acme_server.web.state import state_of
 
 log = logging.getLogger("acme_server.web")
 
+# Operational endpoints, not ACME resources: no nonce or index link there.
+_PLAIN_PATHS = frozenset({"/metrics", "/healthz"})
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -46,7 +49,7 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
             500,
             {"Retry-After": "5"},
         )
-    if request.path.startswith("/acme/") or request.path == "/directory":
+    if request.path not in _PLAIN_PATHS:
         response.headers["Replay-Nonce"] = state.nonces.issue()
         response.headers.add("Link", link(state.urls.directory, "index"))
     return response

@@ -1,0 +1,86 @@
+"""Directory, newNonce and the unauthenticated HTTP surface (RFC 8555 7.1.1, 7.2, 6.3)."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.gateway_proc import GatewayProcess
+from tests.protocol.support import Acme, assert_acme_headers, assert_problem
+
+
+def _session(gw: GatewayProcess) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = str(gw.root_pem)
+    return session
+
+
+def test_directory_open_mode(gateway: GatewayProcess) -> None:
+    resp = _session(gateway).get(gateway.directory_url, timeout=10)
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("application/json")
+    assert_acme_headers(resp)
+    body = resp.json()
+    base = gateway.base_url
+    assert body["newNonce"] == f"{base}/acme/new-nonce"
+    assert body["newAccount"] == f"{base}/acme/new-account"
+    assert body["newOrder"] == f"{base}/acme/new-order"
+    assert body["revokeCert"] == f"{base}/acme/revoke-cert"
+    assert body["keyChange"] == f"{base}/acme/key-change"
+    assert body["meta"]["externalAccountRequired"] is False
+    assert body["meta"]["website"].startswith("https://")
+    # Not advertised until they work (interop notes: cert-manager keys off their presence).
+    assert "renewalInfo" not in body and "profiles" not in body["meta"]
+
+
+def test_directory_pre_registered_mode(prereg_gateway: GatewayProcess) -> None:
+    body = _session(prereg_gateway).get(prereg_gateway.directory_url, timeout=10).json()
+    assert body["meta"]["externalAccountRequired"] is True
+    assert body["meta"]["website"]
+
+
+def test_new_nonce_head_and_get(gateway: GatewayProcess) -> None:
+    session = _session(gateway)
+    url = f"{gateway.base_url}/acme/new-nonce"
+    head = session.head(url, timeout=10)
+    get = session.get(url, timeout=10)
+    assert head.status_code == 200
+    assert get.status_code == 204
+    for resp in (head, get):
+        assert resp.headers["Cache-Control"] == "no-store"
+        assert_acme_headers(resp)
+    assert head.headers["Replay-Nonce"] != get.headers["Replay-Nonce"]
+
+
+def test_get_on_post_resources_is_405(gateway: GatewayProcess) -> None:
+    acme = Acme(gateway)
+    acme.register()
+    session = _session(gateway)
+    for url in (acme.directory["newAccount"], acme.directory["newOrder"],
+                acme.directory["revokeCert"], acme.directory["keyChange"], acme.kid):
+        resp = session.get(url, timeout=10)
+        doc = assert_problem(resp, "malformed", 405, "POST-as-GET")
+        assert "POST" in resp.headers["Allow"], resp.headers
+        assert doc["status"] == 405
+
+
+def test_post_to_directory_is_405(gateway: GatewayProcess) -> None:
+    resp = _session(gateway).post(gateway.directory_url, data=b"{}", timeout=10)
+    assert_problem(resp, "malformed", 405)
+    assert "GET" in resp.headers["Allow"]
+
+
+def test_unknown_path_is_404_problem(gateway: GatewayProcess) -> None:
+    session = _session(gateway)
+    resp = session.get(f"{gateway.base_url}/acme/no-such-thing", timeout=10)
+    assert_problem(resp, "malformed", 404, "no such resource")
+    resp = session.get(f"{gateway.base_url}/nowhere", timeout=10)
+    assert_problem(resp, "malformed", 404, "no such resource")
+
+
+def test_unknown_resource_ids_are_404(gateway: GatewayProcess) -> None:
+    acme = Acme(gateway)
+    acme.register()
+    for kind in ("order", "authz", "chall", "cert"):
+        resp = acme.get(f"{gateway.base_url}/acme/{kind}/doesnotexist")
+        assert_problem(resp, "malformed", 404, "no such")

@@ -94,15 +94,15 @@ def parse_manifests(text: str) -> list[Manifest]:
 def find(docs: Sequence[Manifest], kind: str, name: str | None = None) -> list[Manifest]:
     """Objects of one kind (and name)."""
     return [
-        d
-        for d in docs
-        if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)
+        d for d in docs if d.get("kind") == kind and (name is None or d["metadata"]["name"] == name)
     ]
 
 
 def one(docs: Sequence[Manifest], kind: str, name: str | None = None) -> Manifest:
     found = find(docs, kind, name)
-    assert len(found) == 1, f"expected one {kind} {name or ''}, got {[d['metadata'] for d in found]}"
+    assert len(found) == 1, (
+        f"expected one {kind} {name or ''}, got {[d['metadata'] for d in found]}"
+    )
     return found[0]
 
 

@@ -38,7 +38,9 @@ SA_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 def render(helm: Helm, tmp_path: Path, name: str, values: dict[str, Any]) -> list[Manifest]:
     values_file = write_values(tmp_path, name, values)
-    out = helm.run("template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(values_file))
+    out = helm.run(
+        "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(values_file)
+    )
     return parse_manifests(out)
 
 
@@ -249,7 +251,9 @@ def test_aggregated_roles_keep_domains_from_namespace_admins(
     domain_admin = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin")
     assert "create" in rules_for(domain_admin, "alloweddomains")
     assert "rbac.authorization.k8s.io/aggregate-to-admin" not in domain_admin["metadata"]["labels"]
-    opted_in = one(rendered["http-monitoring"], "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin")
+    opted_in = one(
+        rendered["http-monitoring"], "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin"
+    )
     assert opted_in["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
 
 
@@ -263,9 +267,10 @@ def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> 
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
     policy = one(docs, "NetworkPolicy")
-    assert policy["spec"]["ingress"][0]["from"] == VALUE_SETS["http-monitoring"]["networkPolicy"][
-        "allowedFrom"
-    ]
+    assert (
+        policy["spec"]["ingress"][0]["from"]
+        == VALUE_SETS["http-monitoring"]["networkPolicy"]["allowedFrom"]
+    )
 
 
 # ---------------------------------------------------------------- the real API server
@@ -305,9 +310,7 @@ def _get(cp: ControlPlane, kind: str, name: str, ns: str | None = None) -> dict[
     return dict(json.loads(proc.stdout))
 
 
-def test_install_upgrade_uninstall(
-    helm: Helm, control_plane: ControlPlane, tmp_path: Path
-) -> None:
+def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_path: Path) -> None:
     """Real install (no --wait: no Pods run here), upgrade changing a value, uninstall."""
     assert control_plane.kubeconfig is not None
     cluster_helm = helm.with_kubeconfig(control_plane.kubeconfig)

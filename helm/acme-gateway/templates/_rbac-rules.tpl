@@ -1,22 +1,28 @@
-{{/* Rules the operator needs in every namespace it watches. */}}
+{{/* Rules the operator needs in every namespace it watches. Derived from what
+     operator/acme_operator calls (kube.py, handlers/) plus Kopf's own needs; the helm
+     tests run the operator with exactly these rights. */}}
 {{- define "acme-gateway.operatorNamespacedRules" -}}
-# Watch the custom resources, add/remove Kopf's finalizer and annotations.
+# Kopf lists and watches the resources and patches its finalizer and progress annotations.
+# No create/delete: the operator never makes or removes registrations or domain grants.
 - apiGroups: [acme-gateway.io]
   resources: [acmeregistrations, alloweddomains]
   verbs: [get, list, watch, patch]
-# Report Ready conditions, keyID and account counts.
+# Ready conditions, effective keyID, account and certificate counts.
 - apiGroups: [acme-gateway.io]
   resources: [acmeregistrations/status, alloweddomains/status]
   verbs: [get, patch]
-# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets.
+# Exported Secrets carry an ownerReference with blockOwnerDeletion to their registration;
+# clusters running the OwnerReferencesPermissionEnforcement admission plugin require this.
+- apiGroups: [acme-gateway.io]
+  resources: [acmeregistrations/finalizers]
+  verbs: [update]
+# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets. They are
+# fetched by name and removed by garbage collection: no list, watch or delete.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create, update, patch, delete]
-# Kopf posts handler outcomes as Events on the objects.
+  verbs: [get, create, update, patch]
+# Kopf and the operator post Events about the objects they handle.
 - apiGroups: [""]
-  resources: [events]
-  verbs: [create]
-- apiGroups: [events.k8s.io]
   resources: [events]
   verbs: [create]
 {{- end }}
@@ -27,10 +33,4 @@
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
-{{- if not .Values.operator.watchNamespaces }}
-# Cluster-wide Kopf follows namespaces as they come and go.
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [list, watch]
-{{- end }}
 {{- end }}

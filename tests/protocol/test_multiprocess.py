@@ -1,0 +1,159 @@
+"""Two server processes on one PostgreSQL store behave as one ACME server.
+
+Each process has its own base URL (so its own `url`/`kid` prefix), but accounts, orders,
+nonces, challenges and the CA are shared: an order may be worked on in both.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from collections.abc import Iterator
+
+import josepy
+import pytest
+from acme import challenges, errors, messages
+from acme.client import ClientV2
+from cryptography import x509
+from cryptography.x509 import DNSName
+from cryptography.x509.verification import PolicyBuilder, Store
+
+from tests.gateway_proc import GatewayProcess, free_port
+from tests.infra.bind import BindServer
+from tests.infra.postgres import PostgresServer
+from tests.protocol.acme_client import (
+    RawClient,
+    ec_key,
+    http01_responder,
+    make_csr,
+    new_client,
+    register,
+)
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_server: PostgresServer,
+    bind_server: BindServer,
+) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
+    """Servers A and B: one database, one data dir (so one CA), one http-01 port."""
+    data_dir = tmp_path_factory.mktemp("gw-pair")
+    database = postgres_server.create_database()
+    http01_port = free_port()
+    servers = [
+        GatewayProcess(
+            data_dir,
+            database=database,
+            http01_port=http01_port,
+            dns_resolvers=(bind_server.resolver_address,),
+        )
+        for _ in range(2)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _on(gw: GatewayProcess, url: str) -> str:
+    """The same resource as seen through `gw` (only the base URL differs between servers)."""
+    path = url.split("/", 3)[3]
+    return f"{gw.base_url}/{path}"
+
+
+def _lookup_account(acme: ClientV2) -> str:
+    """Find the key's existing account (no EAB, no new account) and sign with its kid."""
+    try:
+        acme.new_account(messages.NewRegistration(only_return_existing=True))
+    except errors.ConflictError as existing:
+        location = existing.location
+    else:
+        raise AssertionError("onlyReturnExisting created an account instead of finding it")
+    acme.net.account = messages.RegistrationResource(uri=location, body=messages.Registration())
+    return str(location)
+
+
+def test_order_across_two_processes(pair: tuple[GatewayProcess, GatewayProcess]) -> None:
+    gw_a, gw_b = pair
+    assert gw_a.root_pem.read_bytes() == gw_b.cli("ca", "cert").encode(), "one CA for both"
+    key = ec_key()
+    on_a = new_client(gw_a, key)
+    on_b = new_client(gw_b, key)
+    account_a = register(on_a).uri
+    account_b = _lookup_account(on_b)
+    assert account_b == _on(gw_b, account_a)
+
+    names = [f"multi-{secrets.token_hex(3)}.acme.test"]
+    csr_pem, _ = make_csr(names)
+    order = on_a.new_order(csr_pem)
+    (authz_url,) = [a.uri for a in order.authorizations]
+
+    # Read and answer the challenge through B.
+    authz_b, _ = on_b.poll(
+        messages.AuthorizationResource(uri=_on(gw_b, authz_url), body=order.authorizations[0].body)
+    )
+    chall = next(c for c in authz_b.body.challenges if isinstance(c.chall, challenges.HTTP01))
+    assert chall.uri.startswith(gw_b.base_url + "/"), "B names its resources with its own base"
+    response, validation = chall.response_and_validation(key)
+    with http01_responder(gw_a.http01_port) as tokens:
+        tokens[chall.chall.encode("token")] = validation
+        on_b.answer_challenge(chall, response)
+        deadline = datetime.datetime.now() + datetime.timedelta(seconds=60)
+        order = on_a.poll_authorizations(order, deadline)  # polled through A
+    assert all(a.body.status == messages.STATUS_VALID for a in order.authorizations)
+
+    # Finalize on A, then wait and download through B.
+    on_a.begin_finalization(order)
+    order_b = order.update(uri=_on(gw_b, order.uri))
+    done = on_b.poll_finalization(order_b, deadline)
+    cert_url = done.body.certificate
+    assert cert_url is not None and cert_url.startswith(gw_b.base_url + "/")
+    certs = x509.load_pem_x509_certificates(done.fullchain_pem.encode())
+    root = x509.load_pem_x509_certificate(gw_a.root_pem.read_bytes())
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(datetime.datetime.now(datetime.UTC))
+        .build_server_verifier(DNSName(names[0]))
+    )
+    verifier.verify(certs[0], certs[1:])
+    sans = certs[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(DNSName) == names
+
+    # A serves the very same certificate.
+    from_a = on_a._post_as_get(_on(gw_a, cert_url)).text
+    assert from_a == done.fullchain_pem
+
+
+def _account_lookup_status(raw: RawClient, nonce: str) -> tuple[int, dict[str, object]]:
+    resp = raw.post(
+        raw.directory["newAccount"], {"onlyReturnExisting": True}, use_kid=False, nonce=nonce
+    )
+    return resp.status_code, resp.json()
+
+
+def test_nonces_are_shared(pair: tuple[GatewayProcess, GatewayProcess]) -> None:
+    gw_a, gw_b = pair
+    key: josepy.JWK = ec_key()
+    raw_a, raw_b = RawClient(gw_a, key), RawClient(gw_b, key)
+    assert raw_a.create_account().status_code == 201
+
+    # A nonce handed out by A is good on B.
+    status, body = _account_lookup_status(raw_b, raw_a.nonce())
+    assert status == 200, body
+    assert body["status"] == "valid"
+
+    # A nonce spent on A is refused on B, and one spent on B is refused on A.
+    spent = raw_a.nonce()
+    assert _account_lookup_status(raw_a, spent)[0] == 200
+    status, body = _account_lookup_status(raw_b, spent)
+    assert status == 400
+    assert body["type"] == "urn:ietf:params:acme:error:badNonce", body
+    spent = raw_b.nonce()
+    assert _account_lookup_status(raw_b, spent)[0] == 200
+    status, body = _account_lookup_status(raw_a, spent)
+    assert (status, body["type"]) == (400, "urn:ietf:params:acme:error:badNonce"), body

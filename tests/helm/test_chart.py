@@ -152,6 +152,7 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert not find(docs, "Role")
     role = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
     assert any("secrets" in r["resources"] for r in role["rules"])
+    assert not any("namespaces" in r["resources"] for r in role["rules"])
 
 
 def test_postgresql_runs_replicas_and_a_separate_operator(
@@ -230,7 +231,7 @@ def test_watch_namespaces_uses_roles(rendered: dict[str, list[Manifest]]) -> Non
         ]
     cluster = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
     cluster_resources = {res for r in cluster["rules"] for res in r["resources"]}
-    assert cluster_resources == {"customresourcedefinitions"}, cluster_resources
+    assert cluster_resources == {"customresourcedefinitions", "namespaces"}, cluster_resources
 
 
 def test_aggregated_roles_keep_domains_from_namespace_admins(

@@ -33,4 +33,11 @@
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
   verbs: [list, watch]
+{{- if .Values.operator.watchNamespaces }}
+# Kopf given a namespace list first lists the cluster's namespaces (names only) to match
+# it; refused, it retries for about a minute before falling back, delaying every start.
+- apiGroups: [""]
+  resources: [namespaces]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}

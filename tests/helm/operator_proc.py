@@ -1,0 +1,131 @@
+"""Running the real operator out of cluster with the chart's own ServiceAccount token.
+
+The test control plane runs no Pods, so the operator container the chart deploys is played
+by a local `acme-gateway-operator` process holding exactly the credentials that container
+would get: a token of the chart's ServiceAccount (`kubectl create token`), hence exactly the
+chart's RBAC.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import yaml
+
+from tests.infra.kube import ControlPlane, free_port
+
+OPERATOR = Path(sys.executable).parent / "acme-gateway-operator"
+
+
+def service_account_kubeconfig(
+    cp: ControlPlane, namespace: str, service_account: str, path: Path
+) -> Path:
+    """A kubeconfig authenticating as the ServiceAccount with a fresh bound token."""
+    assert cp.server is not None and cp.pki is not None
+    token = cp.kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration=2h"
+    ).stdout.strip()
+    assert token.count(".") == 2, f"not a JWT: {token[:40]}"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "test",
+                "cluster": {
+                    "server": cp.server,
+                    "certificate-authority": str(cp.pki.ca_cert),
+                },
+            }
+        ],
+        "users": [{"name": service_account, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "sa",
+                "context": {"cluster": "test", "user": service_account, "namespace": namespace},
+            }
+        ],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+def kubectl_as(cp: ControlPlane, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """kubectl with another identity (never raises; callers assert on the result)."""
+    assert cp.binaries is not None
+    return subprocess.run(
+        [str(cp.binaries.kubectl), "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextmanager
+def running_operator(
+    kubeconfig: Path, data_dir: Path, log: Path, namespaces: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`acme-gateway-operator` on a SQLite store in data_dir, healthy before yielding."""
+    assert OPERATOR.exists(), f"{OPERATOR} missing: run `uv sync`"
+    port = free_port()
+    argv = [
+        str(OPERATOR),
+        f"--data-dir={data_dir}",
+        f"--health-listen=127.0.0.1:{port}",
+        "--export-interval=1",
+        *(f"--namespace={ns}" for ns in namespaces),
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    try:
+        _wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", log)
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"operator exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError) as exc:
+            last = str(exc)
+        time.sleep(0.3)
+    raise AssertionError(f"operator not healthy at {url}: {last}\n{log.read_text()[-4000:]}")
+
+
+def forbidden_lines(log: Path, allowed: Sequence[str] = ()) -> list[str]:
+    """Log lines reporting a refused API call, except the expected ones."""
+    return [
+        line
+        for line in log.read_text(errors="replace").splitlines()
+        if ("forbidden" in line.lower() or " 403" in line) and not any(a in line for a in allowed)
+    ]

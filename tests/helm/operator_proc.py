@@ -18,6 +18,7 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -73,20 +74,30 @@ def kubectl_as(cp: ControlPlane, kubeconfig: Path, *args: str) -> subprocess.Com
     )
 
 
+def local_args(container: dict[str, Any], data_dir: Path, port: int) -> list[str]:
+    """A chart container's args made runnable here: its /data on data_dir, its listen or
+    health address on 127.0.0.1:port, everything else exactly as the chart renders it."""
+    out = []
+    for arg in container.get("args", []):
+        name, sep, value = arg.partition("=")
+        if sep and value.startswith("0.0.0.0:"):
+            arg = f"{name}=127.0.0.1:{port}"
+        elif sep and (value == "/data" or value.startswith("/data/")):
+            arg = f"{name}={data_dir}{value[len('/data') :]}"
+        out.append(arg)
+    return out
+
+
 @contextmanager
 def running_operator(
-    kubeconfig: Path, data_dir: Path, log: Path, namespaces: Sequence[str] = ()
+    container: dict[str, Any], kubeconfig: Path, data_dir: Path, log: Path
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`acme-gateway-operator` on a SQLite store in data_dir, healthy before yielding."""
+    """The chart's operator container as a local process (its command and args, with /data
+    and the health port rewritten), on a SQLite store in data_dir; healthy before yielding."""
+    assert container["command"] == ["acme-gateway-operator"], container["command"]
     assert OPERATOR.exists(), f"{OPERATOR} missing: run `uv sync`"
     port = free_port()
-    argv = [
-        str(OPERATOR),
-        f"--data-dir={data_dir}",
-        f"--health-listen=127.0.0.1:{port}",
-        "--export-interval=1",
-        *(f"--namespace={ns}" for ns in namespaces),
-    ]
+    argv = [str(OPERATOR), *local_args(container, data_dir, port), "--export-interval=1"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
     env["KUBECONFIG"] = str(kubeconfig)
     with log.open("ab") as out:

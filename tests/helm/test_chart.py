@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,17 @@ def test_schema_refuses_invalid_values(helm: Helm, tmp_path: Path, name: str) ->
     assert "values don't meet the specifications of the schema" in out, out
     for word in words:
         assert word in out, f"{word!r} missing from helm's message:\n{out}"
+
+
+def test_schema_file_is_generated() -> None:
+    """values.schema.json is what helm/gen-values-schema.py writes (edit the script)."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "helm" / "gen-values-schema.py"), "--check"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_schema_covers_every_default_value() -> None:

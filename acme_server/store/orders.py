@@ -244,7 +244,11 @@ async def list_order_ids(
 
 
 async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
-    """Apply expiry and authorization outcomes to a pending/ready order; persist changes."""
+    """Apply expiry and authorization outcomes to a pending/ready order; persist changes.
+
+    A ready order also turns invalid when one of its authorizations was deactivated or
+    expired meanwhile (as Boulder does): finalizing must not use a given-up authorization.
+    """
     now = datetime.now(UTC)
     if order.status not in ("pending", "ready"):
         return order
@@ -257,7 +261,7 @@ async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
             "detail": "order expired before it was finalized",
             "status": 400,
         }
-    elif order.status == "pending":
+    else:
         rows = (
             await conn.execute(
                 sa.select(authorizations.c.status, authorizations.c.id).where(
@@ -271,7 +275,7 @@ async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
             error = await _first_challenge_error(
                 conn, [r.id for r in rows if r.status in FINAL_AUTHZ]
             )
-        elif statuses == {"valid"}:
+        elif order.status == "pending" and statuses == {"valid"}:
             new_status = "ready"
     if new_status != order.status:
         await conn.execute(

@@ -10,6 +10,7 @@ REGISTRATIONS = "acmeregistrations"
 DOMAINS = "alloweddomains"
 
 FINALIZER = f"{GROUP}/finalizer"
+KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress/diff-base annotations
 ROTATE_ANNOTATION = f"{GROUP}/rotate-hmac-key"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"

@@ -16,6 +16,14 @@ from acme_operator.kube import KubeClient, load_configuration
 from acme_server.store.database import Database, default_database_url
 
 
+class _QuietTimers(logging.Filter):
+    """Drop kopf's "Timer 'x' succeeded." lines: every few seconds per object, no news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Timer '") and msg.endswith("' succeeded."))
+
+
 def _health_url(listen: str) -> str:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -127,7 +135,11 @@ def main(
     )
     kopf.configure(verbose=verbose, log_prefix=True)
     if not verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_QuietTimers())
         logging.getLogger("kubernetes").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     asyncio.run(run_operator(config))
 

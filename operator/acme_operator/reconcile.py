@@ -56,6 +56,38 @@ class _KeyResult:
     actions: list[tuple[str, str, str]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Row:
+    """The store row a registration should have; written only when it differs."""
+
+    kid: str
+    hmac_key: str | None
+    max_accounts: int | None
+    suspended: bool
+    allowed: AllowList
+
+    def matches(self, row: registrations.Registration | None) -> bool:
+        return row is not None and (
+            row.kid,
+            row.hmac_key,
+            row.max_accounts,
+            row.suspended,
+            set(row.domains),
+        ) == (self.kid, self.hmac_key, self.max_accounts, self.suspended, set(self.allowed.rules))
+
+    async def write(self, ctx: OperatorContext, sname: str) -> None:
+        assert self.hmac_key is not None
+        await registrations.upsert(
+            ctx.db,
+            sname,
+            kid=self.kid,
+            hmac_key=self.hmac_key,
+            max_accounts=self.max_accounts,
+            suspended=self.suspended,
+            domains=self.allowed.rules,
+        )
+
+
 def effective_kid(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
     return str(spec.get("keyID") or f"{namespace}.{name}")
 
@@ -166,17 +198,12 @@ async def reconcile_registration(
         existing = await registrations.get(ctx.db, sname)
         store_key = keyres.key or (existing.hmac_key if existing is not None else None)
         store_error = None
-        if store_key is not None:
+        wanted = _Row(
+            kid, store_key, spec.get("maxAccounts"), suspended or allowed.all_invalid, allowed
+        )
+        if store_key is not None and not wanted.matches(existing):
             try:
-                await registrations.upsert(
-                    ctx.db,
-                    sname,
-                    kid=kid,
-                    hmac_key=store_key,
-                    max_accounts=spec.get("maxAccounts"),
-                    suspended=suspended or allowed.all_invalid,
-                    domains=allowed.rules,
-                )
+                await wanted.write(ctx, sname)
             except RegistrationError as exc:
                 store_error = str(exc)
 
@@ -234,15 +261,15 @@ async def sync_domains(
         if existing is None or entry is None:
             return False
         allowed = allow_list(domains)
-        await registrations.upsert(
-            ctx.db,
-            sname,
-            kid=existing.kid,
-            hmac_key=existing.hmac_key,
-            max_accounts=existing.max_accounts,
-            suspended=entry.suspended or allowed.all_invalid,
-            domains=allowed.rules,
+        wanted = _Row(
+            existing.kid,
+            existing.hmac_key,
+            existing.max_accounts,
+            entry.suspended or allowed.all_invalid,
+            allowed,
         )
+        if not wanted.matches(existing):
+            await wanted.write(ctx, sname)
         return True
 
 

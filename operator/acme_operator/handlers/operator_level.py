@@ -9,7 +9,7 @@ import kopf
 import sqlalchemy as sa
 
 from acme_operator.config import OperatorConfig
-from acme_operator.constants import FINALIZER, GROUP
+from acme_operator.constants import FINALIZER, KOPF_PREFIX
 from acme_operator.context import from_memo
 
 
@@ -17,9 +17,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        # Kopf's bookkeeping annotations live under their own prefix: kopf ignores every
+        # annotation under it when diffing, and acme-gateway.io/* ones must trigger updates.
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
+            prefix=KOPF_PREFIX, key="last-handled-configuration"
         )
         # One operator per store; no peering CRDs to install.
         settings.peering.standalone = True

@@ -1,7 +1,8 @@
 """Fixtures for tests against the real Kubernetes control plane (tests/infra/kube.py).
 
-The binaries come from tools/k8s/build.sh; a cold build takes long, so CI runs that script
-before pytest. If the build or start fails, every test here errors loudly (never skips).
+The binaries come from tools/k8s/build.sh (about 10 minutes cold, 1 s warm). It runs once after
+collection, outside any test's timeout, when a collected test uses the control plane. If the
+build or start fails, every such test errors loudly (never skips).
 """
 
 from __future__ import annotations
@@ -11,18 +12,39 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
-from tests.infra.kube import ControlPlane, ControlPlaneError, build_binaries
+from tests.infra.kube import Binaries, ControlPlane, ControlPlaneError, build_binaries
 
 _started: list[ControlPlane] = []
+_built: list[Binaries | ControlPlaneError] = []
+
+
+def _binaries() -> Binaries | ControlPlaneError:
+    """Build (or find cached) binaries once per pytest process."""
+    if not _built:
+        try:
+            _built.append(build_binaries())
+        except ControlPlaneError as exc:
+            _built.append(exc)
+    return _built[0]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build before the tests run, so a cold build does not count against a test's timeout."""
+    if any("control_plane" in getattr(item, "fixturenames", ()) for item in session.items):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                "kube: checking/building control plane binaries (tools/k8s/build.sh)"
+            )
+        _binaries()
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A running control plane with crds/ installed: `.kubeconfig`, `.kubectl(...)`, `.env()`."""
-    try:
-        binaries = build_binaries()
-    except ControlPlaneError as exc:
-        pytest.fail(f"cannot build the test control plane:\n{exc}", pytrace=False)
+    binaries = _binaries()
+    if isinstance(binaries, ControlPlaneError):
+        pytest.fail(f"cannot build the test control plane:\n{binaries}", pytrace=False)
     cp = ControlPlane(binaries)
     try:
         cp.start(tmp_path_factory.mktemp("kube"))

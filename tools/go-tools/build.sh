@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Build the Go test clients (cert-manager controller, lego, helm) from the Go module proxy,
+# pinned by version and cached, because no prebuilt binaries can be fetched here.
+#
+#   certmanager  tools/certmanager (our small main over github.com/cert-manager/cert-manager,
+#                version pinned in tools/certmanager/go.mod) + its CRDs from deploy/crds
+#   lego         github.com/go-acme/lego/v5 (main package is the module root, not cmd/lego)
+#   helm         helm.sh/helm/v3/cmd/helm with the version ldflags upstream's Makefile sets
+#
+# Usage: tools/go-tools/build.sh [certmanager|lego|helm|all]...   (default: all)
+# Prints NAME=path lines on stdout (logs go to stderr). A warm run takes well under a second.
+# Env:   LEGO_VERSION, HELM_VERSION, ACME_GATEWAY_CACHE (default ~/.cache/acme-gateway)
+set -euo pipefail
+
+LEGO_VERSION="${LEGO_VERSION:-v5.6.0}"
+HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+CACHE="${ACME_GATEWAY_CACHE:-$HOME/.cache/acme-gateway}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+CM_SRC="$(cd "$HERE/../certmanager" && pwd)"
+
+# lego's Makefile dead-code-elimination tags, plus its "dnslight" build with only the RFC 2136
+# provider (`--dns rfc2136` / `dnsupdate`): the tests need no other DNS provider, and the full
+# provider set multiplies the cold build time.
+LEGO_TAGS="urfave_cli_no_template,grpcnotrace,validator_novalidatefn,ozzo_validation_no_template"
+LEGO_TAGS+=",lego_dnslight,lego_dns_dnsupdate"
+
+# Module and build caches are shared with tools/k8s/build.sh.
+export GOMODCACHE="$CACHE/go/mod"
+export GOCACHE="$CACHE/go/build"
+export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
+export GOFLAGS="-buildvcs=false"
+export CGO_ENABLED=0
+
+log() { printf '[go-tools] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# stamp_ok DIR KEY: true when DIR was completely built for KEY (the stamp is written last).
+stamp_ok() { [[ -f "$1/.built" && "$(cat "$1/.built")" == "$2" ]]; }
+
+# mod_field MODULE@VERSION FIELD: a field (Dir, GoMod) of `go mod download -json`.
+mod_field() {
+  go mod download -json "$1" | sed -n "s/^[[:space:]]*\"$2\": \"\(.*\)\",\{0,1\}\$/\1/p"
+}
+
+certmanager_version() {
+  awk '$1 == "require" && $2 == "github.com/cert-manager/cert-manager" { print $3 }
+       $1 == "github.com/cert-manager/cert-manager" { print $2 }' "$CM_SRC/go.mod" | head -n1
+}
+
+build_certmanager() {
+  local version dir key
+  version="$(certmanager_version)"
+  [[ -n "$version" ]] || die "no cert-manager version in $CM_SRC/go.mod"
+  dir="$CACHE/certmanager-$version"
+  key="certmanager=$version go=$GOVERSION src=$(cat "$CM_SRC/main.go" "$CM_SRC/go.mod" "$CM_SRC/go.sum" | sha256sum | cut -c1-16)"
+  if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/certmanager-controller" ]]; then
+    log "building cert-manager controller $version (cold build: many minutes on 2 cores)"
+    local start=$SECONDS moddir
+    rm -f "$dir/.built"
+    mkdir -p "$dir/bin"
+    (cd "$CM_SRC" && go build -trimpath \
+        -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$version" \
+        -o "$dir/bin/certmanager-controller.tmp" .)
+    mv -f "$dir/bin/certmanager-controller.tmp" "$dir/bin/certmanager-controller"
+    moddir="$(mod_field "github.com/cert-manager/cert-manager@$version" Dir)"
+    [[ -d "$moddir/deploy/crds" ]] || die "no deploy/crds in cert-manager module ($moddir)"
+    rm -rf "$dir/crds" && mkdir -p "$dir/crds"
+    cp "$moddir"/deploy/crds/*.yaml "$dir/crds/"
+    chmod -R u+w "$dir/crds"
+    echo "$key" >"$dir/.built"
+    log "cert-manager controller built in $((SECONDS - start)) s"
+  fi
+  echo "CERTMANAGER_BIN=$dir/bin/certmanager-controller"
+  echo "CERTMANAGER_CRDS=$dir/crds"
+}
+
+build_lego() {
+  local dir="$CACHE/lego-$LEGO_VERSION"
+  local key="lego=$LEGO_VERSION go=$GOVERSION tags=$LEGO_TAGS"
+  if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/lego" ]]; then
+    log "building lego $LEGO_VERSION (tags $LEGO_TAGS)"
+    local start=$SECONDS
+    rm -rf "$dir/bin.tmp" "$dir/.built" && mkdir -p "$dir/bin.tmp" "$dir/bin"
+    GOBIN="$dir/bin.tmp" go install -trimpath -tags "$LEGO_TAGS" \
+        -ldflags "-s -w -X main.version=$LEGO_VERSION" "github.com/go-acme/lego/v5@$LEGO_VERSION"
+    mv -f "$dir/bin.tmp/lego" "$dir/bin/lego" && rmdir "$dir/bin.tmp"
+    echo "$key" >"$dir/.built"
+    log "lego built in $((SECONDS - start)) s"
+  fi
+  echo "LEGO_BIN=$dir/bin/lego"
+}
+
+build_helm() {
+  local dir="$CACHE/helm-$HELM_VERSION"
+  local key="helm=$HELM_VERSION go=$GOVERSION"
+  if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/helm" ]]; then
+    log "building helm $HELM_VERSION"
+    local start=$SECONDS gomod client_go major minor
+    # Like upstream's Makefile: the default Capabilities.KubeVersion follows client-go v0.X.
+    gomod="$(mod_field "helm.sh/helm/v3@$HELM_VERSION" GoMod)"
+    client_go="$(awk '$1 == "k8s.io/client-go" { print $2 }' "$gomod" | head -n1)"
+    [[ "$client_go" =~ ^v0\.([0-9]+)\. ]] || die "cannot read k8s.io/client-go version from $gomod"
+    major=1 minor="${BASH_REMATCH[1]}"
+    local v="helm.sh/helm/v3/internal/version" ldflags="-s -w"
+    ldflags+=" -X $v.version=$HELM_VERSION -X $v.metadata= -X $v.gitTreeState=clean"
+    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major"
+    ldflags+=" -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major"
+    ldflags+=" -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+    rm -rf "$dir/bin.tmp" "$dir/.built" && mkdir -p "$dir/bin.tmp" "$dir/bin"
+    GOBIN="$dir/bin.tmp" go install -trimpath -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    mv -f "$dir/bin.tmp/helm" "$dir/bin/helm" && rmdir "$dir/bin.tmp"
+    echo "$key" >"$dir/.built"
+    log "helm built in $((SECONDS - start)) s"
+  fi
+  echo "HELM_BIN=$dir/bin/helm"
+}
+
+main() {
+  command -v go >/dev/null || die "go is not installed"
+  local -a targets=("$@")
+  [[ ${#targets[@]} -gt 0 ]] || targets=(all)
+  local t
+  for t in "${targets[@]}"; do
+    case "$t" in
+      certmanager | lego | helm | all) ;;
+      *) die "unknown target '$t' (want certmanager, lego, helm or all)" ;;
+    esac
+  done
+  mkdir -p "$CACHE"
+  GOVERSION="$(go env GOVERSION)"
+  # One build at a time, even when several pytest workers start it together.
+  exec 9>"$CACHE/.go-tools-build.lock"
+  flock 9
+  for t in "${targets[@]}"; do
+    case "$t" in
+      all) build_certmanager; build_lego; build_helm ;;
+      *) "build_$t" ;;
+    esac
+  done
+}
+
+main "$@"

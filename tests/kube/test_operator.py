@@ -7,24 +7,34 @@ on its own SQLite store, and checks the store directly and the API objects via k
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+
 from acme_server.policy import DomainRule
+from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane
 from tests.kube.operator_proc import (
     OperatorProcess,
     allowed_domain,
     apply,
+    certificate_row,
     condition,
+    ensure_ca_root,
     events_for,
     get_obj,
+    insert_certificate,
+    list_objs,
     operator_proc,
     registration,
     secret_text,
+    store_execute,
     store_registration,
     store_url,
     wait_condition,
@@ -210,3 +220,182 @@ def _suspended(url: str, name: str) -> bool | None:
 def _domains(url: str, name: str) -> set[DomainRule] | None:
     row = store_registration(url, name)
     return None if row is None else set(row.domains)
+
+
+CERT_SELECTOR = "app.kubernetes.io/managed-by=acme-gateway,acme-gateway.io/purpose=certificate"
+
+
+def _cert_secrets(cp: ControlPlane, ns: str) -> list[dict[str, Any]]:
+    return list_objs(cp, ns, "secrets", CERT_SELECTOR)
+
+
+def _exported(url: str, cert_id: str) -> bool:
+    row = certificate_row(url, cert_id)
+    return bool(row.exported_revision == row.revision)
+
+
+def test_certificate_export_status_and_garbage_collection(
+    control_plane: ControlPlane, kube_namespace: str, store_url: str, tmp_path: Path
+) -> None:
+    ns, cp = kube_namespace, control_plane
+    assert cp.kubeconfig is not None
+    op = OperatorProcess(
+        cp.kubeconfig,
+        store_url,
+        tmp_path,
+        namespaces=(ns,),
+        acme_base_url="https://acme.example.test:14000",
+    ).start()
+    try:
+        root = ensure_ca_root(store_url)
+        apply(cp, ns, registration("issuer"))
+        reg = wait_condition(cp, ns, "acmeregistration", "issuer", "True")
+        cert = insert_certificate(store_url, f"{ns}/issuer", ["a.example.com", "b.example.com"])
+
+        secrets = wait_for("certificate Secret", lambda: _cert_secrets(cp, ns))
+        assert len(secrets) == 1
+        secret = secrets[0]
+        meta = secret["metadata"]
+        assert meta["name"] == f"issuer-cert-{cert.serial}"
+        assert secret["type"] == "acme-gateway.io/certificate"
+        assert secret_text(secret, "tls.crt") == cert.chain_pem
+        assert secret_text(secret, "ca.crt") == root
+        assert meta["labels"]["acme-gateway.io/registration"] == "issuer"
+        assert meta["labels"]["acme-gateway.io/serial"] == cert.serial
+        ann = meta["annotations"]
+        assert ann["acme-gateway.io/names"] == "a.example.com,b.example.com"
+        assert ann["acme-gateway.io/account"] == (
+            f"https://acme.example.test:14000/acme/acct/{cert.account_id}"
+        )
+        assert ann["acme-gateway.io/revoked"] == "false"
+        assert ann["acme-gateway.io/not-after"].endswith("Z")
+        owner = meta["ownerReferences"][0]
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "AcmeRegistration",
+            "issuer",
+            reg["metadata"]["uid"],
+        )
+        wait_for("marked exported", lambda: _exported(store_url, cert.id))
+        assert "CertificateExported" in [e["reason"] for e in events_for(cp, ns, "issuer")]
+
+        def usage() -> dict[str, Any] | None:
+            status = _get(cp, ns, "acmeregistration", "issuer")["status"]
+            return status if status.get("certificatesIssued") == 1 else None
+
+        status = wait_for("status counts", usage)
+        assert status["accountCount"] == 1
+        assert status["lastIssuance"].endswith("Z")
+        acct = status["accounts"][0]
+        assert acct["url"].endswith(f"/acme/acct/{cert.account_id}")
+        assert acct["status"] == "valid" and acct["keyThumbprint"].startswith("tp-")
+
+        # A revocation bumps the revision: the same Secret is updated, not a new one.
+        def revoke(conn: sa.Connection) -> None:
+            conn.execute(
+                certificates.update()
+                .where(certificates.c.id == cert.id)
+                .values(revoked_at=dt.datetime.now(dt.UTC), revocation_reason=1, revision=2)
+            )
+
+        store_execute(store_url, revoke)
+
+        def revoked() -> dict[str, Any] | None:
+            items = _cert_secrets(cp, ns)
+            ok = items and items[0]["metadata"]["annotations"]["acme-gateway.io/revoked"] == "true"
+            return items[0] if ok else None
+
+        secret = wait_for("revocation exported", revoked)
+        assert len(_cert_secrets(cp, ns)) == 1
+        assert secret["metadata"]["annotations"]["acme-gateway.io/revocation-reason"] == (
+            "keyCompromise"
+        )
+        wait_for("revision 2 marked", lambda: _exported(store_url, cert.id))
+
+        # Deleting the registration garbage-collects its certificate Secrets.
+        cp.kubectl("delete", "-n", ns, "acmeregistration", "issuer", "--wait=false")
+        wait_for("certificate Secret collected", lambda: not _cert_secrets(cp, ns), timeout=90)
+        assert certificate_row(store_url, cert.id) is not None  # the store keeps it
+    finally:
+        op.stop()
+        print(op.logs())
+
+
+def test_crash_and_restart_converges_without_duplicates(
+    control_plane: ControlPlane, kube_namespace: str, store_url: str, tmp_path: Path
+) -> None:
+    ns, cp = kube_namespace, control_plane
+    assert cp.kubeconfig is not None
+    op = OperatorProcess(cp.kubeconfig, store_url, tmp_path, namespaces=(ns,)).start()
+    try:
+        ensure_ca_root(store_url)
+        apply(cp, ns, registration("crash"))
+        wait_condition(cp, ns, "acmeregistration", "crash", "True")
+        first = insert_certificate(store_url, f"{ns}/crash", ["one.example.com"])
+        wait_for("first exported", lambda: _exported(store_url, first.id))
+
+        # Crash while the operator has work in flight: certificates just issued, a domain
+        # and a suspension just applied.
+        more = [
+            insert_certificate(store_url, f"{ns}/crash", [f"n{i}.example.com"]) for i in range(3)
+        ]
+        apply(cp, ns, allowed_domain("dom", "crash", "example.com"))
+        apply(cp, ns, registration("crash", suspended=True))
+        op.kill()
+
+        # A crash after writing a Secret but before marking it exported: simulate it by
+        # taking the mark back. The restart must find the Secret, not write a second one.
+        def unmark(conn: sa.Connection) -> None:
+            conn.execute(
+                certificates.update()
+                .where(certificates.c.id == first.id)
+                .values(exported_revision=0)
+            )
+
+        store_execute(store_url, unmark)
+        before = {
+            s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in _cert_secrets(cp, ns)
+        }
+        more.append(insert_certificate(store_url, f"{ns}/crash", ["late.example.com"]))
+
+        op.start()
+        everything = [first, *more]
+        wait_for(
+            "all exported after restart",
+            lambda: all(_exported(store_url, c.id) for c in everything),
+        )
+        wait_condition(cp, ns, "acmeregistration", "crash", "False", "Suspended")
+        row = store_registration(store_url, f"{ns}/crash")
+        assert row is not None and row.suspended
+        assert {d.domain for d in row.domains} == {"example.com"}
+
+        secrets = _cert_secrets(cp, ns)
+        names = sorted(s["metadata"]["name"] for s in secrets)
+        assert names == sorted(f"crash-cert-{c.serial}" for c in everything)  # one each
+        # A Secret written before the crash was not rewritten.
+        after = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in secrets}
+        for name, version in before.items():
+            assert after[name] == version
+
+        # Kill again right after issuance, repeatedly: still one Secret per certificate.
+        for i in range(3):
+            c = insert_certificate(store_url, f"{ns}/crash", [f"k{i}.example.com"])
+            everything.append(c)
+            time.sleep(0.2 * i)
+            op.kill()
+            op.start()
+        wait_for(
+            "all exported after repeated kills",
+            lambda: all(_exported(store_url, c.id) for c in everything),
+        )
+        names = sorted(s["metadata"]["name"] for s in _cert_secrets(cp, ns))
+        assert names == sorted(f"crash-cert-{c.serial}" for c in everything)
+        versions = {
+            s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in _cert_secrets(cp, ns)
+        }
+        time.sleep(op.export_interval * 4)
+        assert versions == {
+            s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in _cert_secrets(cp, ns)
+        }  # settled: nothing re-exported
+    finally:
+        op.stop()
+        print(op.logs())

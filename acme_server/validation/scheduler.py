@@ -68,14 +68,16 @@ class ValidationScheduler:
 
     async def close(self) -> None:
         """Stop attempts in flight and hand their leases back so others retry at once."""
+        # Snapshot first: each cancelled attempt drops its id from `_held` as it unwinds.
+        held = set(self._held)
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        if self._held:
+        if held:
             async with self._db.transaction() as conn:
                 await conn.execute(
                     challenges.update()
-                    .where(challenges.c.id.in_(self._held), challenges.c.status == "processing")
+                    .where(challenges.c.id.in_(held), challenges.c.status == "processing")
                     .values(lease_until=None)
                 )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import secrets
+import subprocess
 from collections.abc import Iterator
 
 import josepy
@@ -18,7 +19,7 @@ from cryptography import x509
 from cryptography.x509 import DNSName
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.gateway_proc import GatewayProcess, free_port
+from tests.gateway_proc import GATEWAY, GatewayProcess, free_port
 from tests.infra.bind import BindServer
 from tests.infra.postgres import PostgresServer
 from tests.protocol.acme_client import (
@@ -31,29 +32,59 @@ from tests.protocol.acme_client import (
 )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["shared-data-dir", "given-ca"])
 def pair(
+    request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     postgres_server: PostgresServer,
     bind_server: BindServer,
 ) -> Iterator[tuple[GatewayProcess, GatewayProcess]]:
-    """Servers A and B: one database, one data dir (so one CA), one http-01 port."""
-    data_dir = tmp_path_factory.mktemp("gw-pair")
+    """Servers A and B on one database and one http-01 port, issuing from one CA.
+
+    `shared-data-dir`: both use one data directory, so B loads the CA A generated.
+    `given-ca`: B has a data directory of its own and gets A's issuing CA as
+    `--ca-cert`/`--ca-key`, as replicas sharing a CA Secret would.
+    """
     database = postgres_server.create_database()
     http01_port = free_port()
-    servers = [
-        GatewayProcess(
-            data_dir,
+    resolvers = (bind_server.resolver_address,)
+    data_a = tmp_path_factory.mktemp("gw-pair-a")
+    server_a = GatewayProcess(
+        data_a, database=database, http01_port=http01_port, dns_resolvers=resolvers
+    )
+    servers = [server_a]
+    try:
+        server_a.start()
+        extra: tuple[str, ...] = ()
+        data_b = data_a
+        if request.param == "given-ca":
+            ca_dir = data_a / "ca"
+            bundle = data_a / "issuer-bundle.pem"
+            bundle.write_bytes(
+                (ca_dir / "intermediate.crt").read_bytes() + (ca_dir / "root.crt").read_bytes()
+            )
+            extra = ("--ca-cert", str(bundle), "--ca-key", str(ca_dir / "intermediate.key"))
+            data_b = tmp_path_factory.mktemp("gw-pair-b")
+            # What B's clients must trust, from B's own configuration (GatewayProcess would
+            # ask `ca cert` without the --ca-* flags).
+            root_b = subprocess.run(
+                [GATEWAY, "ca", "cert", "--data-dir", str(data_b), *extra],
+                capture_output=True,
+                text=True,
+                check=True,
+                timeout=60,
+            ).stdout
+            (data_b / "root.pem").write_text(root_b)
+        server_b = GatewayProcess(
+            data_b,
             database=database,
             http01_port=http01_port,
-            dns_resolvers=(bind_server.resolver_address,),
+            dns_resolvers=resolvers,
+            extra_args=extra,
         )
-        for _ in range(2)
-    ]
-    try:
-        for server in servers:
-            server.start()
-        yield servers[0], servers[1]
+        servers.append(server_b)
+        server_b.start()
+        yield server_a, server_b
     finally:
         for server in servers:
             server.stop()
@@ -79,7 +110,7 @@ def _lookup_account(acme: ClientV2) -> str:
 
 def test_order_across_two_processes(pair: tuple[GatewayProcess, GatewayProcess]) -> None:
     gw_a, gw_b = pair
-    assert gw_a.root_pem.read_bytes() == gw_b.cli("ca", "cert").encode(), "one CA for both"
+    assert gw_a.root_pem.read_bytes() == gw_b.root_pem.read_bytes(), "one CA for both"
     key = ec_key()
     on_a = new_client(gw_a, key)
     on_b = new_client(gw_b, key)

@@ -10,7 +10,7 @@ from typing import Any
 RELEASE = "gw"
 NAMESPACE = "acme-system"
 FULLNAME = "gw-acme-gateway"
-WATCHED = ["team-a", "team-b"]
+WATCHED = ["tenant-a", "tenant-b"]  # not team-a: test_docs_install creates that
 
 VALUE_SETS: dict[str, dict[str, Any]] = {
     # The default: SQLite on a PVC, one Pod with server + operator, cluster-wide operator.

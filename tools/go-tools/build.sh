@@ -4,7 +4,8 @@
 #
 #   certmanager  tools/certmanager (our small main over github.com/cert-manager/cert-manager,
 #                version pinned in tools/certmanager/go.mod) + its CRDs from deploy/crds
-#   lego         github.com/go-acme/lego/v5 (main package is the module root, not cmd/lego)
+#   lego         github.com/go-acme/lego/v5 (main package is the module root, not cmd/lego),
+#                built through a throw-away module because of LEGO_REPLACE
 #   helm         helm.sh/helm/v3/cmd/helm with the version ldflags upstream's Makefile sets
 #
 # Usage: tools/go-tools/build.sh [certmanager|lego|helm|all]...   (default: all)
@@ -23,6 +24,9 @@ CM_SRC="$(cd "$HERE/../certmanager" && pwd)"
 # provider set multiplies the cold build time.
 LEGO_TAGS="urfave_cli_no_template,grpcnotrace,validator_novalidatefn,ozzo_validation_no_template"
 LEGO_TAGS+=",lego_dnslight,lego_dns_dnsupdate"
+# lego v5.6.0 requires gitlab.com/greyxor/slogor v1.7.1 (its CLI log handler), which the Go
+# module proxy refuses (403); v1.7.0 is served and has the same API (lego v5.4-v5.5 use it).
+LEGO_REPLACE="gitlab.com/greyxor/slogor => gitlab.com/greyxor/slogor v1.7.0"
 
 # Module and build caches are shared with tools/k8s/build.sh.
 export GOMODCACHE="$CACHE/go/mod"
@@ -76,14 +80,20 @@ build_certmanager() {
 
 build_lego() {
   local dir="$CACHE/lego-$LEGO_VERSION"
-  local key="lego=$LEGO_VERSION go=$GOVERSION tags=$LEGO_TAGS"
+  local key="lego=$LEGO_VERSION go=$GOVERSION tags=$LEGO_TAGS replace=$LEGO_REPLACE"
   if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/lego" ]]; then
     log "building lego $LEGO_VERSION (tags $LEGO_TAGS)"
-    local start=$SECONDS
-    rm -rf "$dir/bin.tmp" "$dir/.built" && mkdir -p "$dir/bin.tmp" "$dir/bin"
-    GOBIN="$dir/bin.tmp" go install -trimpath -tags "$LEGO_TAGS" \
-        -ldflags "-s -w -X main.version=$LEGO_VERSION" "github.com/go-acme/lego/v5@$LEGO_VERSION"
-    mv -f "$dir/bin.tmp/lego" "$dir/bin/lego" && rmdir "$dir/bin.tmp"
+    local start=$SECONDS mod="$dir/module"
+    rm -rf "$mod" "$dir/bin.tmp" "$dir/.built" && mkdir -p "$mod" "$dir/bin"
+    # Not `go install lego@version`: that cannot apply LEGO_REPLACE, so lego is built from a
+    # throw-away module (in the cache) that requires it.
+    printf 'module acme-gateway.local/lego-build\n\ngo 1.26.0\n\nrequire github.com/go-acme/lego/v5 %s\n\nreplace %s\n' \
+        "$LEGO_VERSION" "$LEGO_REPLACE" >"$mod/go.mod"
+    # -mod=mod resolves only the packages these build tags import: the full provider set
+    # needs modules the proxy does not serve.
+    (cd "$mod" && go build -mod=mod -trimpath -tags "$LEGO_TAGS" \
+        -ldflags "-s -w -X main.version=$LEGO_VERSION" -o "$dir/bin/lego.tmp" github.com/go-acme/lego/v5)
+    mv -f "$dir/bin/lego.tmp" "$dir/bin/lego"
     echo "$key" >"$dir/.built"
     log "lego built in $((SECONDS - start)) s"
   fi

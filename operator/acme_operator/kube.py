@@ -70,6 +70,23 @@ class KubeClient:
             lambda: self._plain(self._core.patch_namespaced_secret(name, namespace, patch))
         )
 
+    async def missing_resources(
+        self, group: str, version: str, plurals: tuple[str, ...]
+    ) -> list[str]:
+        """Which of `plurals` API discovery does not list (all of them if the group is absent)."""
+
+        def call() -> list[str]:
+            try:
+                found = self._custom.get_api_resources(group, version)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return list(plurals)
+                raise
+            served = {r.name for r in found.resources or []}
+            return [p for p in plurals if p not in served]
+
+        return await asyncio.to_thread(call)
+
     async def get_registration(self, namespace: str, name: str) -> Body | None:
         def call() -> Body | None:
             try:

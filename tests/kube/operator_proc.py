@@ -424,3 +424,35 @@ def certificate_row(url: str, cert_id: str) -> Any:
             sa.select(certificates).where(certificates.c.id == cert_id)
         ).one(),
     )
+
+
+# ---------------------------------------------------------------- least privilege
+
+RBAC_DOC = Path(__file__).resolve().parents[2] / "operator" / "rbac.md"
+
+
+def documented_cluster_role() -> str:
+    """The ClusterRole manifest in operator/rbac.md (its only ```yaml block)."""
+    text = RBAC_DOC.read_text()
+    start = text.index("```yaml\n") + len("```yaml\n")
+    return text[start : text.index("```", start)]
+
+
+def service_account_kubeconfig(cp: ControlPlane, ns: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as ServiceAccount ns/account (a TokenRequest token)."""
+    assert cp.server is not None and cp.pki is not None
+    token = cp.kubectl("create", "token", "-n", ns, account, "--duration=2h").stdout.strip()
+    ca = base64.b64encode(cp.pki.ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": "c", "cluster": {"server": cp.server, "certificate-authority-data": ca}}
+        ],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
+        "current-context": "c",
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path

@@ -26,6 +26,7 @@ from tests.kube.operator_proc import (
     apply,
     certificate_row,
     condition,
+    documented_cluster_role,
     ensure_ca_root,
     events_for,
     get_obj,
@@ -34,6 +35,7 @@ from tests.kube.operator_proc import (
     operator_proc,
     registration,
     secret_text,
+    service_account_kubeconfig,
     store_execute,
     store_registration,
     store_url,
@@ -399,3 +401,51 @@ def test_crash_and_restart_converges_without_duplicates(
     finally:
         op.stop()
         print(op.logs())
+
+
+def test_operator_runs_with_documented_rbac(
+    control_plane: ControlPlane, kube_namespace: str, store_url: str, tmp_path: Path
+) -> None:
+    """Only the permissions in operator/rbac.md, bound in one namespace: everything works."""
+    ns, cp = kube_namespace, control_plane
+    role = f"acme-gateway-operator-{ns}"
+    manifest = documented_cluster_role().replace("name: acme-gateway-operator", f"name: {role}")
+    cp.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        cp.kubectl("create", "serviceaccount", "-n", ns, "op")
+        cp.kubectl(
+            "create",
+            "rolebinding",
+            "-n",
+            ns,
+            "op",
+            f"--clusterrole={role}",
+            f"--serviceaccount={ns}:op",
+        )
+        kubeconfig = service_account_kubeconfig(cp, ns, "op", tmp_path / "op.kubeconfig")
+        denied = cp.kubectl(
+            "--kubeconfig", str(kubeconfig), "get", "secrets", "-n", ns, check=False
+        )
+        assert denied.returncode != 0 and "forbidden" in denied.stderr  # no list on Secrets
+
+        op = OperatorProcess(kubeconfig, store_url, tmp_path, namespaces=(ns,)).start()
+        try:
+            ensure_ca_root(store_url)
+            apply(cp, ns, registration("least"))
+            apply(cp, ns, allowed_domain("dom", "least", "least.example"))
+            wait_condition(cp, ns, "acmeregistration", "least", "True")
+            wait_condition(cp, ns, "alloweddomain", "dom", "True", "Active")
+            cert = insert_certificate(store_url, f"{ns}/least", ["least.example"])
+            wait_for("exported", lambda: _exported(store_url, cert.id))
+            assert len(_cert_secrets(cp, ns)) == 1
+            assert any(e["reason"] == "SecretCreated" for e in events_for(cp, ns, "least"))
+            cp.kubectl("delete", "-n", ns, "alloweddomain", "dom", "--timeout=60s")
+            cp.kubectl("delete", "-n", ns, "acmeregistration", "least", "--timeout=60s")
+            assert store_registration(store_url, f"{ns}/least") is None
+            logs = op.logs()
+            assert "Forbidden" not in logs and "forbidden" not in logs, logs
+        finally:
+            op.stop()
+            print(op.logs())
+    finally:
+        cp.kubectl("delete", "clusterrole", role, check=False)

@@ -9,8 +9,17 @@ import kopf
 import sqlalchemy as sa
 
 from acme_operator.config import OperatorConfig
-from acme_operator.constants import FINALIZER, KOPF_PREFIX
+from acme_operator.constants import (
+    DOMAINS,
+    FINALIZER,
+    GROUP,
+    KOPF_PREFIX,
+    REGISTRATIONS,
+    VERSION,
+)
 from acme_operator.context import from_memo
+
+WATCHED = (REGISTRATIONS, DOMAINS)
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -25,10 +34,24 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         )
         # One operator per store; no peering CRDs to install.
         settings.peering.standalone = True
+        # No cluster-wide watching of CRDs and namespaces (it would need cluster-scoped RBAC):
+        # our two CRDs must exist when the operator starts (checked below), and --namespace
+        # takes plain names.
+        settings.scanning.disabled = True
         # Events come from explicit kopf.event()/info()/warn() calls only.
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+
+    @kopf.on.startup(id="check_crds", registry=registry)
+    async def check_crds(memo: Any, **_: Any) -> None:
+        """Fail fast (the pod restarts) instead of idling when the CRDs are not installed."""
+        missing = await from_memo(memo).kube.missing_resources(GROUP, VERSION, WATCHED)
+        if missing:
+            raise kopf.PermanentError(
+                f"the API server does not serve {', '.join(missing)} ({GROUP}/{VERSION}): "
+                "install the CRDs first (kubectl apply -f crds/)"
+            )
 
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

@@ -252,6 +252,15 @@ def cm(cm_world: CertManagerWorld) -> Iterator[CertManagerWorld]:
     _worlds.remove(cm_world)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Build (or find) the controller before the tests run: a cold build is not a test's time."""
+    if any("cm" in getattr(item, "fixturenames", ()) for item in session.items):
+        try:
+            ensure_certmanager()
+        except GoToolError:
+            pass  # the `certmanager_bin` fixture reports it, on every test that needs it
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "cm" in getattr(item, "fixturenames", ()):
@@ -264,6 +273,6 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    if report.failed and _worlds:
+    if report.failed and _worlds and "cm" in getattr(item, "fixturenames", ()):
         report.sections.append(("cert-manager end to end", _worlds[0].diagnostics()))
     return report

@@ -165,7 +165,6 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert not find(docs, "Role")
     role = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
     assert any("secrets" in r["resources"] for r in role["rules"])
-    assert not any("namespaces" in r["resources"] for r in role["rules"])
 
 
 def test_postgresql_runs_replicas_and_a_separate_operator(
@@ -242,9 +241,35 @@ def test_watch_namespaces_uses_roles(rendered: dict[str, list[Manifest]]) -> Non
         assert b["subjects"] == [
             {"kind": "ServiceAccount", "name": f"{FULLNAME}-operator", "namespace": NAMESPACE}
         ]
-    cluster = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
-    cluster_resources = {res for r in cluster["rules"] for res in r["resources"]}
-    assert cluster_resources == {"customresourcedefinitions", "namespaces"}, cluster_resources
+    # Nothing cluster-scoped for the operator (Kopf's cluster scanning is off).
+    assert not [d for d in find(docs, "ClusterRole") if d["metadata"]["name"].endswith("-operator")]
+    assert not find(docs, "ClusterRoleBinding")
+
+
+def _rule_set(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {
+        (group, resource, verb)
+        for r in rules
+        for group in r["apiGroups"]
+        for resource in r["resources"]
+        for verb in r["verbs"]
+    }
+
+
+@pytest.mark.parametrize("name", ["sqlite-default", "watch-namespaces"])
+def test_operator_rules_are_operator_rbac_md(
+    rendered: dict[str, list[Manifest]], name: str
+) -> None:
+    """The chart grants the operator exactly the ClusterRole documented in operator/rbac.md."""
+    text = (REPO / "operator" / "rbac.md").read_text()
+    documented = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    expected = _rule_set(documented["rules"])
+    docs = rendered[name]
+    roles = find(docs, "Role") if name == "watch-namespaces" else find(docs, "ClusterRole")
+    roles = [r for r in roles if r["metadata"]["name"].endswith("-operator")]
+    assert roles
+    for role in roles:
+        assert _rule_set(role["rules"]) == expected, role["metadata"]
 
 
 def test_aggregated_roles_keep_domains_from_namespace_admins(
@@ -269,6 +294,24 @@ def test_aggregated_roles_keep_domains_from_namespace_admins(
         rendered["http-monitoring"], "ClusterRole", f"{NAMESPACE}:{FULLNAME}-domain-admin"
     )
     assert opted_in["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+
+
+def test_optional_values(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["options"]
+    assert not find(docs, "PersistentVolumeClaim")
+    assert not [d for d in find(docs, "ClusterRole") if d["metadata"]["name"].endswith("-edit")]
+    dep = one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "my-claim"
+    server, operator = containers(dep)["server"], containers(dep)["operator"]
+    assert server["image"] == "ghcr.io/acme-gateway/acme-gateway@sha256:" + "0123456789abcdef" * 4
+    assert server["env"] == VALUE_SETS["options"]["server"]["extraEnv"]
+    assert operator["env"] == VALUE_SETS["options"]["operator"]["extraEnv"]
+    assert flag(server, "terms-of-service") == ["https://pki.example.com/tos"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert all(d["metadata"]["labels"]["team"] == "pki" for d in docs)
 
 
 def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> None:
@@ -367,6 +410,8 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_
     assert flag(containers(dep)["server"], "account-creation") == ["open"]
     assert flag(containers(dep)["operator"], "namespace") == [ns]
     assert _get(control_plane, "role", f"{full}-operator", ns) is not None
+    # Confined to its namespace, the operator holds nothing cluster-wide any more.
+    assert _get(control_plane, "clusterrole", f"{ns}:{full}-operator") is None
     # The generated CA is read back with `lookup`, never regenerated.
     ca_after = _get(control_plane, "secret", f"{full}-ca", ns)
     assert ca_after is not None and ca_after["data"] == ca_before["data"]

@@ -131,10 +131,13 @@ def test_operator_runs_with_the_chart_service_account(
     assert can_i("get", "configmaps", "-n", "kube-system") == "no"
     assert can_i("create", "pods", "-n", tenant_ns) == "no"
     assert can_i("get", "nodes") == "no"
+    assert can_i("list", "customresourcedefinitions") == "no"
+    assert can_i("delete", "secrets", "-n", tenant_ns) == "no"
     assert can_i("get", "secrets", "-n", tenant_ns) == "yes"
     if mode == "namespaced":
         assert can_i("get", "secrets", "-n", other_ns) == "no"
         assert can_i("patch", "acmeregistrations", "-n", other_ns) == "no"
+        assert can_i("list", "namespaces") == "no"
         refused = kubectl_as(cp, token_config, "get", "secret", "web-eab", "-n", "kube-system")
         assert refused.returncode != 0 and "Forbidden" in refused.stderr, refused.stderr
     else:

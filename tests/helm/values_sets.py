@@ -56,6 +56,23 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             ]
         },
     },
+    # The optional knobs: existing claim, pinned digest, extra env, scheduling, no aggregation.
+    "options": {
+        "rbac": {"aggregate": False},
+        "persistence": {"existingClaim": "my-claim", "keep": False},
+        "server": {
+            "extraEnv": [{"name": "ACME_GATEWAY_WEBSITE", "value": "https://pki.example.com"}],
+            "tolerations": [
+                {"key": "dedicated", "operator": "Equal", "value": "pki", "effect": "NoSchedule"}
+            ],
+            "nodeSelector": {"kubernetes.io/os": "linux"},
+            "termsOfService": "https://pki.example.com/tos",
+        },
+        "operator": {"extraEnv": [{"name": "ACME_GATEWAY_RESYNC_INTERVAL", "value": "60"}]},
+        "image": {"digest": "sha256:" + "0123456789abcdef" * 4},
+        "imagePullSecrets": [{"name": "regcred"}],
+        "commonLabels": {"team": "pki"},
+    },
 }
 
 # Values helm must refuse, with words its message must contain.

@@ -1,43 +1,33 @@
-{{/* Rules the operator needs in every namespace it watches. Derived from what
-     operator/acme_operator calls (kube.py, handlers/) plus Kopf's own needs; the helm
-     tests run the operator with exactly these rights. */}}
-{{- define "acme-gateway.operatorNamespacedRules" -}}
-# Kopf lists and watches the resources and patches its finalizer and progress annotations.
-# No create/delete: the operator never makes or removes registrations or domain grants.
+{{/* The operator's rules: exactly the ClusterRole documented in operator/rbac.md (why each
+     verb is needed is explained there; tests/helm asserts the two are equal). The operator
+     turns off Kopf's cluster scanning, so it needs nothing cluster-scoped. */}}
+{{- define "acme-gateway.operatorRules" -}}
+# Kopf watches registrations and patches its finalizer and bookkeeping annotations; the
+# exporter reads a registration to set the owner of certificate Secrets.
 - apiGroups: [acme-gateway.io]
-  resources: [acmeregistrations, alloweddomains]
+  resources: [acmeregistrations]
   verbs: [get, list, watch, patch]
-# Ready conditions, effective keyID, account and certificate counts.
+# Ready condition, effective keyID, accounts and counts.
 - apiGroups: [acme-gateway.io]
-  resources: [acmeregistrations/status, alloweddomains/status]
-  verbs: [get, patch]
-# Exported Secrets carry an ownerReference with blockOwnerDeletion to their registration;
-# clusters running the OwnerReferencesPermissionEnforcement admission plugin require this.
+  resources: [acmeregistrations/status]
+  verbs: [patch]
+# Owner references with blockOwnerDeletion (OwnerReferencesPermissionEnforcement clusters).
 - apiGroups: [acme-gateway.io]
   resources: [acmeregistrations/finalizers]
   verbs: [update]
-# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets. They are
-# fetched by name and removed by garbage collection: no list, watch or delete.
+# Kopf watches domain grants (never creates or deletes them).
+- apiGroups: [acme-gateway.io]
+  resources: [alloweddomains]
+  verbs: [list, watch, patch]
+- apiGroups: [acme-gateway.io]
+  resources: [alloweddomains/status]
+  verbs: [patch]
+# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets, always by
+# name: no list, watch or delete (exported Secrets go by garbage collection).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, update, patch]
-# Kopf and the operator post Events about the objects they handle.
+  verbs: [get, create, patch, update]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
-{{- end }}
-
-{{/* Cluster-scoped rules the operator needs whatever it watches. */}}
-{{- define "acme-gateway.operatorClusterRules" -}}
-# Kopf checks that the CRDs it serves exist and notices when they change.
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [list, watch]
-{{- if .Values.operator.watchNamespaces }}
-# Kopf given a namespace list first lists the cluster's namespaces (names only) to match
-# it; refused, it retries for about a minute before falling back, delaying every start.
-- apiGroups: [""]
-  resources: [namespaces]
-  verbs: [list, watch]
-{{- end }}
 {{- end }}

@@ -7,6 +7,7 @@ import base64
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ def test_chart_crds_are_the_crds_directory() -> None:
     assert chart.keys() == source.keys(), "run helm/sync-crds.sh"
     for name, data in source.items():
         assert chart[name] == data, f"{name} differs from crds/{name}: run helm/sync-crds.sh"
+
+
+def test_package_carries_the_crds(helm: Helm, tmp_path: Path) -> None:
+    """`helm package` (what a chart repository or OCI registry receives) holds the CRDs."""
+    out = helm.run("package", str(CHART), "--destination", str(tmp_path))
+    archive = tmp_path / "acme-gateway-0.1.0.tgz"
+    assert str(archive) in out
+    with tarfile.open(archive) as tar:
+        names = set(tar.getnames())
+    for crd in (REPO / "crds").glob("*.yaml"):
+        assert f"acme-gateway/crds/{crd.name}" in names
+    assert "acme-gateway/values.schema.json" in names
 
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))

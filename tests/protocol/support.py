@@ -81,6 +81,12 @@ def eab_binding(
 class Acme(RawClient):
     """RawClient plus the flows the tests need to reach each state."""
 
+    @property
+    def account(self) -> str:
+        """The account URL (kid); only after registering."""
+        assert self.kid is not None, "no account registered yet"
+        return self.kid
+
     def jwk(self) -> dict[str, Any]:
         return dict(self.key.public_key().to_partial_json())
 
@@ -111,7 +117,8 @@ class Acme(RawClient):
 
     def new_order(self, names: list[str]) -> requests.Response:
         return self.post(
-            self.directory["newOrder"], {"identifiers": [{"type": "dns", "value": n} for n in names]}
+            self.directory["newOrder"],
+            {"identifiers": [{"type": "dns", "value": n} for n in names]},
         )
 
     def order(self, names: list[str]) -> tuple[str, dict[str, Any]]:
@@ -200,9 +207,17 @@ class Ed25519Acme(Acme):
         canonical = json.dumps(self.jwk(), separators=(",", ":"), sort_keys=True).encode()
         return b64(hashlib.sha256(canonical).digest())
 
-    def sign(self, url: str, payload: Any, *, key: josepy.JWK | None = None,
-             use_kid: bool | None = None, nonce: str | None | bool = True,
-             extra: dict[str, Any] | None = None, alg: str | None = None) -> dict[str, str]:
+    def sign(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        key: josepy.JWK | None = None,
+        use_kid: bool | None = None,
+        nonce: str | bool | None = True,
+        extra: dict[str, Any] | None = None,
+        alg: str | None = None,
+    ) -> dict[str, str]:
         assert key is None, "Ed25519Acme signs only with its own key"
         header: dict[str, Any] = {"alg": alg or "EdDSA", "url": url}
         if nonce is True:

@@ -56,8 +56,13 @@ def test_get_on_post_resources_is_405(gateway: GatewayProcess) -> None:
     acme = Acme(gateway)
     acme.register()
     session = _session(gateway)
-    for url in (acme.directory["newAccount"], acme.directory["newOrder"],
-                acme.directory["revokeCert"], acme.directory["keyChange"], acme.kid):
+    for url in (
+        acme.directory["newAccount"],
+        acme.directory["newOrder"],
+        acme.directory["revokeCert"],
+        acme.directory["keyChange"],
+        acme.account,
+    ):
         resp = session.get(url, timeout=10)
         doc = assert_problem(resp, "malformed", 405, "POST-as-GET")
         assert "POST" in resp.headers["Allow"], resp.headers

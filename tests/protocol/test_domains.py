@@ -29,25 +29,43 @@ def example(prereg_gateway: GatewayProcess) -> Acme:
     return _bound_account(prereg_gateway, "example.test", IDN)[0]
 
 
-@pytest.mark.parametrize(("requested", "expected"), [
-    (["example.test"], ["example.test"]),
-    (["sub.example.test", "deep.sub.example.test"], ["sub.example.test", "deep.sub.example.test"]),
-    (["*.example.test"], ["*.example.test"]),
-    (["*.sub.example.test", "example.test"], ["*.sub.example.test", "example.test"]),
-    (["EXAMPLE.test", "Www.Example.TEST", "example.test"], ["example.test", "www.example.test"]),
-    ([f"shop.{IDN}"], [f"shop.{IDN_ASCII}"]),
-    ([f"shop.{IDN_ASCII}", "BÜCHER.test"], [f"shop.{IDN_ASCII}", IDN_ASCII]),
-])
+@pytest.mark.parametrize(
+    ("requested", "expected"),
+    [
+        (["example.test"], ["example.test"]),
+        (
+            ["sub.example.test", "deep.sub.example.test"],
+            ["sub.example.test", "deep.sub.example.test"],
+        ),
+        (["*.example.test"], ["*.example.test"]),
+        (["*.sub.example.test", "example.test"], ["*.sub.example.test", "example.test"]),
+        (
+            ["EXAMPLE.test", "Www.Example.TEST", "example.test"],
+            ["example.test", "www.example.test"],
+        ),
+        ([f"shop.{IDN}"], [f"shop.{IDN_ASCII}"]),
+        ([f"shop.{IDN_ASCII}", "BÜCHER.test"], [f"shop.{IDN_ASCII}", IDN_ASCII]),
+    ],
+)
 def test_allowed_names(example: Acme, requested: list[str], expected: list[str]) -> None:
     resp = example.new_order(requested)
     assert resp.status_code == 201, resp.text
     assert [i["value"] for i in resp.json()["identifiers"]] == expected
 
 
-@pytest.mark.parametrize("bad", [
-    "badexample.test", "example.test.evil", "example.testx", "xexample.test", "other.test",
-    "*.badexample.test", "test", "bucher.test",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "badexample.test",
+        "example.test.evil",
+        "example.testx",
+        "xexample.test",
+        "other.test",
+        "*.badexample.test",
+        "test",
+        "bucher.test",
+    ],
+)
 def test_disallowed_name(example: Acme, bad: str) -> None:
     resp = example.new_order([bad])
     if bad == "test":  # a single label is no DNS name at all
@@ -61,8 +79,15 @@ def test_disallowed_name(example: Acme, bad: str) -> None:
 
 
 def test_several_disallowed_names(example: Acme) -> None:
-    resp = example.new_order(["ok.example.test", "badexample.test", "example.test.evil",
-                              "fine.example.test", "x.other.test"])
+    resp = example.new_order(
+        [
+            "ok.example.test",
+            "badexample.test",
+            "example.test.evil",
+            "fine.example.test",
+            "x.other.test",
+        ]
+    )
     doc = assert_problem(resp, "rejectedIdentifier", 400, "badexample.test")
     assert subproblem_values(doc) == {
         "badexample.test": "rejectedIdentifier",

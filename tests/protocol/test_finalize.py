@@ -43,14 +43,19 @@ def test_finalize_and_download(acme: Acme) -> None:
     assert cert.status_code == 200, cert.text
     assert cert.headers["Content-Type"] == "application/pem-certificate-chain"
     assert_acme_headers(cert)
-    up = next(p for p in requests.utils.parse_header_links(cert.headers["Link"])
-              if p["rel"] == "up")
+    up = next(
+        p for p in requests.utils.parse_header_links(cert.headers["Link"]) if p["rel"] == "up"
+    )
     chain = x509.load_pem_x509_certificates(cert.content)
     root = x509.load_pem_x509_certificate(acme.gw.root_pem.read_bytes())
     assert root not in chain, "the chain must not include the root"
     assert len(chain) >= 2
-    verifier = PolicyBuilder().store(Store([root])).time(
-        datetime.datetime.now(datetime.UTC)).build_server_verifier(DNSName(names[0]))
+    verifier = (
+        PolicyBuilder()
+        .store(Store([root]))
+        .time(datetime.datetime.now(datetime.UTC))
+        .build_server_verifier(DNSName(names[0]))
+    )
     verifier.verify(chain[0], chain[1:])
     leaf = chain[0]
     sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -78,16 +83,18 @@ def test_finalize_when_not_ready(acme: Acme) -> None:
     names = [unique("p")]
     url, order = acme.order(names)
     csr_pem, _ = make_csr(names)
-    doc = assert_problem(acme.finalize(order, csr_pem), "orderNotReady", 403,
-                         "order is pending")
+    doc = assert_problem(acme.finalize(order, csr_pem), "orderNotReady", 403, "order is pending")
     assert "ready" in doc["detail"]
     assert acme.get(url).json()["status"] == "pending"
 
 
-@pytest.mark.parametrize(("key", "detail"), [
-    (lambda: rsa.generate_private_key(65537, 1024), "too small"),
-    (lambda: ec.generate_private_key(ec.SECP521R1()), "not allowed"),
-])
+@pytest.mark.parametrize(
+    ("key", "detail"),
+    [
+        (lambda: rsa.generate_private_key(65537, 1024), "too small"),
+        (lambda: ec.generate_private_key(ec.SECP521R1()), "not allowed"),
+    ],
+)
 def test_csr_key_policy(acme: Acme, key: object, detail: str) -> None:
     names = [unique("w")]
     url, order = acme.ready_order(names)
@@ -108,7 +115,7 @@ def test_csr_garbage(acme: Acme) -> None:
 
 def test_certificate_of_another_account(acme: Acme) -> None:
     _, _, _ = acme.issue([unique("o")])
-    url = acme.get(acme.get(acme.kid).json()["orders"]).json()["orders"][-1]
+    url = acme.get(acme.get(acme.account).json()["orders"]).json()["orders"][-1]
     cert_url = acme.get(url).json()["certificate"]
     other = new_account(acme.gw)
     assert_problem(other.get(cert_url), "malformed", 404, "no such certificate")

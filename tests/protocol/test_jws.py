@@ -19,57 +19,57 @@ def acme(gateway: GatewayProcess) -> Acme:
 
 
 def test_bad_nonce_then_fresh_nonce_works(acme: Acme) -> None:
-    resp = acme.post(acme.kid, None, nonce="bm90LWEtbm9uY2U")
+    resp = acme.post(acme.account, None, nonce="bm90LWEtbm9uY2U")
     assert_problem(resp, "badNonce", 400, "not issued by this server")
     fresh = resp.headers["Replay-Nonce"]
-    again = acme.post(acme.kid, None, nonce=fresh)
+    again = acme.post(acme.account, None, nonce=fresh)
     assert again.status_code == 200, again.text
 
 
 def test_garbage_nonce(acme: Acme) -> None:
-    resp = acme.post(acme.kid, None, nonce="!!not base64!!")
+    resp = acme.post(acme.account, None, nonce="!!not base64!!")
     assert_problem(resp, "badNonce", 400, "nonce")
 
 
 def test_replayed_nonce(acme: Acme) -> None:
     nonce = acme.nonce()
-    assert acme.post(acme.kid, None, nonce=nonce).status_code == 200
-    resp = acme.post(acme.kid, None, nonce=nonce)
+    assert acme.post(acme.account, None, nonce=nonce).status_code == 200
+    resp = acme.post(acme.account, None, nonce=nonce)
     assert_problem(resp, "badNonce", 400, "already been used")
     assert resp.headers["Replay-Nonce"] != nonce
 
 
 def test_missing_nonce(acme: Acme) -> None:
-    resp = acme.post(acme.kid, None, nonce=None)
+    resp = acme.post(acme.account, None, nonce=None)
     assert_problem(resp, "badNonce", 400, "no anti-replay nonce")
 
 
 def test_wrong_url_header(acme: Acme) -> None:
     jws = acme.sign(acme.directory["newOrder"], None)
-    resp = acme.post(acme.kid, body=jws)
+    resp = acme.post(acme.account, body=jws)
     assert_problem(resp, "unauthorized", 403, "does not match")
 
 
 def test_url_of_another_host_refused(acme: Acme) -> None:
-    other = acme.kid.replace("https://localhost", "https://127.0.0.1")
-    resp = acme.post(acme.kid, body=acme.sign(other, None))
+    other = acme.account.replace("https://localhost", "https://127.0.0.1")
+    resp = acme.post(acme.account, body=acme.sign(other, None))
     assert_problem(resp, "unauthorized", 403, "url header")
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "text/plain"])
 def test_wrong_content_type(acme: Acme, content_type: str) -> None:
-    resp = acme.post(acme.kid, None, content_type=content_type)
+    resp = acme.post(acme.account, None, content_type=content_type)
     assert_problem(resp, "malformed", 415, "Content-Type must be application/jose+json")
 
 
 def test_both_jwk_and_kid(acme: Acme) -> None:
-    resp = acme.post(acme.kid, None, extra={"jwk": acme.jwk()})
+    resp = acme.post(acme.account, None, extra={"jwk": acme.jwk()})
     assert_problem(resp, "malformed", 400, "exactly one of jwk or kid")
 
 
 def test_neither_jwk_nor_kid(acme: Acme) -> None:
-    header = {"alg": "ES256", "nonce": acme.nonce(), "url": acme.kid}
-    resp = acme.post(acme.kid, body=acme.sign_header(header, None))
+    header = {"alg": "ES256", "nonce": acme.nonce(), "url": acme.account}
+    resp = acme.post(acme.account, body=acme.sign_header(header, None))
     assert_problem(resp, "malformed", 400, "exactly one of jwk or kid")
 
 
@@ -89,56 +89,58 @@ def test_kid_not_an_account_url(gateway: GatewayProcess) -> None:
 
 @pytest.mark.parametrize("alg", ["HS256", "none", "PS256", "ES256K"])
 def test_unsupported_algorithm(acme: Acme, alg: str) -> None:
-    resp = acme.post(acme.kid, None, alg=alg)
+    resp = acme.post(acme.account, None, alg=alg)
     doc = assert_problem(resp, "badSignatureAlgorithm", 400, "unsupported JWS algorithm")
     assert "ES256" in doc["algorithms"] and "RS256" in doc["algorithms"]
 
 
 def test_algorithm_not_matching_key(acme: Acme) -> None:
-    resp = acme.post(acme.kid, None, alg="RS256")
+    resp = acme.post(acme.account, None, alg="RS256")
     assert_problem(resp, "badSignatureAlgorithm", 400, "does not match")
 
 
 def test_bad_signature(acme: Acme) -> None:
-    jws = acme.sign(acme.kid, None)
+    jws = acme.sign(acme.account, None)
     sig = bytearray(josepy.b64decode(jws["signature"]))
     sig[5] ^= 0xFF
     jws["signature"] = b64(bytes(sig))
-    resp = acme.post(acme.kid, body=jws)
+    resp = acme.post(acme.account, body=jws)
     assert_problem(resp, "malformed", 400, "signature is invalid")
 
 
 def test_signature_by_another_key(acme: Acme) -> None:
     """A kid request signed by some other key fails verification against the account key."""
     other = Acme(acme.gw)
-    other.kid = acme.kid
-    resp = other.post(acme.kid, None)
+    other.kid = acme.account
+    resp = other.post(acme.account, None)
     assert_problem(resp, "malformed", 400, "signature is invalid")
 
 
 def test_general_serialization_refused(acme: Acme) -> None:
-    jws = acme.sign(acme.kid, None)
-    body = {"payload": jws["payload"],
-            "signatures": [{"protected": jws["protected"], "signature": jws["signature"]}]}
-    resp = acme.post(acme.kid, body=body)
+    jws = acme.sign(acme.account, None)
+    body = {
+        "payload": jws["payload"],
+        "signatures": [{"protected": jws["protected"], "signature": jws["signature"]}],
+    }
+    resp = acme.post(acme.account, body=body)
     assert_problem(resp, "malformed", 400, "flattened")
 
 
 def test_unprotected_header_refused(acme: Acme) -> None:
-    jws = acme.sign(acme.kid, None)
-    resp = acme.post(acme.kid, body={**jws, "header": {"kid": acme.kid}})
+    jws = acme.sign(acme.account, None)
+    resp = acme.post(acme.account, body={**jws, "header": {"kid": acme.account}})
     assert_problem(resp, "malformed", 400, "unprotected")
 
 
 def test_compact_serialization_refused(acme: Acme) -> None:
-    jws = acme.sign(acme.kid, None)
+    jws = acme.sign(acme.account, None)
     compact = f"{jws['protected']}.{jws['payload']}.{jws['signature']}".encode()
-    resp = acme.post(acme.kid, body=compact)
+    resp = acme.post(acme.account, body=compact)
     assert_problem(resp, "malformed", 400, "not JSON")
 
 
 def test_body_not_an_object(acme: Acme) -> None:
-    resp = acme.post(acme.kid, body=json.dumps([1, 2]).encode())
+    resp = acme.post(acme.account, body=json.dumps([1, 2]).encode())
     assert_problem(resp, "malformed", 400, "flattened JWS")
 
 
@@ -150,8 +152,11 @@ def test_oversized_body(acme: Acme) -> None:
 
 def test_jwk_where_kid_is_due(acme: Acme) -> None:
     """cert-manager does this after a badNonce: answer malformed, never crash."""
-    resp = acme.post(acme.directory["newOrder"],
-                     {"identifiers": [{"type": "dns", "value": unique()}]}, use_kid=False)
+    resp = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": unique()}]},
+        use_kid=False,
+    )
     assert_problem(resp, "malformed", 400, "must be signed with the account kid")
 
 
@@ -161,14 +166,20 @@ def test_kid_where_jwk_is_due(acme: Acme) -> None:
 
 
 def test_payload_not_json(acme: Acme) -> None:
-    header = {"alg": "ES256", "nonce": acme.nonce(), "url": acme.directory["newOrder"],
-              "kid": acme.kid}
+    header = {
+        "alg": "ES256",
+        "nonce": acme.nonce(),
+        "url": acme.directory["newOrder"],
+        "kid": acme.account,
+    }
     jws = acme.sign_header(header, None)
     protected = jws["protected"]
     payload = b64(b"not json")
     sig = josepy.ES256.sign(acme.key.key, f"{protected}.{payload}".encode())
-    resp = acme.post(acme.directory["newOrder"],
-                     body={"protected": protected, "payload": payload, "signature": b64(sig)})
+    resp = acme.post(
+        acme.directory["newOrder"],
+        body={"protected": protected, "payload": payload, "signature": b64(sig)},
+    )
     assert_problem(resp, "malformed", 400, "payload is not valid JSON")
 
 
@@ -181,21 +192,28 @@ def test_weak_rsa_key_refused(gateway: GatewayProcess) -> None:
 def test_private_jwk_refused(gateway: GatewayProcess) -> None:
     acme = Acme(gateway)
     private = acme.key.to_partial_json()
-    resp = acme.post(acme.directory["newAccount"], {"termsOfServiceAgreed": True},
-                     use_kid=False, extra={"jwk": private})
+    resp = acme.post(
+        acme.directory["newAccount"],
+        {"termsOfServiceAgreed": True},
+        use_kid=False,
+        extra={"jwk": private},
+    )
     assert_problem(resp, "badPublicKey", 400, "private")
 
 
-@pytest.mark.parametrize("make_key", [
-    pytest.param(lambda: ec_key(ec.SECP256R1()), id="ES256"),
-    pytest.param(lambda: ec_key(ec.SECP384R1()), id="ES384"),
-    pytest.param(lambda: ec_key(ec.SECP521R1()), id="ES512"),
-    pytest.param(lambda: rsa_key(2048), id="RS256"),
-])
+@pytest.mark.parametrize(
+    "make_key",
+    [
+        pytest.param(lambda: ec_key(ec.SECP256R1()), id="ES256"),
+        pytest.param(lambda: ec_key(ec.SECP384R1()), id="ES384"),
+        pytest.param(lambda: ec_key(ec.SECP521R1()), id="ES512"),
+        pytest.param(lambda: rsa_key(2048), id="RS256"),
+    ],
+)
 def test_account_key_algorithms(gateway: GatewayProcess, make_key: object) -> None:
     acme = Acme(gateway, make_key())  # type: ignore[operator]
     acme.register()
-    assert acme.get(acme.kid).json()["status"] == "valid"
+    assert acme.get(acme.account).json()["status"] == "valid"
     location, order = acme.order([unique()])
     assert order["status"] == "pending"
     assert acme.get(location).status_code == 200
@@ -205,12 +223,12 @@ def test_eddsa_account_issues(gateway: GatewayProcess) -> None:
     """Ed25519 end to end: account, http-01 key authorization thumbprint, issuance."""
     acme = Ed25519Acme(gateway)
     acme.register()
-    assert acme.get(acme.kid).json()["status"] == "valid"
+    assert acme.get(acme.account).json()["status"] == "valid"
     leaf, _, _ = acme.issue([unique("ed")])
     assert leaf.serial_number > 0
     # Same key again: the existing account.
     again = acme.create_account()
-    assert again.status_code == 200 and again.headers["Location"] == acme.kid
+    assert again.status_code == 200 and again.headers["Location"] == acme.account
 
 
 def test_rs256_account_issues(gateway: GatewayProcess) -> None:

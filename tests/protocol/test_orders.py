@@ -49,18 +49,21 @@ def test_new_order_shape(acme: Acme) -> None:
             assert len(chall["token"]) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", chall["token"])
 
 
-@pytest.mark.parametrize(("value", "detail"), [
-    ("127.0.0.1", "IP address"),
-    ("trailing.acme.test.", "must not end with a dot"),
-    ("", "non-empty"),
-    ("bad_label.acme.test", "not a valid DNS name"),
-    ("-dash.acme.test", "hyphen"),
-    ("*.*.acme.test", "single leading"),
-    ("a.*.acme.test", "single leading"),
-    ("localhost", "at least two labels"),
-    ("x" * 64 + ".acme.test", "not a valid DNS name"),
-    (" space.acme.test", "whitespace"),
-])
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        ("127.0.0.1", "IP address"),
+        ("trailing.acme.test.", "must not end with a dot"),
+        ("", "non-empty"),
+        ("bad_label.acme.test", "not a valid DNS name"),
+        ("-dash.acme.test", "hyphen"),
+        ("*.*.acme.test", "single leading"),
+        ("a.*.acme.test", "single leading"),
+        ("localhost", "at least two labels"),
+        ("x" * 64 + ".acme.test", "not a valid DNS name"),
+        (" space.acme.test", "whitespace"),
+    ],
+)
 def test_invalid_dns_identifier(acme: Acme, value: str, detail: str) -> None:
     doc = assert_problem(acme.new_order([value]), "rejectedIdentifier", 400, detail)
     assert subproblem_values(doc) == {value: "rejectedIdentifier"}
@@ -68,8 +71,9 @@ def test_invalid_dns_identifier(acme: Acme, value: str, detail: str) -> None:
 
 
 def test_unsupported_identifier_type(acme: Acme) -> None:
-    resp = acme.post(acme.directory["newOrder"],
-                     {"identifiers": [{"type": "ip", "value": "10.0.0.1"}]})
+    resp = acme.post(
+        acme.directory["newOrder"], {"identifiers": [{"type": "ip", "value": "10.0.0.1"}]}
+    )
     doc = assert_problem(resp, "unsupportedIdentifier", 400, "only dns")
     assert doc["subproblems"][0]["identifier"]["value"] == "10.0.0.1"
     assert subproblem_values(doc) == {"10.0.0.1": "unsupportedIdentifier"}
@@ -77,12 +81,17 @@ def test_unsupported_identifier_type(acme: Acme) -> None:
 
 def test_several_bad_identifiers(acme: Acme) -> None:
     good = unique()
-    resp = acme.post(acme.directory["newOrder"], {"identifiers": [
-        {"type": "dns", "value": good},
-        {"type": "dns", "value": "10.1.2.3"},
-        {"type": "ip", "value": "10.0.0.1"},
-        {"type": "dns", "value": "*.*.acme.test"},
-    ]})
+    resp = acme.post(
+        acme.directory["newOrder"],
+        {
+            "identifiers": [
+                {"type": "dns", "value": good},
+                {"type": "dns", "value": "10.1.2.3"},
+                {"type": "ip", "value": "10.0.0.1"},
+                {"type": "dns", "value": "*.*.acme.test"},
+            ]
+        },
+    )
     doc = assert_problem(resp, "rejectedIdentifier", 400, "3 identifier(s)")
     assert subproblem_values(doc) == {
         "10.1.2.3": "rejectedIdentifier",
@@ -91,17 +100,25 @@ def test_several_bad_identifiers(acme: Acme) -> None:
     }
 
 
-@pytest.mark.parametrize("payload", [
-    {}, {"identifiers": []}, {"identifiers": "x.acme.test"},
-    {"identifiers": [{"type": "dns"}]}, {"identifiers": ["x.acme.test"]},
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"identifiers": []},
+        {"identifiers": "x.acme.test"},
+        {"identifiers": [{"type": "dns"}]},
+        {"identifiers": ["x.acme.test"]},
+    ],
+)
 def test_malformed_identifiers(acme: Acme, payload: dict[str, Any]) -> None:
     assert_problem(acme.post(acme.directory["newOrder"], payload), "malformed", 400, "identifier")
 
 
 def test_not_before_refused(acme: Acme) -> None:
-    resp = acme.post(acme.directory["newOrder"], {
-        "identifiers": [{"type": "dns", "value": unique()}], "notBefore": "2030-01-01T00:00:00Z"})
+    resp = acme.post(
+        acme.directory["newOrder"],
+        {"identifiers": [{"type": "dns", "value": unique()}], "notBefore": "2030-01-01T00:00:00Z"},
+    )
     assert_problem(resp, "malformed", 400, "notBefore")
 
 
@@ -119,7 +136,7 @@ def test_wildcard_authorization(acme: Acme) -> None:
 
 def test_order_list_paging(acme: Acme) -> None:
     created = [acme.order([unique("p")])[0] for _ in range(51)]
-    orders_url = acme.get(acme.kid).json()["orders"]
+    orders_url = acme.get(acme.account).json()["orders"]
     first = acme.get(orders_url)
     assert first.status_code == 200, first.text
     assert_acme_headers(first)
@@ -136,12 +153,12 @@ def test_order_list_paging(acme: Acme) -> None:
 
 
 def test_order_list_bad_cursor(acme: Acme) -> None:
-    orders_url = acme.get(acme.kid).json()["orders"]
+    orders_url = acme.get(acme.account).json()["orders"]
     assert_problem(acme.get(f"{orders_url}?cursor=!!"), "malformed", 400, "cursor")
 
 
 def test_order_list_requires_post_as_get(acme: Acme) -> None:
-    orders_url = acme.get(acme.kid).json()["orders"]
+    orders_url = acme.get(acme.account).json()["orders"]
     assert_problem(acme.post(orders_url, {}), "malformed", 400, "POST-as-GET")
 
 
@@ -154,7 +171,7 @@ def test_authorization_reuse(acme: Acme) -> None:
     name = unique("reuse")
     _, first = acme.ready_order([name])
     assert first["status"] == "ready"
-    url, second = acme.order([name])
+    _url, second = acme.order([name])
     assert second["status"] == "ready"
     assert second["authorizations"] == first["authorizations"]
     # Mixed: the reused name is valid, the new one pending, so the order is pending.
@@ -175,8 +192,12 @@ def test_authorization_deactivation_invalidates_order(acme: Acme) -> None:
     assert resp.status_code == 200, resp.text
     assert resp.json()["status"] == "deactivated"
     assert acme.get(url).json()["status"] == "invalid"
-    assert_problem(acme.post(authz_url, {"status": "deactivated"}), "malformed", 400,
-                   "deactivated authorization")
+    assert_problem(
+        acme.post(authz_url, {"status": "deactivated"}),
+        "malformed",
+        400,
+        "deactivated authorization",
+    )
 
 
 def test_valid_authorization_deactivation(acme: Acme) -> None:
@@ -197,7 +218,7 @@ def test_authorization_update_other_than_deactivate(acme: Acme) -> None:
 
 def test_challenge_response_and_validation(acme: Acme) -> None:
     url, order = acme.order([unique("c")])
-    (authz_url, authz), = acme.authorizations(order)
+    ((authz_url, authz),) = acme.authorizations(order)
     chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
     with http01_responder(acme.gw.http01_port) as tokens:
         tokens[chall["token"]] = f"{chall['token']}.{acme.key_thumbprint()}"
@@ -223,7 +244,7 @@ def test_challenge_response_and_validation(acme: Acme) -> None:
 def test_failed_http01(acme: Acme) -> None:
     name = unique("fail")
     url, order = acme.order([name])
-    (authz_url, authz), = acme.authorizations(order)
+    ((authz_url, authz),) = acme.authorizations(order)
     chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
     with http01_responder(acme.gw.http01_port):  # serves no key authorization: HTTP 404
         assert acme.post(chall["url"], {}).status_code == 200
@@ -243,7 +264,7 @@ def test_failed_http01(acme: Acme) -> None:
 
 def test_wrong_key_authorization(acme: Acme) -> None:
     url, order = acme.order([unique("wrong")])
-    (authz_url, authz), = acme.authorizations(order)
+    ((authz_url, authz),) = acme.authorizations(order)
     chall = next(c for c in authz["challenges"] if c["type"] == "http-01")
     with http01_responder(acme.gw.http01_port) as tokens:
         tokens[chall["token"]] = f"{chall['token']}.not-the-thumbprint"
@@ -257,11 +278,12 @@ def test_wrong_key_authorization(acme: Acme) -> None:
 
 def test_other_accounts_resources_are_hidden(acme: Acme) -> None:
     url, order = acme.order([unique()])
-    (authz_url, authz), = acme.authorizations(order)
+    ((authz_url, authz),) = acme.authorizations(order)
     other = new_account(acme.gw)
     assert_problem(other.get(url), "malformed", 404, "no such order")
     assert_problem(other.get(authz_url), "malformed", 404, "no such authorization")
-    assert_problem(other.post(authz["challenges"][0]["url"], {}), "malformed", 404,
-                   "no such challenge")
+    assert_problem(
+        other.post(authz["challenges"][0]["url"], {}), "malformed", 404, "no such challenge"
+    )
     assert_problem(other.post(authz_url, {"status": "deactivated"}), "malformed", 404)
     assert acme.get(authz_url).json()["status"] == "pending"

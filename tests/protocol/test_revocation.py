@@ -24,8 +24,9 @@ def _der(cert: x509.Certificate) -> str:
     return b64(cert.public_bytes(serialization.Encoding.DER))
 
 
-def _revoke(client: Acme, cert: x509.Certificate, reason: int | None = None,
-            **sign: Any) -> requests.Response:
+def _revoke(
+    client: Acme, cert: x509.Certificate, reason: int | None = None, **sign: Any
+) -> requests.Response:
     payload: dict[str, Any] = {"certificate": _der(cert)}
     if reason is not None:
         payload["reason"] = reason
@@ -70,11 +71,13 @@ def test_revoke_with_certificate_key(acme: Acme) -> None:
 def test_revoke_with_unrelated_jwk_refused(acme: Acme) -> None:
     cert, _, _ = acme.issue([unique("u")])
     stranger = Acme(acme.gw, ec_key())
-    assert_problem(_revoke(stranger, cert, use_kid=False), "unauthorized", 403,
-                   "not the certificate's key")
+    assert_problem(
+        _revoke(stranger, cert, use_kid=False), "unauthorized", 403, "not the certificate's key"
+    )
     # Even the issuing account's key is refused when sent as jwk: only kid names the account.
-    assert_problem(_revoke(acme, cert, use_kid=False), "unauthorized", 403,
-                   "not the certificate's key")
+    assert_problem(
+        _revoke(acme, cert, use_kid=False), "unauthorized", 403, "not the certificate's key"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +107,7 @@ def test_revoked_certificate_still_downloadable(acme: Acme) -> None:
     names = [unique("d")]
     cert, _, chain = acme.issue(names)
     assert _revoke(acme, cert, 0).status_code == 200
-    orders = acme.get(acme.get(acme.kid).json()["orders"]).json()["orders"]
+    orders = acme.get(acme.get(acme.account).json()["orders"]).json()["orders"]
     cert_url = acme.get(orders[-1]).json()["certificate"]
     again = acme.get(cert_url)
     assert again.status_code == 200 and again.text == chain

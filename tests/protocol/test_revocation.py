@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 import josepy
@@ -11,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.gateway_proc import GatewayProcess
+from tests.infra.bind import BindServer
 from tests.protocol.acme_client import b64, ec_key
 from tests.protocol.support import Acme, assert_acme_headers, assert_problem, new_account, unique
 
@@ -111,3 +114,22 @@ def test_revoked_certificate_still_downloadable(acme: Acme) -> None:
     cert_url = acme.get(orders[-1]).json()["certificate"]
     again = acme.get(cert_url)
     assert again.status_code == 200 and again.text == chain
+
+
+def test_expired_certificate_cannot_be_revoked(
+    tmp_path_factory: pytest.TempPathFactory, bind_server: BindServer
+) -> None:
+    """Rule one: only a still-valid certificate may be revoked (own server, 3 s leaves)."""
+    server = GatewayProcess(
+        tmp_path_factory.mktemp("gw-short-validity"),
+        dns_resolvers=(bind_server.resolver_address,),
+        extra_args=("--cert-validity", "3s"),
+    ).start()
+    try:
+        acme = new_account(server)
+        cert, _, _ = acme.issue([unique("exp")])
+        wait = (cert.not_valid_after_utc - datetime.now(UTC)).total_seconds() + 0.5
+        time.sleep(max(wait, 0))
+        assert_problem(_revoke(acme, cert), "unauthorized", 403, "expired")
+    finally:
+        server.stop()

@@ -134,10 +134,11 @@ def main(
         status_interval=status_interval,
     )
     kopf.configure(verbose=verbose, log_prefix=True)
+    # The kubernetes client logs response bodies at DEBUG: those include Secret data.
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
     if not verbose:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_QuietTimers())
-        logging.getLogger("kubernetes").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("aiosqlite").setLevel(logging.WARNING)

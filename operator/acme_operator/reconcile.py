@@ -14,10 +14,16 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from acme_operator import hmac_secret
-from acme_operator.constants import GROUP, ROTATE_ANNOTATION
+from acme_operator.constants import (
+    GROUP,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    PURPOSE_LABEL,
+    ROTATE_ANNOTATION,
+)
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import AllowList, DomainEntry, allow_list
-from acme_operator.owners import is_owned_by
+from acme_operator.owners import is_owned_by, registration_owner
 from acme_server.store import registrations
 from acme_server.store.registrations import RegistrationError
 
@@ -131,6 +137,14 @@ async def _hmac_key(
                 ],
             )
 
+    if _ours(secret) and not is_owned_by(secret, uid):
+        # Left by an earlier registration of this name (deleted, then re-created before the
+        # garbage collector ran): adopt it, so the key survives and the new owner cleans up.
+        await ctx.kube.patch_secret(
+            namespace,
+            ref.name,
+            {"metadata": {"ownerReferences": [registration_owner(name, uid)]}},
+        )
     done = (secret["metadata"].get("annotations") or {}).get(ROTATION_DONE_ANNOTATION)
     if rotate_to and rotate_to != done:
         return await _write_new_key(ctx, namespace, ref, rotate_to, "HMACKeyRotated")
@@ -139,7 +153,7 @@ async def _hmac_key(
     except hmac_secret.InvalidKeyError as exc:
         return _KeyResult(None, error=str(exc), rotation=done)
     if found is None:
-        if is_owned_by(secret, uid):
+        if _ours(secret) or is_owned_by(secret, uid):
             return await _write_new_key(ctx, namespace, ref, done, "SecretRepaired")
         return _KeyResult(
             None,
@@ -151,6 +165,13 @@ async def _hmac_key(
             rotation=done,
         )
     return _KeyResult(found, rotation=done)
+
+
+def _ours(secret: Mapping[str, Any]) -> bool:
+    labels = secret["metadata"].get("labels") or {}
+    return bool(
+        labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(PURPOSE_LABEL) == "eab-hmac-key"
+    )
 
 
 async def _write_new_key(

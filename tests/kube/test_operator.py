@@ -15,7 +15,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from acme_operator.cert_secret import secret_name as cert_secret_name
+from acme_operator.domains import allow_list, entry_from_spec
+from acme_operator.hmac_secret import InvalidKeyError, SecretRef, check_key_text
+from acme_operator.labels import label_value
 
 from acme_server.policy import DomainRule
 from acme_server.store.schema import certificates
@@ -449,3 +454,40 @@ def test_operator_runs_with_documented_rbac(
             print(op.logs())
     finally:
         cp.kubectl("delete", "clusterrole", role, check=False)
+
+
+# ---------------------------------------------------------------- pure logic (no cluster)
+
+
+def test_hmac_key_validation_says_what_to_fix() -> None:
+    ref = SecretRef("eab", "secret")
+    good = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+    assert check_key_text(good, ref) == good
+    cases = {
+        good + "\n": "newline",
+        base64.urlsafe_b64encode(os.urandom(32)).decode(): "unpadded",  # 32 bytes -> "=" pad
+        good.replace(good[0], "+", 1): "base64url",
+        base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode(): "at least 32",
+    }
+    for text, hint in cases.items():
+        with pytest.raises(InvalidKeyError, match=hint):
+            check_key_text(text, ref)
+
+
+def test_all_invalid_domains_fail_closed() -> None:
+    bad = entry_from_spec("bad", {"domain": "host.123"})
+    good = entry_from_spec("good", {"domain": "Example.COM", "includeSubdomains": False})
+    assert bad.rule is None and bad.error and "example.com" in bad.error
+    assert allow_list([bad]).all_invalid
+    mixed = allow_list([bad, good])
+    assert not mixed.all_invalid
+    assert mixed.rules == [DomainRule("example.com", False, True)]
+    assert not allow_list([]).all_invalid  # no domains: the seed's "anything" semantics
+
+
+def test_certificate_secret_names_are_dns_safe() -> None:
+    long_name = "a" * 250
+    name = cert_secret_name(long_name, "ABCDEF0123")
+    assert len(name) <= 253 and name.endswith("-cert-abcdef0123")
+    assert len(label_value(long_name)) <= 63
+    assert label_value("short") == "short"

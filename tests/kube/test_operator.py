@@ -491,3 +491,20 @@ def test_certificate_secret_names_are_dns_safe() -> None:
     assert len(name) <= 253 and name.endswith("-cert-abcdef0123")
     assert len(label_value(long_name)) <= 63
     assert label_value("short") == "short"
+
+
+def test_cluster_wide_operator(
+    control_plane: ControlPlane, kube_namespace: str, store_url: str, tmp_path: Path
+) -> None:
+    """Without --namespace it serves every namespace (the default deployment)."""
+    ns, cp = kube_namespace, control_plane
+    assert cp.kubeconfig is not None
+    op = OperatorProcess(cp.kubeconfig, store_url, tmp_path).start()
+    try:
+        apply(cp, ns, registration("wide"))
+        reg = wait_condition(cp, ns, "acmeregistration", "wide", "True")
+        assert reg["status"]["keyID"] == f"{ns}.wide"
+        assert store_registration(store_url, f"{ns}/wide") is not None
+    finally:
+        op.stop()
+        print(op.logs())

@@ -3,7 +3,9 @@ Certificate in another namespace."""
 
 from __future__ import annotations
 
-from tests.certmanager.conftest import CertManagerWorld
+from typing import Any
+
+from tests.certmanager.conftest import CertManagerWorld, wait_for
 from tests.certmanager.support import (
     ISSUE_TIMEOUT,
     exported_secret,
@@ -26,6 +28,10 @@ def test_clusterissuer_issues_for_any_namespace(cm: CertManagerWorld) -> None:
     # Our side: exported next to the registration (cluster resource namespace), counted.
     exported = exported_secret(cm, cm.cluster_ns, leaf.serial_number)
     assert exported["metadata"]["annotations"]["acme-gateway.io/names"] == names[0]
-    status = registration_status(cm, cm.cluster_ns)
+
+    def counted() -> dict[str, Any] | None:
+        status = registration_status(cm, cm.cluster_ns)
+        return status if status.get("certificatesIssued", 0) >= 1 else None
+
+    status = wait_for("the registration to count the certificate", counted, 60, 1)
     assert status["accountCount"] == 1
-    assert status.get("certificatesIssued", 0) >= 1

@@ -8,6 +8,7 @@ marking only causes an idempotent re-export, never a lost or doubled one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,13 +33,29 @@ class CertificateExport:
     revision: int
 
 
-async def pending(db: Database, *, limit: int = 100) -> list[CertificateExport]:
-    """Certificates of live registrations whose newest revision is not yet exported."""
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def pending(
+    db: Database, namespaces: Sequence[str] = (), *, limit: int = 100
+) -> list[CertificateExport]:
+    """Unexported certificates of Kubernetes-managed ("<namespace>/<name>") registrations.
+
+    Registrations made with the admin CLI have no namespace and are never exported, so they
+    are left out here: otherwise they would fill every batch and starve the rest. With
+    `namespaces`, only those namespaces' registrations are returned.
+    """
+    name = registrations.c.name
+    if namespaces:
+        scope = sa.or_(*(name.like(_escape_like(ns) + "/%", escape="\\") for ns in namespaces))
+    else:
+        scope = name.like("%/%")
     async with db.transaction() as conn:
         rows = await conn.execute(
-            sa.select(certificates, registrations.c.name.label("registration_name"))
+            sa.select(certificates, name.label("registration_name"))
             .join(registrations, registrations.c.id == certificates.c.registration_id)
-            .where(certificates.c.exported_revision < certificates.c.revision)
+            .where(certificates.c.exported_revision < certificates.c.revision, scope)
             .order_by(certificates.c.created_at)
             .limit(limit)
         )

@@ -12,7 +12,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from acme_operator import cert_secret, outbox
+from acme_operator import cert_secret
 from acme_operator.context import OperatorContext
 from acme_server.store import exports, meta
 
@@ -24,7 +24,7 @@ BATCH = 100
 
 async def export_batch(ctx: OperatorContext) -> int:
     """Export what is pending now; returns how many certificates were marked exported."""
-    batch = await outbox.pending(ctx.db, ctx.config.namespaces, limit=BATCH)
+    batch = await exports.pending(ctx.db, ctx.config.namespaces, limit=BATCH)
     if not batch:
         return 0
     ca_root = await meta.get(ctx.db, meta.CA_ROOT_PEM)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import requests
 
 from tests.gateway_proc import GatewayProcess
+from tests.infra.bind import BindServer
 from tests.protocol.support import Acme, assert_acme_headers, assert_problem
 
 
@@ -89,3 +91,28 @@ def test_unknown_resource_ids_are_404(gateway: GatewayProcess) -> None:
     for kind in ("order", "authz", "chall", "cert"):
         resp = acme.get(f"{gateway.base_url}/acme/{kind}/doesnotexist")
         assert_problem(resp, "malformed", 404, "no such")
+
+
+def test_terms_of_service_and_website(
+    tmp_path_factory: pytest.TempPathFactory, bind_server: BindServer
+) -> None:
+    """meta.termsOfService / meta.website when configured; agreement then required."""
+    tos, website = "https://ca.example.org/tos-v1.pdf", "https://ca.example.org/"
+    server = GatewayProcess(
+        tmp_path_factory.mktemp("gw-tos"),
+        dns_resolvers=(bind_server.resolver_address,),
+        extra_args=("--terms-of-service", tos, "--website", website),
+    ).start()
+    try:
+        meta = _session(server).get(server.directory_url, timeout=10).json()["meta"]
+        assert meta["termsOfService"] == tos
+        assert meta["website"] == website
+        acme = Acme(server)
+        resp = acme.create_account({"contact": ["mailto:a@example.org"]})
+        assert_problem(resp, "userActionRequired", 403, "terms of service")
+        assert f'<{tos}>;rel="terms-of-service"' in resp.headers["Link"]
+        agreed = acme.create_account({"termsOfServiceAgreed": True})
+        assert agreed.status_code == 201, agreed.text
+        assert agreed.json()["termsOfServiceAgreed"] is True
+    finally:
+        server.stop()

@@ -13,7 +13,7 @@ from acme_server.problems import AcmeProblem
 from acme_server.store import accounts as account_store
 from acme_server.store import registrations as registration_store
 from acme_server.store.accounts import Account
-from acme_server.web.auth import authenticate, check_account_access
+from acme_server.web.auth import authenticate, check_account_access, registration_of
 from acme_server.web.responses import acme_json
 from acme_server.web.state import AppState, state_of
 from acme_server.web.views import account_json
@@ -45,10 +45,11 @@ async def new_account(request: web.Request) -> web.Response:
     payload = signed.jws.payload_json()
     async with state.db.transaction() as conn:
         existing = await account_store.by_thumbprint(conn, signed.key.thumbprint)
+        registration = await registration_of(conn, existing) if existing else None
     if existing is not None:
         # Lookup (with or without onlyReturnExisting) needs no EAB, but a refused
         # account stays refused.
-        await check_account_access(state, existing)
+        check_account_access(state, existing, registration)
         return acme_json(
             request,
             account_json(existing, state.urls),
@@ -197,8 +198,14 @@ async def key_change(request: web.Request) -> web.Response:
                 conn, signed.account.id, key_thumbprint=new_key.thumbprint, jwk=new_key.jwk
             )
     except IntegrityError:
+        # Another request bound the key meanwhile: still name its account (RFC 8555 7.3.5).
+        async with state.db.transaction() as conn:
+            holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
         raise AcmeProblem(
-            "malformed", "the new key is already in use by an account", status=409
+            "malformed",
+            "the new key is already in use by an account",
+            status=409,
+            headers={"Location": state.urls.account(holder.id)} if holder else None,
         ) from None
     return acme_json(
         request, account_json(updated, state.urls), location=state.urls.account(updated.id)

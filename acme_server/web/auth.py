@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.jose import (
     AccountKey,
@@ -77,32 +78,43 @@ async def authenticate(
         raise AcmeProblem("malformed", "this request must be signed with the account kid, not jwk")
     await state.nonces.consume(header.get("nonce"))
     account: Account | None = None
+    registration: Registration | None = None
     if has_kid:
-        account = await _account_for_kid(state, header["kid"])
+        account, registration = await _account_for_kid(state, header["kid"])
         key = load_jwk(account.jwk)
     else:
         key = load_jwk(header["jwk"])
     verify(jws, key)
-    registration = await check_account_access(state, account) if account is not None else None
+    if account is not None:
+        check_account_access(state, account, registration)
     return SignedRequest(jws, key, account, url, registration)
 
 
-async def _account_for_kid(state: AppState, kid: Any) -> Account:
+async def _account_for_kid(state: AppState, kid: Any) -> tuple[Account, Registration | None]:
     account_id = state.urls.account_id_from_url(kid) if isinstance(kid, str) else None
     if account_id is None:
         raise AcmeProblem("malformed", f"kid {kid!r} is not an account URL of this server")
     async with state.db.transaction() as conn:
         account = await account_store.by_id(conn, account_id)
-    if account is None:
-        raise AcmeProblem("accountDoesNotExist", f"no account at {kid}")
-    return account
+        if account is None:
+            raise AcmeProblem("accountDoesNotExist", f"no account at {kid}")
+        return account, await registration_of(conn, account)
 
 
-async def check_account_access(state: AppState, account: Account) -> Registration | None:
+async def registration_of(conn: AsyncConnection, account: Account) -> Registration | None:
+    """The account's bound pre-registration, if it still exists."""
+    if account.registration_id is None:
+        return None
+    return await registration_store.load_by_id(conn, account.registration_id)
+
+
+def check_account_access(
+    state: AppState, account: Account, registration: Registration | None
+) -> None:
     """Refuse deactivated accounts and accounts whose pre-registration is gone or suspended."""
     if account.status != "valid":
         raise AcmeProblem("unauthorized", f"account is {account.status}")
-    if account.registration_id is None:
+    if registration is None:
         if account.eab_kid is not None:
             raise AcmeProblem(
                 "unauthorized",
@@ -113,16 +125,11 @@ async def check_account_access(state: AppState, account: Account) -> Registratio
                 "unauthorized",
                 "this server requires pre-registration and the account is not bound to one",
             )
-        return None
-    async with state.db.transaction() as conn:
-        registration = await registration_store.load_by_id(conn, account.registration_id)
-    if registration is None:
-        raise AcmeProblem("unauthorized", "the account's pre-registration was deleted")
+        return
     if registration.suspended:
         raise AcmeProblem(
             "unauthorized", f"the account's pre-registration {registration.kid!r} is suspended"
         )
-    return registration
 
 
 def require_post_as_get(signed: SignedRequest) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,10 @@ def test_standalone_http01(gateway: GatewayProcess, tmp_path: Path, key_type: st
         assert isinstance(key, ec.EllipticCurvePublicKey)
     else:
         assert isinstance(key, rsa.RSAPublicKey)
+    # Renewal reuses the account's still-valid authorizations: a new certificate, same names.
+    certbot.run("renew", "--force-renewal", "--cert-name", "site").check()
+    renewed = verify_issued(certbot.live("site"), gateway.root_pem.read_bytes(), names)
+    assert renewed.serial_number != leaf.serial_number
 
 
 def test_manual_dns01_wildcard(
@@ -105,3 +110,23 @@ def test_revoke(gateway: GatewayProcess, tmp_path: Path) -> None:
     assert again.returncode != 0
     assert "is already revoked" in again.output, again.output
     assert "urn:ietf:params:acme:error:alreadyRevoked" in certbot.last_log()
+
+
+def test_account_update_and_unregister(gateway: GatewayProcess, tmp_path: Path) -> None:
+    certbot = Certbot(gateway, tmp_path)
+    names = [f"{_label('cb-acct')}.acme.test"]
+    certbot.standalone("first", names).check()
+    certbot.run("update_account", "-m", "changed@example.org").check()
+    shown = certbot.run("show_account").check()
+    assert "changed@example.org" in shown.output, shown.output
+    accounts = certbot.home / "config" / "accounts"
+    saved = tmp_path / "accounts-before-unregister"
+    shutil.copytree(accounts, saved)
+    certbot.run("unregister").check()
+    # certbot forgets the account; bring its key back and the server must refuse it.
+    shutil.rmtree(accounts)
+    shutil.copytree(saved, accounts)
+    refused = certbot.standalone("second", [f"{_label('cb-acct')}.acme.test"])
+    assert refused.returncode != 0
+    assert "account is deactivated" in refused.output, refused.output
+    assert "urn:ietf:params:acme:error:unauthorized" in certbot.last_log()

@@ -31,13 +31,15 @@ def ec_key(curve: ec.EllipticCurve | None = None) -> josepy.JWKEC:
 def alg_for(key: josepy.JWK) -> josepy.JWASignature:
     if isinstance(key, josepy.JWKRSA):
         return josepy.RS256
-    size = key.key.curve.key_size  # type: ignore[union-attr]
+    size = key.key.curve.key_size
     return {256: josepy.ES256, 384: josepy.ES384, 521: josepy.ES512}[size]
 
 
 def new_client(gw: GatewayProcess, key: josepy.JWK | None = None) -> client.ClientV2:
     key = key or rsa_key()
-    net = client.ClientNetwork(key, alg=alg_for(key), verify_ssl=str(gw.root_pem),
+    # requests (under ClientNetwork) takes a CA bundle path where the stub says bool.
+    ca_bundle: Any = str(gw.root_pem)
+    net = client.ClientNetwork(key, alg=alg_for(key), verify_ssl=ca_bundle,
                                user_agent="acme-gateway-tests")
     directory = client.ClientV2.get_directory(gw.directory_url, net)
     return client.ClientV2(directory, net)
@@ -47,7 +49,8 @@ def register(acme: client.ClientV2, eab: dict[str, Any] | None = None) -> messag
     binding = None
     if eab is not None:
         binding = messages.ExternalAccountBinding.from_data(
-            account_public_key=acme.net.key.public_key(), kid=eab["kid"],
+            account_public_key=acme.net.key.public_key(),  # type: ignore[union-attr]
+            kid=eab["kid"],
             hmac_key=eab["hmac_key"], directory=acme.directory)
     return acme.new_account(messages.NewRegistration.from_data(
         email="admin@example.org", terms_of_service_agreed=True, external_account_binding=binding))

@@ -34,6 +34,7 @@ def test_standalone_http01(gateway: GatewayProcess, tmp_path: Path, key_type: st
     certbot.run(
         "renew", "--force-renewal", "--no-random-sleep-on-renew", "--cert-name", "site"
     ).check()
+    assert "Performing the following challenges" not in certbot.last_log()
     renewed = verify_issued(certbot.live("site"), gateway.root_pem.read_bytes(), names)
     assert renewed.serial_number != leaf.serial_number
 

@@ -9,19 +9,17 @@ lego trusts our root through LEGO_CA_CERTIFICATES.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.x509 import DNSName
-from cryptography.x509.verification import PolicyBuilder, Store
 
 from acme_server.store import certificates
 from acme_server.store.certificates import StoredCertificate
 from acme_server.store.database import Database, default_database_url
+from tests.chains import verify_chain
 from tests.gateway_proc import GatewayProcess, client_env
 from tests.infra.bind import BindServer
 from tests.infra.gotools import GoToolError, ensure_lego
@@ -78,23 +76,6 @@ def _registration(gateway: GatewayProcess, domain: str) -> tuple[str, str]:
     return str(reg["kid"]), str(reg["hmac_key"])
 
 
-def _verify(chain: list[x509.Certificate], root_pem: bytes, names: list[str]) -> x509.Certificate:
-    """The chain verifies to our root for every name, and holds exactly `names`."""
-    root = x509.load_pem_x509_certificate(root_pem)
-    leaf = chain[0]
-    for name in names:
-        verifier = (
-            PolicyBuilder()
-            .store(Store([root]))
-            .time(dt.datetime.now(dt.UTC))
-            .build_server_verifier(DNSName(name.replace("*", "x", 1)))
-        )
-        verifier.verify(leaf, chain[1:])
-    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(sans.get_values_for_type(DNSName)) == sorted(names)
-    return leaf
-
-
 def _stored(gateway: GatewayProcess, serial: int) -> StoredCertificate | None:
     url = gateway.database or default_database_url(gateway.data_dir)
 
@@ -122,7 +103,7 @@ def test_lego_http01_with_eab_then_revoke(
         "--http", "--http.address", f"127.0.0.1:{prereg_gateway.http01_port}",
     )  # fmt: skip
 
-    leaf = _verify(lego.certificate("web"), prereg_gateway.root_pem.read_bytes(), names)
+    leaf = verify_chain(lego.certificate("web"), prereg_gateway.root_pem.read_bytes(), names)
     stored = _stored(prereg_gateway, leaf.serial_number)
     assert stored is not None and stored.revoked_at is None
 
@@ -162,7 +143,7 @@ def test_lego_dns01_rfc2136_wildcard_with_eab(
         env=rfc2136,
     )  # fmt: skip
 
-    leaf = _verify(lego.certificate("wild"), prereg_gateway.root_pem.read_bytes(), names)
+    leaf = verify_chain(lego.certificate("wild"), prereg_gateway.root_pem.read_bytes(), names)
     assert _stored(prereg_gateway, leaf.serial_number) is not None
     # lego's cleanup removed its TXT records from BIND.
     assert bind_server.query(f"_acme-challenge.{domain}", "TXT") == []

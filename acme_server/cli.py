@@ -77,6 +77,10 @@ def _with_db(
 )
 def main(log_level: str) -> None:
     """acme-gateway: a private ACME (RFC 8555) certificate authority."""
+    # Alembic announces every plugin at INFO on each start; keep its news to warnings.
+    logging.getLogger("alembic").setLevel(
+        max(logging.WARNING, logging.getLevelName(log_level.upper()))
+    )
     logging.basicConfig(
         level=log_level.upper(),
         stream=sys.stderr,
@@ -177,6 +181,12 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
 )
 @click.option("--website", envvar=ENV + "WEBSITE", default=None, help="meta.website URL.")
 @click.option(
+    "--replace-ca-root",
+    envvar=ENV + "REPLACE_CA_ROOT",
+    is_flag=True,
+    help="Make this process's CA the store's root even if another CA was recorded (CA rotation).",
+)
+@click.option(
     "--insecure-http",
     envvar=ENV + "INSECURE_HTTP",
     is_flag=True,
@@ -199,9 +209,14 @@ def serve(
     order_lifetime: str,
     terms_of_service: str | None,
     website: str | None,
+    replace_ca_root: bool,
     insecure_http: bool,
 ) -> None:
     """Run the ACME server."""
+    from sqlalchemy.exc import DBAPIError
+
+    from acme_server.ca import CAConfigError
+    from acme_server.server import StartupError
     from acme_server.server import serve as run_server
     from acme_server.validation.resolver import parse_nameserver
 
@@ -235,16 +250,24 @@ def serve(
         website=website,
         tls_names=_split(tls_names) or ("localhost", "127.0.0.1"),
     )
-    asyncio.run(
-        run_server(
-            settings,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-            insecure_http=insecure_http,
-            ca_cert=ca_cert,
-            ca_key=ca_key,
+    try:
+        asyncio.run(
+            run_server(
+                settings,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+                insecure_http=insecure_http,
+                ca_cert=ca_cert,
+                ca_key=ca_key,
+                replace_ca_root=replace_ca_root,
+            )
         )
-    )
+    except (StartupError, CAConfigError) as exc:
+        raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:
+        raise click.ClickException(f"store error: {exc.orig}") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
 
 
 @main.group()

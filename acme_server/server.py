@@ -10,11 +10,12 @@ import ssl
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError
 
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.store import meta
-from acme_server.store.database import Database
+from acme_server.store.database import Database, redact_url
 from acme_server.store.nonces import NonceService, load_or_create_key
 from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
@@ -43,11 +44,16 @@ async def serve(
     insecure_http: bool = False,
     ca_cert: Path | None = None,
     ca_key: Path | None = None,
-    ready: asyncio.Event | None = None,
+    replace_ca_root: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = await Database.open(settings.database_url)
+    try:
+        db = await Database.open(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise StartupError(
+            f"cannot open the store {redact_url(settings.database_url)}: {exc}"
+        ) from None
     loop = asyncio.get_running_loop()
     ca = await loop.run_in_executor(
         None,
@@ -55,7 +61,7 @@ async def serve(
             settings.data_dir, ca_cert=ca_cert, ca_key=ca_key
         ),
     )
-    await meta.put(db, meta.CA_ROOT_PEM, ca.root_pem)
+    await _record_ca_root(db, ca.root_pem, replace=replace_ca_root)
     nonces = NonceService(
         db, await load_or_create_key(db), int(settings.nonce_lifetime.total_seconds())
     )
@@ -99,8 +105,6 @@ async def serve(
         state.urls.directory,
         settings.account_creation,
     )
-    if ready is not None:
-        ready.set()
     try:
         await stop.wait()
     finally:
@@ -114,6 +118,23 @@ async def serve(
         await runner.cleanup()
         await session.close()
         await db.close()
+
+
+class StartupError(RuntimeError):
+    """A configuration the server refuses to start with; the message says what to fix."""
+
+
+async def _record_ca_root(db: Database, root_pem: str, *, replace: bool) -> None:
+    """Every process on one store must issue under one root; refuse a second, silent CA."""
+    stored = await meta.get(db, meta.CA_ROOT_PEM)
+    if stored is not None and stored != root_pem and not replace:
+        await db.close()
+        raise StartupError(
+            "this store already serves certificates under a different CA root: start every "
+            "server on it with the same CA (the same --data-dir, or the same --ca-cert/--ca-key), "
+            "or pass --replace-ca-root to make this process's CA the store's root"
+        )
+    await meta.put(db, meta.CA_ROOT_PEM, root_pem)
 
 
 async def _purge_nonces(nonces: NonceService) -> None:

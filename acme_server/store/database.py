@@ -28,6 +28,14 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def redact_url(url: str) -> str:
+    """The store URL with its password hidden, for messages and logs."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparsable database URL>"
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     # SQLite has one writer: take the write lock at BEGIN (IMMEDIATE) so concurrent
     # processes wait on busy_timeout instead of failing a read->write upgrade.

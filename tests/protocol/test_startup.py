@@ -11,8 +11,13 @@ from tests.gateway_proc import GATEWAY, GatewayProcess, client_env, free_port
 
 
 def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([GATEWAY, "serve", "--listen", f"127.0.0.1:{free_port()}", *args],
-                          capture_output=True, text=True, timeout=timeout, env=client_env())
+    return subprocess.run(
+        [GATEWAY, "serve", "--listen", f"127.0.0.1:{free_port()}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=client_env(),
+    )
 
 
 def test_second_ca_on_one_store_is_refused(tmp_path: Path) -> None:
@@ -23,16 +28,21 @@ def test_second_ca_on_one_store_is_refused(tmp_path: Path) -> None:
         assert refused.returncode == 1
         assert "different CA root" in refused.stderr
         assert "--replace-ca-root" in refused.stderr
-        second = GatewayProcess(tmp_path / "b", database=store,
-                                extra_args=("--replace-ca-root",)).start()
+        second = GatewayProcess(
+            tmp_path / "b", database=store, extra_args=("--replace-ca-root",)
+        ).start()
         second.stop()
     finally:
         first.stop()
 
 
 def test_unreachable_store_is_named_without_its_password(tmp_path: Path) -> None:
-    result = _serve("--data-dir", str(tmp_path),
-                    "--database", f"postgresql://acme:s3cret-pw@127.0.0.1:{free_port()}/acme")
+    result = _serve(
+        "--data-dir",
+        str(tmp_path),
+        "--database",
+        f"postgresql://acme:s3cret-pw@127.0.0.1:{free_port()}/acme",
+    )
     assert result.returncode == 1
     assert "cannot open the store postgresql://acme:***@127.0.0.1" in result.stderr
     assert "s3cret-pw" not in result.stderr + result.stdout

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
@@ -72,7 +73,25 @@ class AccountKey:
 
 
 def load_jwk(obj: Any) -> AccountKey:
-    """Parse a public JWK (RSA, EC, OKP/Ed25519); refuse private or weak keys."""
+    """Parse a public JWK (RSA, EC, OKP/Ed25519); refuse private or weak keys.
+
+    Account keys come back on every request: parsed keys are cached by their JSON text.
+    """
+    if isinstance(obj, dict):
+        try:
+            text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+        except (TypeError, ValueError):
+            raise AcmeProblem("malformed", "jwk is not a JSON object") from None
+        return _load_jwk_text(text)
+    return _parse_jwk(obj)
+
+
+@functools.lru_cache(maxsize=4096)
+def _load_jwk_text(text: str) -> AccountKey:
+    return _parse_jwk(json.loads(text))
+
+
+def _parse_jwk(obj: Any) -> AccountKey:
     if not isinstance(obj, dict) or not isinstance(obj.get("kty"), str):
         raise AcmeProblem("malformed", "jwk must be a JSON object with a kty member")
     kty = obj["kty"]

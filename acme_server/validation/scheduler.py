@@ -145,8 +145,6 @@ class ValidationScheduler:
                 )
 
     async def _load(self, challenge_id: str) -> tuple[str, str, str, str, int] | None:
-        from acme_server.jose import load_jwk
-
         async with self._db.transaction() as conn:
             row = (
                 await conn.execute(
@@ -155,7 +153,7 @@ class ValidationScheduler:
                         challenges.c.token,
                         challenges.c.attempts,
                         authorizations.c.identifier_value,
-                        accounts.c.jwk,
+                        accounts.c.key_thumbprint,
                     )
                     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
                     .join(accounts, accounts.c.id == authorizations.c.account_id)
@@ -164,8 +162,7 @@ class ValidationScheduler:
             ).first()
         if row is None:
             return None
-        thumbprint = load_jwk(row.jwk).thumbprint
-        return row.type, row.token, row.identifier_value, thumbprint, row.attempts
+        return row.type, row.token, row.identifier_value, row.key_thumbprint, row.attempts
 
     async def _failed(
         self, challenge_id: str, chal_type: str, name: str, exc: ValidationError, attempts: int

@@ -5,28 +5,25 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
+
+from tests.procs import free_port, http_ok, log_tail, stop_process, wait_ready
 
 VENV_BIN = Path(sys.executable).parent
 GATEWAY = str(VENV_BIN / "acme-gateway")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+CA_OPTIONS = ("--ca-cert", "--ca-key")  # serve's options that `ca cert` must see as well
 
 
 def client_env(root_pem: Path | None = None) -> dict[str, str]:
     """Environment for client processes: our CA instead of the system bundle (see interop notes)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
+    }
     if root_pem is not None:
         env["REQUESTS_CA_BUNDLE"] = str(root_pem)
         env["SSL_CERT_FILE"] = str(root_pem)
@@ -76,61 +73,60 @@ class GatewayProcess:
         return args
 
     def command(self) -> list[str]:
-        cmd = [GATEWAY, "serve", "--listen", f"127.0.0.1:{self.port}",
-               "--base-url", self.base_url, *self.store_args(),
-               "--account-creation", self.account_creation,
-               "--http01-port", str(self.http01_port), *self.extra_args]
+        cmd = [
+            GATEWAY,
+            "serve",
+            "--listen",
+            f"127.0.0.1:{self.port}",
+            "--base-url",
+            self.base_url,
+            *self.store_args(),
+            "--account-creation",
+            self.account_creation,
+            "--http01-port",
+            str(self.http01_port),
+            *self.extra_args,
+        ]
         for resolver in self.dns_resolvers:
             cmd += ["--dns-resolver", resolver]
         return cmd
 
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                     env=client_env())
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"acme-gateway exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self._ready():
-                if not self.root_pem.exists():
-                    self.root_pem.write_text(self.cli("ca", "cert"))
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"acme-gateway did not become ready:\n{self.log_tail()}")
-
-    def _ready(self) -> bool:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=client_env()
+            )
+        insecure = ssl.create_default_context()  # readiness only: the root is fetched after
+        insecure.check_hostname = False
+        insecure.verify_mode = ssl.CERT_NONE
         try:
-            with urllib.request.urlopen(self.directory_url, context=context, timeout=2) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
+            wait_ready(
+                self.proc,
+                "acme-gateway",
+                http_ok(self.directory_url, insecure),
+                self.log_tail,
+                timeout,
+                interval=0.2,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        if not self.root_pem.exists():
+            self.root_pem.write_text(self.cli("ca", "cert"))
+        return self
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, sig)
         self.proc = None
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     def cli(self, *args: str, check: bool = True) -> str:
         """Run an admin command against this server's store (after the subcommand's args)."""
@@ -142,8 +138,23 @@ class GatewayProcess:
 
     def store_args_for(self, args: tuple[str, ...]) -> list[str]:
         if args[:2] == ("ca", "cert"):
-            return ["--data-dir", str(self.data_dir)]
+            return ["--data-dir", str(self.data_dir), *self.ca_args()]
         return self.store_args()
+
+    def ca_args(self) -> list[str]:
+        """The `--ca-cert`/`--ca-key` options among extra_args (either `--opt value` or
+        `--opt=value`): `ca cert` needs them to name the root of the CA this server uses."""
+        out: list[str] = []
+        args = list(self.extra_args)
+        for i, arg in enumerate(args):
+            name = arg.partition("=")[0]
+            if name not in CA_OPTIONS:
+                continue
+            if "=" in arg:
+                out.append(arg)
+            elif i + 1 < len(args):
+                out += [arg, args[i + 1]]
+        return out
 
     def create_registration(self, name: str, *extra: str) -> dict[str, object]:
         return dict(json.loads(self.cli("registration", "create", name, *extra)))

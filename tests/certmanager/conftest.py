@@ -11,6 +11,7 @@ own objects in parallel instead of one after the other.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import time
 import uuid
@@ -27,9 +28,10 @@ from tests.certmanager.controller_proc import CertManagerController
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
 from tests.infra.gotools import GoToolError, certmanager_crds_dir, ensure_certmanager
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, merge_patch
 from tests.kube.conftest import control_plane  # noqa: F401 - the shared session fixture
-from tests.kube.operator_proc import OperatorProcess
+from tests.kube.operator_proc import OperatorProcess, get_obj, list_objs
+from tests.polling import wait_for
 
 REGISTRATION = "team-a"  # the name in docs/examples/cert-manager/registration.yaml
 EAB_SECRET = f"{REGISTRATION}-eab"
@@ -72,21 +74,10 @@ class CertManagerWorld:
         return self.cp.kubectl(*args, check=check, timeout=120).stdout
 
     def get(self, namespace: str | None, kind: str, name: str) -> dict[str, Any] | None:
-        ns = ["-n", namespace] if namespace else []
-        proc = self.cp.kubectl("get", *ns, kind, name, "-o", "json", check=False)
-        if proc.returncode != 0:
-            if "NotFound" in proc.stderr:
-                return None
-            raise AssertionError(proc.stderr)
-        out: dict[str, Any] = json.loads(proc.stdout)
-        return out
+        return get_obj(self.cp, namespace, kind, name)
 
     def items(self, namespace: str, kind: str, selector: str = "") -> list[dict[str, Any]]:
-        args = ["get", "-n", namespace, kind, "-o", "json"]
-        if selector:
-            args += ["-l", selector]
-        found: list[dict[str, Any]] = json.loads(self.kubectl(*args))["items"]
-        return found
+        return list_objs(self.cp, namespace, kind, selector, timeout=120)
 
     def secret_data(self, namespace: str, name: str, key: str) -> bytes:
         secret = self.get(namespace, "secret", name)
@@ -105,25 +96,6 @@ class CertManagerWorld:
             proc = self.cp.kubectl("get", "-n", ns, kinds, "-o", "wide", check=False)
             parts.append(f"----- {ns} -----\n{proc.stdout}{proc.stderr}")
         return "\n".join(parts)
-
-
-def wait_for(what: str, probe: Any, timeout: float, interval: float = 2.0) -> Any:
-    """Poll `probe` until it returns something truthy; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last: {last!r}")
-
-
-def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any] | None:
-    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
-        if cond.get("type") == type_:
-            return dict(cond)
-    return None
 
 
 def _registration_ready(world: CertManagerWorld, namespace: str) -> str | None:
@@ -154,14 +126,12 @@ def _apply_scenarios(world: CertManagerWorld) -> None:
     for ns in (world.team_ns, world.cluster_ns, world.suspended_ns):
         examples.apply(cp, ns, "registration.yaml", **world.values(ns))
     # An admin suspends one registration before its team sets up the Issuer.
-    cp.kubectl(
-        "patch", "-n", world.suspended_ns, "acmeregistration", REGISTRATION,
-        "--type=merge", "-p", '{"spec":{"suspended":true}}',
-    )  # fmt: skip
+    suspend = {"spec": {"suspended": True}}
+    cp.kubectl(*merge_patch(world.suspended_ns, "acmeregistration", REGISTRATION, suspend))
     for ns in (world.team_ns, world.cluster_ns, world.suspended_ns):
         world.key_ids[ns] = wait_for(
             f"registration {ns}/{REGISTRATION} reconciled",
-            lambda ns=ns: _registration_ready(world, ns),
+            functools.partial(_registration_ready, world, ns),
             SETUP_TIMEOUT,
             0.5,
         )

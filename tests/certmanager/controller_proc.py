@@ -9,20 +9,12 @@ issue 4 asks of a user's out-of-cluster controller.
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
-import socket
 import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.infra.kube import kubeconfig_env
+from tests.procs import free_port, http_ok, log_tail, stop_process, wait_ready
 
 
 def _die_with_parent() -> None:
@@ -71,8 +63,7 @@ class CertManagerController:
         ]
 
     def start(self, timeout: float = 60) -> CertManagerController:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)
+        env = kubeconfig_env(self.kubeconfig)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 self.command(),
@@ -82,39 +73,24 @@ class CertManagerController:
                 env=env,
                 preexec_fn=_die_with_parent,
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"cert-manager controller exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            try:
-                url = f"http://127.0.0.1:{self.healthz_port}/livez"
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(
-            f"cert-manager controller not live within {timeout}s:\n{self.log_tail()}"
-        )
+        try:
+            wait_ready(
+                self.proc,
+                "cert-manager controller",
+                http_ok(f"http://127.0.0.1:{self.healthz_port}/livez"),
+                self.log_tail,
+                timeout,
+            )
+        except RuntimeError:
+            self.stop()
+            raise
+        return self
 
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
     def log_tail(self, lines: int = 80) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)

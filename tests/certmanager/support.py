@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from cryptography import x509
-from cryptography.x509 import DNSName
-from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.certmanager.conftest import REGISTRATION, CertManagerWorld, condition, wait_for
+from tests.certmanager.conftest import REGISTRATION, CertManagerWorld
+from tests.chains import verify_chain
+from tests.kube.operator_proc import condition
+from tests.polling import wait_for
 
 ISSUE_TIMEOUT = 420  # seconds: cert-manager's 60 s dns-01 wait plus a loaded 2-core machine
 
@@ -24,7 +24,7 @@ def wait_ready(
         cond = condition(obj)
         return obj if cond and cond["status"] == "True" else None
 
-    found: dict[str, Any] = wait_for(f"{kind} {namespace}/{name} Ready", probe, timeout)
+    found: dict[str, Any] = wait_for(f"{kind} {namespace}/{name} Ready", probe, timeout, 2)
     return found
 
 
@@ -32,19 +32,8 @@ def verify_tls_secret(
     world: CertManagerWorld, namespace: str, secret: str, names: list[str]
 ) -> x509.Certificate:
     """The Secret's chain verifies against our root for every name and holds exactly `names`."""
-    chain = x509.load_pem_x509_certificates(world.secret_data(namespace, secret, "tls.crt"))
-    root = x509.load_pem_x509_certificate(world.gateway.root_pem.read_bytes())
-    leaf = chain[0]
-    for name in names:
-        verifier = (
-            PolicyBuilder()
-            .store(Store([root]))
-            .time(dt.datetime.now(dt.UTC))
-            .build_server_verifier(DNSName(name.replace("*", "host", 1)))
-        )
-        verifier.verify(leaf, chain[1:])
-    sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sorted(sans.get_values_for_type(DNSName)) == sorted(names)
+    chain = world.secret_data(namespace, secret, "tls.crt")
+    leaf = verify_chain(chain, world.gateway.root_pem.read_bytes(), names)
     assert world.secret_data(namespace, secret, "tls.key"), "cert-manager stored no private key"
     return leaf
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.certmanager.conftest import CertManagerWorld, wait_for
+from tests.certmanager.conftest import CertManagerWorld
 from tests.certmanager.support import (
     ISSUE_TIMEOUT,
     exported_secret,
@@ -13,6 +13,7 @@ from tests.certmanager.support import (
     verify_tls_secret,
     wait_ready,
 )
+from tests.polling import wait_for
 
 
 def test_clusterissuer_issues_for_any_namespace(cm: CertManagerWorld) -> None:

@@ -15,13 +15,7 @@ import pytest
 from cryptography import x509
 
 from tests.certmanager import examples
-from tests.certmanager.conftest import (
-    FORBIDDEN_CERT,
-    REGISTRATION,
-    CertManagerWorld,
-    condition,
-    wait_for,
-)
+from tests.certmanager.conftest import FORBIDDEN_CERT, REGISTRATION, CertManagerWorld
 from tests.certmanager.support import (
     ISSUE_TIMEOUT,
     exported_secret,
@@ -29,6 +23,8 @@ from tests.certmanager.support import (
     verify_tls_secret,
     wait_ready,
 )
+from tests.kube.operator_proc import condition
+from tests.polling import wait_for
 
 # Certificate name -> its TLS Secret and names (see docs/examples/cert-manager/certificates.yaml).
 CERTIFICATES = {
@@ -101,7 +97,7 @@ def test_name_outside_allowed_domains_is_refused(cm: CertManagerWorld) -> None:
                     return order
         return None
 
-    order = wait_for("the Order for the forbidden name to fail", errored_order, 120)
+    order = wait_for("the Order for the forbidden name to fail", errored_order, 120, 2)
     described = cm.kubectl("describe", "-n", cm.team_ns, "order", order["metadata"]["name"])
     assert "urn:ietf:params:acme:error:rejectedIdentifier" in described, described
     assert f"{forbidden} not allowed for pre-registration" in described, described
@@ -115,7 +111,7 @@ def test_name_outside_allowed_domains_is_refused(cm: CertManagerWorld) -> None:
                 return req
         return None
 
-    request = wait_for("the CertificateRequest to fail", failed_request, 60)
+    request = wait_for("the CertificateRequest to fail", failed_request, 60, 2)
     described = cm.kubectl(
         "describe", "-n", cm.team_ns, "certificaterequest", request["metadata"]["name"]
     )

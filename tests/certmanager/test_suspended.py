@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.certmanager.conftest import REGISTRATION, CertManagerWorld, condition, wait_for
+from tests.certmanager.conftest import REGISTRATION, CertManagerWorld
+from tests.kube.operator_proc import condition
+from tests.polling import wait_for
 
 
 def test_issuer_of_suspended_registration_is_refused(cm: CertManagerWorld) -> None:
@@ -18,7 +20,7 @@ def test_issuer_of_suspended_registration_is_refused(cm: CertManagerWorld) -> No
             cond if cond and cond["status"] == "False" and "suspended" in cond["message"] else None
         )
 
-    cond = wait_for("the Issuer to report the refused account", refused, 120)
+    cond = wait_for("the Issuer to report the refused account", refused, 120, 2)
     key_id = cm.key_ids[cm.suspended_ns]
     assert "urn:ietf:params:acme:error:unauthorized" in cond["message"], cond
     assert f"pre-registration {key_id!r} is suspended" in cond["message"], cond

@@ -8,58 +8,17 @@ chart's RBAC.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from tests.infra.kube import ControlPlane, free_port
+from tests.infra.kube import ControlPlane, kubeconfig_env
+from tests.procs import free_port, http_ok, stop_process, wait_ready
 
 OPERATOR = Path(sys.executable).parent / "acme-gateway-operator"
-
-
-def service_account_kubeconfig(
-    cp: ControlPlane, namespace: str, service_account: str, path: Path
-) -> Path:
-    """A kubeconfig authenticating as the ServiceAccount with a fresh bound token."""
-    assert cp.server is not None and cp.pki is not None
-    token = cp.kubectl(
-        "create", "token", service_account, "-n", namespace, "--duration=2h"
-    ).stdout.strip()
-    assert token.count(".") == 2, f"not a JWT: {token[:40]}"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "test",
-                "cluster": {
-                    "server": cp.server,
-                    "certificate-authority": str(cp.pki.ca_cert),
-                },
-            }
-        ],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "sa",
-                "context": {"cluster": "test", "user": service_account, "namespace": namespace},
-            }
-        ],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
 
 
 def kubectl_as(cp: ControlPlane, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,39 +57,21 @@ def running_operator(
     assert OPERATOR.exists(), f"{OPERATOR} missing: run `uv sync`"
     port = free_port()
     argv = [str(OPERATOR), *local_args(container, data_dir, port), "--export-interval=1"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
-    env["KUBECONFIG"] = str(kubeconfig)
+    env = kubeconfig_env(kubeconfig)
     with log.open("ab") as out:
         proc = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
     try:
-        _wait_healthy(proc, f"http://127.0.0.1:{port}/healthz", log)
+        wait_ready(
+            proc,
+            "operator",
+            http_ok(f"http://127.0.0.1:{port}/healthz"),
+            lambda: log.read_text()[-4000:],
+        )
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-
-
-def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"operator exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError) as exc:
-            last = str(exc)
-        time.sleep(0.3)
-    raise AssertionError(f"operator not healthy at {url}: {last}\n{log.read_text()[-4000:]}")
+        stop_process(proc, group=True)
 
 
 def forbidden_lines(log: Path, allowed: Sequence[str] = ()) -> list[str]:

@@ -7,13 +7,10 @@ from __future__ import annotations
 import base64
 import http.client
 import json
-import os
-import signal
 import socket
 import ssl
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +20,7 @@ from tests.helm.chart import Helm, Manifest, containers, flag, one
 from tests.helm.operator_proc import local_args
 from tests.helm.test_chart import render
 from tests.helm.values_sets import FULLNAME, NAMESPACE
-from tests.infra.kube import free_port
+from tests.procs import free_port, stop_process, wait_ready
 
 SERVER = Path(sys.executable).parent / "acme-gateway"
 
@@ -40,21 +37,6 @@ def _get(port: int, ca: Path, server_name: str, path: str) -> tuple[int, Any]:
             resp.begin()
             body = resp.read()
     return resp.status, json.loads(body) if body.startswith(b"{") else body
-
-
-def _wait(proc: subprocess.Popen[bytes], port: int, ca: Path, name: str, log: Path) -> None:
-    deadline = time.monotonic() + 60
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited ({proc.returncode}):\n{log.read_text()[-4000:]}")
-        try:
-            _get(port, ca, name, "/healthz")
-            return
-        except (OSError, http.client.HTTPException) as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"server did not answer: {last}\n{log.read_text()[-4000:]}")
 
 
 @pytest.mark.parametrize(
@@ -86,7 +68,12 @@ def test_chart_server_args_run(
         )
     service = f"{FULLNAME}.{NAMESPACE}.svc"
     try:
-        _wait(proc, port, ca_dir / "tls.crt", service, log)
+        wait_ready(
+            proc,
+            "server",
+            lambda: bool(_get(port, ca_dir / "tls.crt", service, "/healthz")),
+            lambda: log.read_text()[-4000:],
+        )
         # Every Service name verifies against the chart's CA (what caBundle holds).
         for name in flag(server, "tls-name"):
             status, _ = _get(port, ca_dir / "tls.crt", name, "/healthz")
@@ -97,9 +84,4 @@ def test_chart_server_args_run(
         eab = directory.get("meta", {}).get("externalAccountRequired", False)
         assert eab is (account_creation == "pre-registered"), directory
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process(proc, group=True)

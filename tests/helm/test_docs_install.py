@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from tests.helm.chart import REPO, Helm, HelmError, containers
-from tests.helm.operator_proc import forbidden_lines, running_operator, service_account_kubeconfig
+from tests.helm.operator_proc import forbidden_lines, running_operator
 from tests.infra.gotools import GoToolError, certmanager_crds_dir
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, service_account_kubeconfig
 
 DOC = REPO / "docs" / "helm.md"
 BLOCK = re.compile(r"<!-- helm-install:begin -->\n```sh\n(.*?)```\n<!-- helm-install:end -->", re.S)

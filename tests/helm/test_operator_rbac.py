@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.helm.chart import CHART, Helm, containers, flag
-from tests.helm.operator_proc import (
-    forbidden_lines,
-    kubectl_as,
-    running_operator,
-    service_account_kubeconfig,
-)
-from tests.infra.kube import ControlPlane
+from tests.helm.operator_proc import forbidden_lines, kubectl_as, running_operator
+from tests.infra.kube import ControlPlane, service_account_kubeconfig
 
 REGISTRATION = """
 apiVersion: acme-gateway.io/v1alpha1

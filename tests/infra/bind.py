@@ -33,6 +33,8 @@ import dns.resolver
 import dns.tsigkeyring
 import dns.update
 
+from tests.procs import log_tail, stop_process
+
 NAMED = "/usr/sbin/named"
 NSUPDATE = "/usr/bin/nsupdate"
 DIG = "/usr/bin/dig"
@@ -167,14 +169,8 @@ class BindServer:
 
     def stop(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, timeout=10)
 
     def __enter__(self) -> BindServer:
         return self
@@ -188,9 +184,7 @@ class BindServer:
         self.stop()
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.log_file is None or not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_file, lines, missing="")
 
     def _key_clause(self) -> str:
         return (

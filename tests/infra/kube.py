@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import base64
 import ctypes
 import datetime as dt
 import ipaddress
+import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -35,12 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
@@ -99,13 +103,6 @@ def build_binaries(timeout: float = 3 * 3600) -> Binaries:
         kube_controller_manager=k8s_bin / "kube-controller-manager",
         kubectl=find_kubectl(),
     )
-
-
-def free_port() -> int:
-    """A currently free TCP port on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- PKI
@@ -231,29 +228,37 @@ def make_pki(directory: Path) -> Pki:
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
     """A self-contained kubeconfig (certs embedded) so it works from any directory."""
-    import base64
+    credentials = {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)}
+    return _write_config(path, server, ca, user, credentials)
 
-    def b64(p: Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
 
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def _write_config(
+    path: Path,
+    server: str,
+    ca: Path,
+    user: str,
+    credentials: dict[str, str],
+    namespace: str | None = None,
+) -> Path:
+    """A kubeconfig (mode 0600) whose one context is `user` with `credentials` on `server`."""
+    context = {"cluster": "acme-gateway-test", "user": user}
+    if namespace is not None:
+        context["namespace"] = namespace
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
                 "name": "acme-gateway-test",
-                "cluster": {"server": server, "certificate-authority-data": b64(ca)},
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
             }
         ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)},
-            }
-        ],
-        "contexts": [
-            {"name": "acme-gateway-test", "context": {"cluster": "acme-gateway-test", "user": user}}
-        ],
+        "users": [{"name": user, "user": credentials}],
+        "contexts": [{"name": "acme-gateway-test", "context": context}],
         "current-context": "acme-gateway-test",
     }
     path.write_text(yaml.safe_dump(config))
@@ -357,10 +362,10 @@ class ControlPlane:
     # -- helpers for tests and other code
 
     def env(self) -> dict[str, str]:
-        """os.environ plus KUBECONFIG pointing at this control plane."""
+        """The environment for a client of this control plane as its admin."""
         if self.kubeconfig is None:
             raise ControlPlaneError("control plane not started")
-        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        return kubeconfig_env(self.kubeconfig)
 
     def kubectl(
         self,
@@ -551,6 +556,39 @@ class ControlPlane:
         raise ControlPlaneError(
             f"{proc.name} not ready at {url} after {self.start_timeout}s: {last}"
         )
+
+
+def merge_patch(
+    namespace: str, kind: str, name: str, patch: dict[str, Any], *flags: str
+) -> list[str]:
+    """kubectl arguments applying `patch` to the object as a JSON merge patch (`flags` such as
+    `--subresource=status` go before it)."""
+    body = json.dumps(patch, separators=(",", ":"))
+    return ["patch", "-n", namespace, kind, name, *flags, "--type=merge", "-p", body]
+
+
+def kubeconfig_env(kubeconfig: Path) -> dict[str, str]:
+    """os.environ with KUBECONFIG set and the in-cluster service variables removed, so a
+    client run from a test uses exactly `kubeconfig` and never an in-cluster identity."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_SERVICE")}
+    env["KUBECONFIG"] = str(kubeconfig)
+    return env
+
+
+def service_account_kubeconfig(
+    cp: ControlPlane, namespace: str, service_account: str, path: Path
+) -> Path:
+    """A kubeconfig authenticating as ServiceAccount namespace/service_account with a fresh
+    bound token (`kubectl create token`), so exactly with that account's RBAC; its context
+    defaults to the account's namespace, as in-cluster clients do."""
+    assert cp.server is not None and cp.pki is not None, "not started"
+    token = cp.kubectl(
+        "create", "token", service_account, "-n", namespace, "--duration=2h"
+    ).stdout.strip()
+    assert token.count(".") == 2, f"not a JWT: {token[:40]}"
+    return _write_config(
+        path, cp.server, cp.pki.ca_cert, service_account, {"token": token}, namespace
+    )
 
 
 # ---------------------------------------------------------------- CLI

@@ -15,7 +15,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import Any
 
 from tests.infra.bind import die_with_parent
+from tests.procs import free_port, log_tail, stop_process
 
 PG_VERSION = "15"
 PG_BINDIR = Path(f"/usr/lib/postgresql/{PG_VERSION}/bin")
@@ -44,12 +44,6 @@ def missing_binaries() -> list[str]:
         for name in ("initdb", "postgres", "psql")
         if not os.access(PG_BINDIR / name, os.X_OK)
     ]
-
-
-def free_tcp_port(address: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 def _ensure_service_user() -> pwd.struct_passwd:
@@ -144,7 +138,7 @@ class PostgresServer:
         self._initdb(base)
         last_error = ""
         for _ in range(5):  # the chosen port can be taken between probing and binding
-            self.port = free_tcp_port(self.host)
+            self.port = free_port(self.host)
             self._launch()
             try:
                 self._wait_ready()
@@ -174,9 +168,7 @@ class PostgresServer:
         self.stop()
 
     def log_tail(self, lines: int = 30) -> str:
-        if self.log_file is None or not self.log_file.exists():
-            return ""
-        return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log_file, lines, missing="")
 
     def _popen_user_kwargs(self) -> dict[str, Any]:
         if self._run_as is None:
@@ -273,14 +265,8 @@ class PostgresServer:
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGINT)  # "fast" shutdown, disconnects clients
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, signal.SIGINT)  # "fast" shutdown, disconnects clients
 
     def _cleanup(self) -> None:
         if self._private_tmp is not None:

@@ -13,15 +13,10 @@ import base64
 import datetime as dt
 import hashlib
 import json
-import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,17 +32,13 @@ from cryptography.x509.oid import NameOID
 from acme_server.store import meta, registrations
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, certificates, orders
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, kubeconfig_env
+from tests.polling import wait_for
+from tests.procs import free_port, http_ok, stop_process, wait_ready
 
 OPERATOR = str(Path(sys.executable).parent / "acme-gateway-operator")
 API = "acme-gateway.io/v1alpha1"
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class OperatorProcess:
@@ -106,45 +97,22 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("operator already running")
         self.starts += 1
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        env.pop("KUBERNETES_SERVICE_HOST", None)  # never pick up an in-cluster identity
+        env = kubeconfig_env(self.kubeconfig)
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env
             )
-        self.wait_healthy(timeout)
+        wait_ready(self.proc, "operator", http_ok(self.health_url), self.logs, timeout, 0.2)
         return self
-
-    def wait_healthy(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"operator exited with {self.proc.returncode}:\n{self.logs()}")
-            try:
-                with urllib.request.urlopen(self.health_url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"operator not healthy within {timeout}s:\n{self.logs()}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, no final patches; what a crash looks like."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGKILL, timeout=10)
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def logs(self, lines: int = 200) -> str:
         out = []
@@ -193,26 +161,14 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float = 60, interval: float = 0.3
-) -> T:
-    """Poll until `probe` returns something truthy; fail with `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 def apply(cp: ControlPlane, ns: str, obj: dict[str, Any]) -> None:
     cp.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
 
 
-def get_obj(cp: ControlPlane, ns: str, kind: str, name: str) -> dict[str, Any] | None:
-    proc = cp.kubectl("get", "-n", ns, kind, name, "-o", "json", check=False)
+def get_obj(cp: ControlPlane, ns: str | None, kind: str, name: str) -> dict[str, Any] | None:
+    """The object as JSON, None when it does not exist (`ns` None: a cluster-scoped kind)."""
+    in_ns = ["-n", ns] if ns else []
+    proc = cp.kubectl("get", *in_ns, kind, name, "-o", "json", check=False)
     if proc.returncode != 0:
         if "NotFound" in proc.stderr:
             return None
@@ -221,11 +177,13 @@ def get_obj(cp: ControlPlane, ns: str, kind: str, name: str) -> dict[str, Any] |
     return out
 
 
-def list_objs(cp: ControlPlane, ns: str, kind: str, selector: str = "") -> list[dict[str, Any]]:
+def list_objs(
+    cp: ControlPlane, ns: str, kind: str, selector: str = "", timeout: float = 60
+) -> list[dict[str, Any]]:
     args = ["get", "-n", ns, kind, "-o", "json"]
     if selector:
         args += ["-l", selector]
-    items: list[dict[str, Any]] = json.loads(cp.kubectl(*args).stdout)["items"]
+    items: list[dict[str, Any]] = json.loads(cp.kubectl(*args, timeout=timeout).stdout)["items"]
     return items
 
 
@@ -436,23 +394,3 @@ def documented_cluster_role() -> str:
     text = RBAC_DOC.read_text()
     start = text.index("```yaml\n") + len("```yaml\n")
     return text[start : text.index("```", start)]
-
-
-def service_account_kubeconfig(cp: ControlPlane, ns: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as ServiceAccount ns/account (a TokenRequest token)."""
-    assert cp.server is not None and cp.pki is not None
-    token = cp.kubectl("create", "token", "-n", ns, account, "--duration=2h").stdout.strip()
-    ca = base64.b64encode(cp.pki.ca_cert.read_bytes()).decode()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "c", "cluster": {"server": cp.server, "certificate-authority-data": ca}}
-        ],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
-        "current-context": "c",
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path

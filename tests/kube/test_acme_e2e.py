@@ -18,7 +18,7 @@ from acme import challenges, errors, messages
 
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, merge_patch
 from tests.kube.operator_proc import (
     OperatorProcess,
     allowed_domain,
@@ -30,8 +30,8 @@ from tests.kube.operator_proc import (
     secret_text,
     store_url,
     wait_condition,
-    wait_for,
 )
+from tests.polling import wait_for
 from tests.protocol.acme_client import make_csr, new_client, register
 
 __all__ = ["operator_proc", "store_url"]  # fixtures
@@ -41,8 +41,12 @@ __all__ = ["operator_proc", "store_url"]  # fixtures
 def gateway_on_store(
     store_url: str, tmp_path: Path, bind_server: BindServer
 ) -> Iterator[GatewayProcess]:
-    gw = GatewayProcess(tmp_path / "gw", database=store_url, account_creation="pre-registered",
-                        dns_resolvers=(bind_server.resolver_address,))
+    gw = GatewayProcess(
+        tmp_path / "gw",
+        database=store_url,
+        account_creation="pre-registered",
+        dns_resolvers=(bind_server.resolver_address,),
+    )
     gw.start()
     try:
         yield gw
@@ -55,8 +59,10 @@ def _eab(cp: ControlPlane, ns: str, name: str) -> dict[str, str]:
     status = obj["status"]
     secret = get_obj(cp, ns, "secret", status["hmacKeySecretRef"]["name"])
     assert secret is not None
-    return {"kid": status["keyID"],
-            "hmac_key": secret_text(secret, status["hmacKeySecretRef"]["key"])}
+    return {
+        "kid": status["keyID"],
+        "hmac_key": secret_text(secret, status["hmacKeySecretRef"]["key"]),
+    }
 
 
 def _refused(gw: GatewayProcess, acme_client: object, names: list[str]) -> messages.Error:
@@ -117,35 +123,48 @@ def test_kubectl_registration_drives_the_acme_server(
     apply(cp, ns, allowed_domain("team-other", "team", other))
     wait_for("the added domain to be allowed", lambda: _allowed(client, f"a.{other}"), timeout=30)
     cp.kubectl("delete", "-n", ns, "alloweddomain", "team-other")
-    wait_for("the deleted domain to be refused",
-             lambda: not _allowed(client, f"b.{other}"), timeout=30)
+    wait_for(
+        "the deleted domain to be refused", lambda: not _allowed(client, f"b.{other}"), timeout=30
+    )
 
     # The certificate comes back as a Secret, counted in the registration's status.
-    secrets = wait_for("the exported certificate Secret", lambda: list_objs(
-        cp, ns, "secrets", "acme-gateway.io/registration=team,acme-gateway.io/serial"
-        ) or None, timeout=30)
+    secrets = wait_for(
+        "the exported certificate Secret",
+        lambda: (
+            list_objs(cp, ns, "secrets", "acme-gateway.io/registration=team,acme-gateway.io/serial")
+            or None
+        ),
+        timeout=30,
+    )
     assert len(secrets) == 1
     assert f"www.{allowed}" in secrets[0]["metadata"]["annotations"]["acme-gateway.io/names"]
-    wait_for("status to count the certificate", lambda: (get_obj(
-        cp, ns, "acmeregistration", "team") or {}).get("status", {}).get("certificatesIssued") == 1,
-        timeout=30)
+    wait_for(
+        "status to count the certificate",
+        lambda: (
+            (get_obj(cp, ns, "acmeregistration", "team") or {})
+            .get("status", {})
+            .get("certificatesIssued")
+            == 1
+        ),
+        timeout=30,
+    )
     status = (get_obj(cp, ns, "acmeregistration", "team") or {})["status"]
     assert status["accountCount"] == 1
 
     # Suspending refuses the account; resuming lets it back in.
-    cp.kubectl("patch", "-n", ns, "acmeregistration", "team", "--type=merge",
-               "-p", '{"spec":{"suspended":true}}')
-    wait_for("suspension to refuse the account", lambda: _refusal_detail(client) is not None,
-             timeout=30)
+    cp.kubectl(*merge_patch(ns, "acmeregistration", "team", {"spec": {"suspended": True}}))
+    wait_for(
+        "suspension to refuse the account", lambda: _refusal_detail(client) is not None, timeout=30
+    )
     assert "suspended" in (_refusal_detail(client) or "")
-    cp.kubectl("patch", "-n", ns, "acmeregistration", "team", "--type=merge",
-               "-p", '{"spec":{"suspended":false}}')
+    cp.kubectl(*merge_patch(ns, "acmeregistration", "team", {"spec": {"suspended": False}}))
     wait_for("resumption", lambda: _refusal_detail(client) is None, timeout=30)
 
     # Deleting the registration refuses its accounts for good.
     cp.kubectl("delete", "-n", ns, "acmeregistration", "team", "--timeout=60s")
-    wait_for("deletion to refuse the account", lambda: _refusal_detail(client) is not None,
-             timeout=30)
+    wait_for(
+        "deletion to refuse the account", lambda: _refusal_detail(client) is not None, timeout=30
+    )
     assert "deleted" in (_refusal_detail(client) or "")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, merge_patch
 
 GROUP = "acme-gateway.io"
 API = f"{GROUP}/v1alpha1"
@@ -41,6 +41,11 @@ def refused(cp: ControlPlane, *args: str, input: str | None = None) -> str:
     proc = cp.kubectl(*args, input=input, check=False)
     assert proc.returncode != 0, f"kubectl {args} was accepted:\n{proc.stdout}"
     return proc.stderr
+
+
+def refused_create(cp: ControlPlane, ns: str, manifest: str) -> str:
+    """Create `manifest` in `ns`, which the API server must refuse; return its error output."""
+    return refused(cp, "create", "-n", ns, "-f", "-", input=manifest)
 
 
 def get_json(cp: ControlPlane, ns: str, kind: str, name: str) -> dict[str, Any]:
@@ -139,38 +144,24 @@ def test_alloweddomain_defaults(control_plane: ControlPlane, kube_namespace: str
 def test_alloweddomain_refuses_bad_domain(
     control_plane: ControlPlane, kube_namespace: str, domain: str
 ) -> None:
-    err = refused(
+    err = refused_create(
         control_plane,
-        "create",
-        "-n",
         kube_namespace,
-        "-f",
-        "-",
-        input=allowed_domain("bad", {"registrationName": "team-a", "domain": domain}),
+        allowed_domain("bad", {"registrationName": "team-a", "domain": domain}),
     )
     assert DOMAIN_MESSAGE in err
     assert "spec.domain" in err
 
 
 def test_alloweddomain_requires_fields(control_plane: ControlPlane, kube_namespace: str) -> None:
-    err = refused(
-        control_plane,
-        "create",
-        "-n",
-        kube_namespace,
-        "-f",
-        "-",
-        input=allowed_domain("bad", {"domain": "example.com"}),
+    err = refused_create(
+        control_plane, kube_namespace, allowed_domain("bad", {"domain": "example.com"})
     )
     assert "spec.registrationName: Required value" in err
-    err = refused(
+    err = refused_create(
         control_plane,
-        "create",
-        "-n",
         kube_namespace,
-        "-f",
-        "-",
-        input=allowed_domain("bad", {"registrationName": "Team_A", "domain": "example.com"}),
+        allowed_domain("bad", {"registrationName": "Team_A", "domain": "example.com"}),
     )
     assert "registrationName must be the name of an AcmeRegistration" in err
 
@@ -178,56 +169,21 @@ def test_alloweddomain_requires_fields(control_plane: ControlPlane, kube_namespa
 def test_alloweddomain_immutable_fields(control_plane: ControlPlane, kube_namespace: str) -> None:
     cp, ns = control_plane, kube_namespace
     create(cp, ns, allowed_domain("d", {"registrationName": "team-a", "domain": "example.com"}))
-    err = refused(
-        cp,
-        "patch",
-        "-n",
-        ns,
-        "alloweddomain",
-        "d",
-        "--type=merge",
-        "-p",
-        '{"spec":{"domain":"example.net"}}',
-    )
+    err = refused(cp, *merge_patch(ns, "alloweddomain", "d", {"spec": {"domain": "example.net"}}))
     assert "domain is immutable; delete this AllowedDomain and create a new one" in err
     err = refused(
-        cp,
-        "patch",
-        "-n",
-        ns,
-        "alloweddomain",
-        "d",
-        "--type=merge",
-        "-p",
-        '{"spec":{"registrationName":"team-b"}}',
+        cp, *merge_patch(ns, "alloweddomain", "d", {"spec": {"registrationName": "team-b"}})
     )
     assert "registrationName is immutable" in err
     # Mutable fields still change.
-    cp.kubectl(
-        "patch",
-        "-n",
-        ns,
-        "alloweddomain",
-        "d",
-        "--type=merge",
-        "-p",
-        '{"spec":{"allowWildcard":false}}',
-    )
+    cp.kubectl(*merge_patch(ns, "alloweddomain", "d", {"spec": {"allowWildcard": False}}))
     assert get_json(cp, ns, "alloweddomain", "d")["spec"]["allowWildcard"] is False
 
 
 def test_registration_refuses_max_accounts_zero(
     control_plane: ControlPlane, kube_namespace: str
 ) -> None:
-    err = refused(
-        control_plane,
-        "create",
-        "-n",
-        kube_namespace,
-        "-f",
-        "-",
-        input=registration("r", {"maxAccounts": 0}),
-    )
+    err = refused_create(control_plane, kube_namespace, registration("r", {"maxAccounts": 0}))
     assert "maxAccounts must be at least 1; omit it for no limit" in err
 
 
@@ -251,9 +207,7 @@ def test_registration_refuses_max_accounts_zero(
 def test_registration_refuses_bad_spec(
     control_plane: ControlPlane, kube_namespace: str, spec: dict[str, Any], message: str
 ) -> None:
-    err = refused(
-        control_plane, "create", "-n", kube_namespace, "-f", "-", input=registration("r", spec)
-    )
+    err = refused_create(control_plane, kube_namespace, registration("r", spec))
     assert message in err
 
 
@@ -261,17 +215,7 @@ def test_registration_key_id_immutable(control_plane: ControlPlane, kube_namespa
     cp, ns = control_plane, kube_namespace
     create(cp, ns, registration("with-kid", {"keyID": "kid-1"}))
     create(cp, ns, registration("no-kid", {}))
-    err = refused(
-        cp,
-        "patch",
-        "-n",
-        ns,
-        "areg",
-        "with-kid",
-        "--type=merge",
-        "-p",
-        '{"spec":{"keyID":"kid-2"}}',
-    )
+    err = refused(cp, *merge_patch(ns, "areg", "with-kid", {"spec": {"keyID": "kid-2"}}))
     assert "keyID is immutable; create a new AcmeRegistration to use another key ID" in err
     err = refused(
         cp,
@@ -285,20 +229,11 @@ def test_registration_key_id_immutable(control_plane: ControlPlane, kube_namespa
         '[{"op":"remove","path":"/spec/keyID"}]',
     )
     assert "keyID cannot be added or removed after creation" in err
-    err = refused(
-        cp, "patch", "-n", ns, "areg", "no-kid", "--type=merge", "-p", '{"spec":{"keyID":"late"}}'
-    )
+    err = refused(cp, *merge_patch(ns, "areg", "no-kid", {"spec": {"keyID": "late"}}))
     assert "keyID cannot be added or removed after creation" in err
     # Other fields stay editable, keyID unchanged.
     cp.kubectl(
-        "patch",
-        "-n",
-        ns,
-        "areg",
-        "with-kid",
-        "--type=merge",
-        "-p",
-        '{"spec":{"suspended":true,"maxAccounts":2}}',
+        *merge_patch(ns, "areg", "with-kid", {"spec": {"suspended": True, "maxAccounts": 2}})
     )
     spec = get_json(cp, ns, "areg", "with-kid")["spec"]
     assert spec == {"keyID": "kid-1", "suspended": True, "maxAccounts": 2}
@@ -351,32 +286,18 @@ def test_status_subresource_and_printer_columns(
             ],
         }
     }
+    cp.kubectl(*merge_patch(ns, "areg", "team-a", status, "--subresource=status"))
     cp.kubectl(
-        "patch",
-        "-n",
-        ns,
-        "areg",
-        "team-a",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps(status),
-    )
-    cp.kubectl(
-        "patch",
-        "-n",
-        ns,
-        "allowdom",
-        "team-a-example",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": {"conditions": [ready]}}),
+        *merge_patch(
+            ns,
+            "allowdom",
+            "team-a-example",
+            {"status": {"conditions": [ready]}},
+            "--subresource=status",
+        )
     )
     # Status written through the main resource is ignored (status subresource is enabled).
-    cp.kubectl(
-        "patch", "-n", ns, "areg", "team-a", "--type=merge", "-p", '{"status":{"accountCount":99}}'
-    )
+    cp.kubectl(*merge_patch(ns, "areg", "team-a", {"status": {"accountCount": 99}}))
     assert get_json(cp, ns, "areg", "team-a")["status"]["accountCount"] == 2
 
     table = cp.kubectl("get", "-n", ns, "acmeregistrations").stdout.splitlines()

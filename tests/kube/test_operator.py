@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 import os
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from acme_operator.labels import label_value
 
 from acme_server.policy import DomainRule
 from acme_server.store.schema import certificates
-from tests.infra.kube import ControlPlane
+from tests.infra.kube import ControlPlane, merge_patch, service_account_kubeconfig
 from tests.kube.operator_proc import (
     OperatorProcess,
     allowed_domain,
@@ -40,13 +39,12 @@ from tests.kube.operator_proc import (
     operator_proc,
     registration,
     secret_text,
-    service_account_kubeconfig,
     store_execute,
     store_registration,
     store_url,
     wait_condition,
-    wait_for,
 )
+from tests.polling import wait_for
 
 ROTATE = "acme-gateway.io/rotate-hmac-key"
 
@@ -204,7 +202,7 @@ def test_admin_provided_secret(
 
     # The admin fixes the Secret; the periodic re-read picks it up (no CR change).
     patch = {"data": {"hmac": base64.b64encode(good.encode()).decode()}}
-    cp.kubectl("patch", "secret", "-n", ns, "given", "--type=merge", "-p", json.dumps(patch))
+    cp.kubectl(*merge_patch(ns, "secret", "given", patch))
     reg = wait_condition(cp, ns, "acmeregistration", "ops", "True", "Reconciled")
     assert reg["status"]["keyID"] == "ops-kid"
     row = store_registration(store_url, f"{ns}/ops")

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import datetime
 import secrets
-import subprocess
 from collections.abc import Iterator
 
 import josepy
 import pytest
 from acme import challenges, errors, messages
 from acme.client import ClientV2
-from cryptography import x509
-from cryptography.x509 import DNSName
-from cryptography.x509.verification import PolicyBuilder, Store
 
-from tests.gateway_proc import GATEWAY, GatewayProcess, free_port
+from tests.chains import verify_chain
+from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
 from tests.infra.postgres import PostgresServer
+from tests.procs import free_port
 from tests.protocol.acme_client import (
     RawClient,
     ec_key,
@@ -65,16 +63,6 @@ def pair(
             )
             extra = ("--ca-cert", str(bundle), "--ca-key", str(ca_dir / "intermediate.key"))
             data_b = tmp_path_factory.mktemp("gw-pair-b")
-            # What B's clients must trust, from B's own configuration (GatewayProcess would
-            # ask `ca cert` without the --ca-* flags).
-            root_b = subprocess.run(
-                [GATEWAY, "ca", "cert", "--data-dir", str(data_b), *extra],
-                capture_output=True,
-                text=True,
-                check=True,
-                timeout=60,
-            ).stdout
-            (data_b / "root.pem").write_text(root_b)
         server_b = GatewayProcess(
             data_b,
             database=database,
@@ -143,17 +131,7 @@ def test_order_across_two_processes(pair: tuple[GatewayProcess, GatewayProcess])
     done = on_b.poll_finalization(order_b, deadline)
     cert_url = done.body.certificate
     assert cert_url is not None and cert_url.startswith(gw_b.base_url + "/")
-    certs = x509.load_pem_x509_certificates(done.fullchain_pem.encode())
-    root = x509.load_pem_x509_certificate(gw_a.root_pem.read_bytes())
-    verifier = (
-        PolicyBuilder()
-        .store(Store([root]))
-        .time(datetime.datetime.now(datetime.UTC))
-        .build_server_verifier(DNSName(names[0]))
-    )
-    verifier.verify(certs[0], certs[1:])
-    sans = certs[0].extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    assert sans.get_values_for_type(DNSName) == names
+    verify_chain(done.fullchain_pem, gw_a.root_pem.read_bytes(), names)
 
     # A serves the very same certificate.
     from_a = on_a._post_as_get(_on(gw_a, cert_url)).text

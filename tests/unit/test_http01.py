@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,16 +22,11 @@ from acme_server.validation import (
 )
 from acme_server.validation.http01 import MAX_BODY_BYTES, USER_AGENT, _redirect_target
 from tests.infra.bind import BindServer
+from tests.procs import free_port
 
 pytest_plugins = ["tests.infra.fixtures"]
 
 PREFIX = "/.well-known/acme-challenge/"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -253,7 +247,7 @@ async def test_too_large_body_is_refused(
 
 
 async def test_connection_refused_is_transient(resolver, session) -> None:
-    server = ChallengeServer(port=_free_port())  # nothing listens there
+    server = ChallengeServer(port=free_port())  # nothing listens there
     name = _name()
     token, key_auth = _challenge()
     err = await _failure(server, resolver, session, name, token, key_auth)

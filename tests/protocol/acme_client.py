@@ -39,30 +39,42 @@ def new_client(gw: GatewayProcess, key: josepy.JWK | None = None) -> client.Clie
     key = key or rsa_key()
     # requests (under ClientNetwork) takes a CA bundle path where the stub says bool.
     ca_bundle: Any = str(gw.root_pem)
-    net = client.ClientNetwork(key, alg=alg_for(key), verify_ssl=ca_bundle,
-                               user_agent="acme-gateway-tests")
+    net = client.ClientNetwork(
+        key, alg=alg_for(key), verify_ssl=ca_bundle, user_agent="acme-gateway-tests"
+    )
     directory = client.ClientV2.get_directory(gw.directory_url, net)
     return client.ClientV2(directory, net)
 
 
-def register(acme: client.ClientV2, eab: dict[str, Any] | None = None) -> messages.RegistrationResource:
+def register(
+    acme: client.ClientV2, eab: dict[str, Any] | None = None
+) -> messages.RegistrationResource:
     binding = None
     if eab is not None:
         binding = messages.ExternalAccountBinding.from_data(
             account_public_key=acme.net.key.public_key(),  # type: ignore[union-attr]
             kid=eab["kid"],
-            hmac_key=eab["hmac_key"], directory=acme.directory)
-    return acme.new_account(messages.NewRegistration.from_data(
-        email="admin@example.org", terms_of_service_agreed=True, external_account_binding=binding))
+            hmac_key=eab["hmac_key"],
+            directory=acme.directory,
+        )
+    return acme.new_account(
+        messages.NewRegistration.from_data(
+            email="admin@example.org",
+            terms_of_service_agreed=True,
+            external_account_binding=binding,
+        )
+    )
 
 
 def make_csr(names: list[str], key: Any | None = None) -> tuple[bytes, Any]:
     """PEM CSR with all names as SANs (first also as CN) and its private key."""
     key = key or ec.generate_private_key(ec.SECP256R1())
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    )
     builder = builder.add_extension(
-        x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False
+    )
     csr = builder.sign(key, hashes.SHA256())
     return csr.public_bytes(serialization.Encoding.PEM), key
 
@@ -70,7 +82,7 @@ def make_csr(names: list[str], key: Any | None = None) -> tuple[bytes, Any]:
 class _TokenHandler(BaseHTTPRequestHandler):
     tokens: dict[str, str] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server API
+    def do_GET(self) -> None:
         token = self.path.rsplit("/", 1)[-1]
         body = self.tokens.get(token)
         if body is None or not self.path.startswith("/.well-known/acme-challenge/"):
@@ -91,13 +103,21 @@ def http01_responder(port: int) -> Iterator[dict[str, str]]:
     """Serve http-01 key authorizations on 127.0.0.1:port; yields the token→body map."""
     tokens: dict[str, str] = {}
     handler = type("Handler", (_TokenHandler,), {"tokens": tokens})
+    with serving(port, handler):
+        yield tokens
+
+
+@contextmanager
+def serving(port: int, handler: type[BaseHTTPRequestHandler]) -> Iterator[None]:
+    """An HTTP server with `handler` on 127.0.0.1:port, in a thread, while the block runs."""
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield tokens
+        yield
     finally:
         server.shutdown()
+        server.server_close()
         server.server_close()
 
 
@@ -121,11 +141,19 @@ class RawClient:
         resp = self.session.head(self.directory["newNonce"], timeout=10)
         return str(resp.headers["Replay-Nonce"])
 
-    def sign(self, url: str, payload: Any, *, key: josepy.JWK | None = None, use_kid: bool | None = None,
-             nonce: str | None | bool = True, extra: dict[str, Any] | None = None,
-             alg: str | None = None) -> dict[str, str]:
+    def sign(
+        self,
+        url: str,
+        payload: Any,
+        *,
+        key: josepy.JWK | None = None,
+        use_kid: bool | None = None,
+        nonce: str | bool | None = True,
+        extra: dict[str, Any] | None = None,
+        alg: str | None = None,
+    ) -> dict[str, str]:
         key = key or self.key
-        header: dict[str, Any] = {"alg": alg or alg_for(key).name, "url": url}
+        header: dict[str, Any] = {"alg": alg or self.alg_name(key), "url": url}
         if nonce is True:
             header["nonce"] = self.nonce()
         elif isinstance(nonce, str):
@@ -133,23 +161,42 @@ class RawClient:
         if use_kid if use_kid is not None else self.kid is not None:
             header["kid"] = self.kid
         else:
-            header["jwk"] = key.public_key().to_partial_json()
+            header["jwk"] = self.public_jwk(key)
         header.update(extra or {})
         protected = b64(json.dumps(header).encode())
         body = "" if payload is None else b64(json.dumps(payload).encode())
-        algorithm = josepy.JWASignature.from_json(alg_for(key).name)
-        sig = algorithm.sign(key.key, f"{protected}.{body}".encode())
+        sig = self.signature(key, f"{protected}.{body}".encode())
         return {"protected": protected, "payload": body, "signature": b64(sig)}
 
-    def post(self, url: str, payload: Any = None, *, content_type: str = "application/jose+json",
-             body: Any = None, **sign_kwargs: Any) -> requests.Response:
+    # The three key-specific steps of `sign`, apart so a subclass can sign with another kind
+    # of key. The signature always follows the key, whatever `alg` the header claims.
+
+    def alg_name(self, key: josepy.JWK) -> str:
+        return str(alg_for(key).name)
+
+    def public_jwk(self, key: josepy.JWK) -> dict[str, Any]:
+        return dict(key.public_key().to_partial_json())
+
+    def signature(self, key: josepy.JWK, signing_input: bytes) -> bytes:
+        return bytes(josepy.JWASignature.from_json(alg_for(key).name).sign(key.key, signing_input))
+
+    def post(
+        self,
+        url: str,
+        payload: Any = None,
+        *,
+        content_type: str = "application/jose+json",
+        body: Any = None,
+        **sign_kwargs: Any,
+    ) -> requests.Response:
         jws = body if body is not None else self.sign(url, payload, **sign_kwargs)
         data = jws if isinstance(jws, bytes) else json.dumps(jws).encode()
         return self.session.post(url, data=data, headers={"Content-Type": content_type}, timeout=30)
 
     def create_account(self, payload: dict[str, Any] | None = None) -> requests.Response:
-        resp = self.post(self.directory["newAccount"],
-                         payload or {"termsOfServiceAgreed": True}, use_kid=False)
+        resp = self.post(
+            self.directory["newAccount"], payload or {"termsOfServiceAgreed": True}, use_kid=False
+        )
         if resp.status_code in (200, 201):
             self.kid = resp.headers["Location"]
         return resp

@@ -208,28 +208,16 @@ class Ed25519Acme(Acme):
         return b64(hashlib.sha256(canonical).digest())
 
     def sign(
-        self,
-        url: str,
-        payload: Any,
-        *,
-        key: josepy.JWK | None = None,
-        use_kid: bool | None = None,
-        nonce: str | bool | None = True,
-        extra: dict[str, Any] | None = None,
-        alg: str | None = None,
+        self, url: str, payload: Any, *, key: josepy.JWK | None = None, **kwargs: Any
     ) -> dict[str, str]:
         assert key is None, "Ed25519Acme signs only with its own key"
-        header: dict[str, Any] = {"alg": alg or "EdDSA", "url": url}
-        if nonce is True:
-            header["nonce"] = self.nonce()
-        elif isinstance(nonce, str):
-            header["nonce"] = nonce
-        if use_kid if use_kid is not None else self.kid is not None:
-            header["kid"] = self.kid
-        else:
-            header["jwk"] = self.jwk()
-        header.update(extra or {})
-        protected = b64(json.dumps(header).encode())
-        body = "" if payload is None else b64(json.dumps(payload).encode())
-        sig = self.ed_key.sign(f"{protected}.{body}".encode())
-        return {"protected": protected, "payload": body, "signature": b64(sig)}
+        return super().sign(url, payload, **kwargs)
+
+    def alg_name(self, key: josepy.JWK) -> str:
+        return "EdDSA"
+
+    def public_jwk(self, key: josepy.JWK) -> dict[str, Any]:
+        return self.jwk()
+
+    def signature(self, key: josepy.JWK, signing_input: bytes) -> bytes:
+        return self.ed_key.sign(signing_input)

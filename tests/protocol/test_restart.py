@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,8 @@ from acme_server.store.database import Database, default_database_url
 from acme_server.store.schema import challenges as challenge_table
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
-from tests.protocol.acme_client import ec_key, make_csr, new_client, register
+from tests.polling import wait_for
+from tests.protocol.acme_client import ec_key, make_csr, new_client, register, serving
 
 LEASE_SECONDS = 30  # acme_server.validation.scheduler.LEASE
 
@@ -74,29 +75,15 @@ def held_http01_responder(port: int, responder: HeldResponder) -> Iterator[HeldR
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield responder
-    finally:
-        responder.release.set()
-        server.shutdown()
-        server.server_close()
+    with serving(port, Handler):
+        try:
+            yield responder
+        finally:
+            responder.release.set()  # before the server shuts down: a held request ends
 
 
 def _get(acme: ClientV2, url: str) -> dict[str, Any]:
     return dict(acme._post_as_get(url).json())
-
-
-def _wait_for(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _lease_of(gw: GatewayProcess, challenge_url: str) -> datetime.datetime | None:
@@ -169,10 +156,11 @@ def _restart_during_validation(gw: GatewayProcess, bind: BindServer, sig: signal
     with held_http01_responder(gw.http01_port, responder):
         # dns-01 first: no TXT record yet, so the first attempt fails and a retry is due later.
         acme.answer_challenge(dns_chall, dns_chall.response(key))
-        failed = _wait_for(
+        failed = wait_for(
             "the first dns-01 attempt to fail",
             lambda: (c := _get(acme, dns_chall.uri)).get("error") and c,
             timeout=20,
+            interval=0.25,
         )
         assert failed["status"] == "processing", failed
         assert "No TXT record" in failed["error"]["detail"], failed
@@ -195,10 +183,11 @@ def _restart_during_validation(gw: GatewayProcess, bind: BindServer, sig: signal
         acme = _client_for(gw, key, account)
 
         order_url = order.uri
-        ready = _wait_for(
+        ready = wait_for(
             "the order to become ready after the restart",
             lambda: (o := _get(acme, order_url))["status"] != "pending" and o,
             timeout=LEASE_SECONDS + 45,
+            interval=0.25,
         )
         assert ready["status"] == "ready", ready
         valid_at = time.monotonic()

@@ -19,7 +19,7 @@ test: deps lint
 
 lint: python-deps
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check acme_server operator
+	.venv/bin/ruff format --check acme_server operator tests tools bench helm
 	.venv/bin/mypy
 
 deps: python-deps system-deps go-deps

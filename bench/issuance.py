@@ -59,8 +59,10 @@ class Client:
         body = "" if payload is None else b64(json.dumps(payload).encode())
         sig = josepy.ES256.sign(self.key.key, f"{protected}.{body}".encode())
         resp = await self.session.post(
-            url, data=json.dumps({"protected": protected, "payload": body, "signature": b64(sig)}),
-            headers={"Content-Type": "application/jose+json"})
+            url,
+            data=json.dumps({"protected": protected, "payload": body, "signature": b64(sig)}),
+            headers={"Content-Type": "application/jose+json"},
+        )
         self.nonce = resp.headers.get("Replay-Nonce")
         await resp.read()
         if resp.status >= 400:
@@ -75,8 +77,12 @@ async def run(gw: GatewayProcess, count: int, concurrency: int) -> None:
             directory = await r.json()
         name = "bench.acme.test"
         csr_key = ec.generate_private_key(ec.SECP256R1())
-        csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False).sign(csr_key, hashes.SHA256())
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(csr_key, hashes.SHA256())
+        )
         csr_b64 = b64(csr.public_bytes(serialization.Encoding.DER))
         clients = [Client(session, directory) for _ in range(concurrency)]
         for client in clients:
@@ -91,8 +97,9 @@ async def run(gw: GatewayProcess, count: int, concurrency: int) -> None:
             while remaining > 0:
                 remaining -= 1
                 start = time.perf_counter()
-                order = await client.post(directory["newOrder"],
-                                          {"identifiers": [{"type": "dns", "value": name}]})
+                order = await client.post(
+                    directory["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
+                )
                 body = await order.json()
                 done = await client.post(body["finalize"], {"csr": csr_b64})
                 cert_url = (await done.json())["certificate"]
@@ -103,14 +110,19 @@ async def run(gw: GatewayProcess, count: int, concurrency: int) -> None:
         await asyncio.gather(*(worker(c) for c in clients))
         elapsed = time.perf_counter() - began
     q = statistics.quantiles(latencies, n=100)
-    print(f"{len(latencies)} certificates in {elapsed:.1f}s: {len(latencies) / elapsed:.1f}/s "
-          f"(concurrency {concurrency}); latency p50 {q[49] * 1000:.0f} ms, "
-          f"p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms")
+    print(
+        f"{len(latencies)} certificates in {elapsed:.1f}s: {len(latencies) / elapsed:.1f}/s "
+        f"(concurrency {concurrency}); latency p50 {q[49] * 1000:.0f} ms, "
+        f"p95 {q[94] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms"
+    )
 
 
 async def prove_control(client: Client, name: str, gw: GatewayProcess) -> None:
-    order = await (await client.post(client.directory["newOrder"],
-                                     {"identifiers": [{"type": "dns", "value": name}]})).json()
+    order = await (
+        await client.post(
+            client.directory["newOrder"], {"identifiers": [{"type": "dns", "value": name}]}
+        )
+    ).json()
     if order["status"] == "ready":
         return
     authz = await (await client.post(order["authorizations"][0], None)).json()
@@ -135,8 +147,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, BindServer() as bind:
         bind.start(Path(tmp) / "bind")
-        gw = GatewayProcess(Path(tmp) / "gw", database=args.database,
-                            dns_resolvers=(bind.resolver_address,))
+        gw = GatewayProcess(
+            Path(tmp) / "gw", database=args.database, dns_resolvers=(bind.resolver_address,)
+        )
         gw.start()
         try:
             asyncio.run(run(gw, args.count, args.concurrency))

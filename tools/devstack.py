@@ -30,7 +30,9 @@ def main() -> int:
     plane = ControlPlane()
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        print("starting the Kubernetes control plane (first run builds it; ~30 min) ...", flush=True)
+        print(
+            "starting the Kubernetes control plane (first run builds it; ~30 min) ...", flush=True
+        )
         plane.start(data_dir / "kube")
         env["KUBECONFIG"] = str(plane.kubeconfig)
         procs.append(subprocess.Popen([str(BIN / "acme-gateway"), "serve"], env=env))
@@ -39,22 +41,30 @@ def main() -> int:
         for proc in procs:
             if proc.poll() is not None:
                 raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
-        root = subprocess.run([str(BIN / "acme-gateway"), "ca", "cert"], env=env,
-                              capture_output=True, text=True, check=True).stdout
+        root = subprocess.run(
+            [str(BIN / "acme-gateway"), "ca", "cert"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         (data_dir / "root.pem").write_text(root)
         listen = env.get("ACME_GATEWAY_LISTEN", "127.0.0.1:14000")
-        print(f"""
+        print(
+            f"""
 acme-gateway is running.
   ACME directory : https://{listen}/directory
-  trust this root: {data_dir / 'root.pem'}
+  trust this root: {data_dir / "root.pem"}
   Kubernetes     : export KUBECONFIG={plane.kubeconfig}
-  kubectl        : {BIN / 'kubectl'}
+  kubectl        : {BIN / "kubectl"}
 
 Try:  kubectl apply -f docs/examples/registration.yaml
       kubectl get acmeregistrations
-      REQUESTS_CA_BUNDLE={data_dir / 'root.pem'} {BIN / 'certbot'} certonly --standalone \\
+      REQUESTS_CA_BUNDLE={data_dir / "root.pem"} {BIN / "certbot"} certonly --standalone \\
         --server https://{listen}/directory -d my.example --http-01-port 80 ...
-Press Ctrl-C to stop.""", flush=True)
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
         while all(p.poll() is None for p in procs):
             time.sleep(1)
         print("a component exited; stopping", file=sys.stderr)

@@ -35,7 +35,7 @@ go-deps:
 	tools/go-tools/build.sh all >/dev/null
 
 format: python-deps
-	.venv/bin/ruff format acme_server operator
+	.venv/bin/ruff format acme_server operator tests tools bench helm
 	.venv/bin/ruff check --fix .
 
 bench: python-deps system-deps

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.gateway_proc import GATEWAY, client_env, free_port
+from tests.gateway_proc import GATEWAY, client_env
+from tests.procs import free_port
 
 
 @contextmanager

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_proc import GATEWAY, GatewayProcess, client_env, free_port
+from tests.gateway_proc import GATEWAY, GatewayProcess, client_env
+from tests.procs import free_port
 
 
 def _serve(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

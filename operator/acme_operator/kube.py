@@ -17,6 +17,9 @@ from kubernetes.client.exceptions import ApiException
 from acme_operator.constants import GROUP, REGISTRATIONS, VERSION
 
 Body = dict[str, Any]
+# (connect, read) seconds for every call this module makes: a stuck API server must not
+# hold a worker thread forever.
+TIMEOUT = (10, 30)
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -46,7 +49,9 @@ class KubeClient:
     async def get_secret(self, namespace: str, name: str) -> Body | None:
         def call() -> Body | None:
             try:
-                return self._plain(self._core.read_namespaced_secret(name, namespace))
+                return self._plain(
+                    self._core.read_namespaced_secret(name, namespace, _request_timeout=TIMEOUT)
+                )
             except ApiException as exc:
                 if exc.status == 404:
                     return None
@@ -57,17 +62,25 @@ class KubeClient:
     async def create_secret(self, namespace: str, body: Any) -> Body:
         """Raises ApiException(409) when it already exists."""
         return await asyncio.to_thread(
-            lambda: self._plain(self._core.create_namespaced_secret(namespace, body))
+            lambda: self._plain(
+                self._core.create_namespaced_secret(namespace, body, _request_timeout=TIMEOUT)
+            )
         )
 
     async def replace_secret(self, namespace: str, name: str, body: Any) -> Body:
         return await asyncio.to_thread(
-            lambda: self._plain(self._core.replace_namespaced_secret(name, namespace, body))
+            lambda: self._plain(
+                self._core.replace_namespaced_secret(
+                    name, namespace, body, _request_timeout=TIMEOUT
+                )
+            )
         )
 
     async def patch_secret(self, namespace: str, name: str, patch: Body) -> Body:
         return await asyncio.to_thread(
-            lambda: self._plain(self._core.patch_namespaced_secret(name, namespace, patch))
+            lambda: self._plain(
+                self._core.patch_namespaced_secret(name, namespace, patch, _request_timeout=TIMEOUT)
+            )
         )
 
     async def missing_resources(
@@ -77,7 +90,7 @@ class KubeClient:
 
         def call() -> list[str]:
             try:
-                found = self._custom.get_api_resources(group, version)
+                found = self._custom.get_api_resources(group, version, _request_timeout=TIMEOUT)
             except ApiException as exc:
                 if exc.status == 404:
                     return list(plurals)
@@ -91,7 +104,7 @@ class KubeClient:
         def call() -> Body | None:
             try:
                 obj = self._custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, REGISTRATIONS, name
+                    GROUP, VERSION, namespace, REGISTRATIONS, name, _request_timeout=TIMEOUT
                 )
             except ApiException as exc:
                 if exc.status == 404:
@@ -132,4 +145,8 @@ class KubeClient:
             "lastTimestamp": now,
             "count": 1,
         }
-        await asyncio.to_thread(lambda: self._core.create_namespaced_event(meta["namespace"], body))
+        await asyncio.to_thread(
+            lambda: self._core.create_namespaced_event(
+                meta["namespace"], body, _request_timeout=TIMEOUT
+            )
+        )

@@ -42,6 +42,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        # Every API call kopf makes is bounded: connecting, and each non-watch request.
+        settings.watching.connect_timeout = 10
+        settings.networking.connect_timeout = 10
+        settings.networking.request_timeout = 60
 
     @kopf.on.startup(id="check_crds", registry=registry)
     async def check_crds(memo: Any, **_: Any) -> None:

@@ -5,7 +5,7 @@ over http-01 (authorizations are then reused), and runs CONCURRENCY async client
 COUNT certificates in total. Only loopback traffic; bounded in count. Prints orders/s and
 latency percentiles.
 
-    .venv/bin/python bench/issuance.py [--count 300] [--concurrency 8] [--database URL]
+    .venv/bin/python bench/issuance.py [--count 300] [--concurrency 8] [--database URL|postgres]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
+from tests.infra.postgres import PostgresServer
 from tests.protocol.acme_client import http01_responder
 
 
@@ -143,12 +144,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--database", default=None)
+    parser.add_argument(
+        "--database",
+        default=None,
+        help="store URL, or 'postgres' to start a throwaway PostgreSQL (default: SQLite)",
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, BindServer() as bind:
+    with tempfile.TemporaryDirectory() as tmp, BindServer() as bind, PostgresServer() as pg:
         bind.start(Path(tmp) / "bind")
+        database = args.database
+        if database == "postgres":
+            database = pg.start(Path(tmp) / "pg").url
         gw = GatewayProcess(
-            Path(tmp) / "gw", database=args.database, dns_resolvers=(bind.resolver_address,)
+            Path(tmp) / "gw", database=database, dns_resolvers=(bind.resolver_address,)
         )
         gw.start()
         try:

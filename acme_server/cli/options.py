@@ -1,0 +1,62 @@
+"""Options and helpers shared by the subcommands: env prefix, store selection, list flags."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from acme_server.store import registrations
+from acme_server.store.database import Database, default_database_url
+
+T = TypeVar("T")
+ENV = "ACME_GATEWAY_"
+
+
+def split_list(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Repeatable options also accept comma/space separated lists (handy in env vars)."""
+    out: list[str] = []
+    for value in values:
+        out.extend(v for v in value.replace(",", " ").split() if v)
+    return tuple(out)
+
+
+def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--database",
+        envvar=ENV + "DATABASE",
+        default=None,
+        help="Store URL (sqlite:///path or postgresql://...). Default: SQLite in the data dir.",
+    )(func)
+    func = click.option(
+        "--data-dir",
+        envvar=ENV + "DATA_DIR",
+        default="./acme-gateway-data",
+        show_default=True,
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Directory for the CA, TLS and SQLite files.",
+    )(func)
+    return func
+
+
+def database_url(data_dir: Path, database: str | None) -> str:
+    return database or default_database_url(data_dir)
+
+
+def with_db(
+    data_dir: Path, database: str | None, work: Callable[[Database], Coroutine[Any, Any, T]]
+) -> T:
+    async def run() -> T:
+        db = await Database.open(database_url(data_dir, database))
+        try:
+            return await work(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(run())
+    except registrations.RegistrationError as exc:
+        raise click.ClickException(str(exc)) from None

@@ -112,7 +112,5 @@ def registration_remove_domain(
     name: str, domain: str, data_dir: Path, database: str | None
 ) -> None:
     """Remove DOMAIN from the registration's allowed domains."""
-    if not with_db(data_dir, database, lambda db: registrations.remove_domain(db, name, domain)):
-        raise click.ClickException(f"{domain!r} is not an allowed domain of {name!r}")
-    reg = with_db(data_dir, database, lambda db: registrations.get(db, name))
-    click.echo(json.dumps(reg.public_dict() if reg else {"name": name}))
+    reg = with_db(data_dir, database, lambda db: registrations.remove_domain(db, name, domain))
+    click.echo(json.dumps(reg.public_dict()))

@@ -164,6 +164,7 @@ async def create_order(
     now = datetime.now(UTC)
     order_id = new_id()
     authz_ids: list[str] = []
+    any_new = False
     for name in names:
         wildcard = name.startswith("*.")
         value = name[2:] if wildcard else name
@@ -199,20 +200,13 @@ async def create_order(
             ],
         )
         authz_ids.append(authz_id)
-    statuses = set()
-    if authz_ids:
-        statuses = set(
-            (
-                await conn.execute(
-                    sa.select(authorizations.c.status).where(authorizations.c.id.in_(authz_ids))
-                )
-            ).scalars()
-        )
+        any_new = True
     await conn.execute(
         orders.insert().values(
             id=order_id,
             account_id=account_id,
-            status="ready" if statuses == {"valid"} else "pending",
+            # Reused authorizations are valid by construction: only new ones are pending.
+            status="pending" if any_new else "ready",
             identifiers=[{"type": "dns", "value": n} for n in names],
             expires_at=order_expires,
             created_at=now,

@@ -7,9 +7,11 @@ ACME server reads. Every function is one transaction.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -92,28 +94,33 @@ def _rule(domain: str, include_subdomains: bool, allow_wildcard: bool) -> Domain
     return DomainRule(name, include_subdomains, allow_wildcard)
 
 
-async def _load(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> Registration | None:
-    row = (await conn.execute(sa.select(registrations).where(where))).mappings().first()
-    if row is None:
-        return None
-    doms = await conn.execute(
-        sa.select(allowed_domains)
-        .where(allowed_domains.c.registration_id == row["id"])
-        .order_by(allowed_domains.c.domain)
-    )
-    rules = tuple(
-        DomainRule(d.domain, d.include_subdomains, d.allow_wildcard) for d in doms.mappings()
-    )
+def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
     return Registration(
-        id=row["id"],
-        name=row["name"],
-        kid=row["kid"],
-        hmac_key=row["hmac_key"],
-        max_accounts=row["max_accounts"],
-        suspended=row["suspended"],
-        created_at=row["created_at"],
+        id=row.id,
+        name=row.name,
+        kid=row.kid,
+        hmac_key=row.hmac_key,
+        max_accounts=row.max_accounts,
+        suspended=row.suspended,
+        created_at=row.created_at,
         domains=rules,
     )
+
+
+def _rules_query() -> sa.Select[Any]:
+    return sa.select(allowed_domains).order_by(allowed_domains.c.domain)
+
+
+def _rule_of(row: Any) -> DomainRule:
+    return DomainRule(row.domain, row.include_subdomains, row.allow_wildcard)
+
+
+async def _load(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> Registration | None:
+    row = (await conn.execute(sa.select(registrations).where(where))).first()
+    if row is None:
+        return None
+    doms = await conn.execute(_rules_query().where(allowed_domains.c.registration_id == row.id))
+    return _registration(row, tuple(_rule_of(d) for d in doms))
 
 
 async def load_by_kid(conn: AsyncConnection, kid: str) -> Registration | None:
@@ -222,16 +229,13 @@ async def _replace_domains(conn: AsyncConnection, reg_id: int, rules: list[Domai
 
 
 async def list_all(db: Database) -> list[Registration]:
+    """Every registration with its allow-list, in two queries."""
     async with db.transaction() as conn:
-        names = (
-            await conn.execute(sa.select(registrations.c.name).order_by(registrations.c.name))
-        ).scalars()
-        out = []
-        for n in list(names):
-            reg = await _load(conn, registrations.c.name == n)
-            if reg is not None:
-                out.append(reg)
-        return out
+        rules: dict[int, list[DomainRule]] = {}
+        for d in await conn.execute(_rules_query()):
+            rules.setdefault(d.registration_id, []).append(_rule_of(d))
+        rows = await conn.execute(sa.select(registrations).order_by(registrations.c.name))
+        return [_registration(r, tuple(rules.get(r.id, ()))) for r in rows]
 
 
 async def set_suspended(db: Database, name: str, suspended: bool) -> Registration:
@@ -287,7 +291,8 @@ async def add_domain(
         return loaded
 
 
-async def remove_domain(db: Database, name: str, domain: str) -> bool:
+async def remove_domain(db: Database, name: str, domain: str) -> Registration:
+    """The registration without `domain`; refused when `domain` was not on its list."""
     rule = _rule(domain, True, True)
     async with db.transaction() as conn:
         reg = await _load(conn, registrations.c.name == name)
@@ -299,7 +304,11 @@ async def remove_domain(db: Database, name: str, domain: str) -> bool:
                 allowed_domains.c.domain == rule.domain,
             )
         )
-        return bool(result.rowcount)
+        if not result.rowcount:
+            raise RegistrationError(f"{domain!r} is not an allowed domain of {name!r}")
+        return dataclasses.replace(
+            reg, domains=tuple(d for d in reg.domains if d.domain != rule.domain)
+        )
 
 
 async def bound_accounts(db: Database, name: str) -> list[BoundAccount]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import click
 
@@ -38,6 +38,51 @@ def store_options(func: Callable[..., Any]) -> Callable[..., Any]:
         show_default=True,
         type=click.Path(file_okay=False, path_type=Path),
         help="Directory for the CA, TLS and SQLite files.",
+    )(func)
+    return func
+
+
+Limit = int | Literal["default"] | None
+
+
+class LimitType(click.ParamType):
+    """A positive count, or `default` to fall back to the server-wide setting."""
+
+    name = "N|default"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int) or value == "default":
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a positive number nor 'default'", param, ctx)
+        if number < 1:
+            self.fail(f"{number} is not at least 1", param, ctx)
+        return number
+
+
+LIMIT = LimitType()
+
+
+def limit_value(value: Limit) -> int | None:
+    """The store value of a limit option: a number, or None for the server default."""
+    return None if value in (None, "default") else int(value)
+
+
+def limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Per-registration rate limits (issue 8 item 17)."""
+    func = click.option(
+        "--max-pending-authorizations",
+        type=LIMIT,
+        default=None,
+        help="Pending authorizations per account ('default' = the server's setting).",
+    )(func)
+    func = click.option(
+        "--max-pending-orders",
+        type=LIMIT,
+        default=None,
+        help="Pending orders per account ('default' = the server's setting).",
     )(func)
     return func
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from acme_server.jose import b64u_decode, b64u_encode
-from acme_server.policy import IdentifierError, is_allowed, normalise_dns_name
+from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
 from acme_server.problems import AcmeProblem, identifier_subproblem
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
@@ -66,12 +66,26 @@ def parse_identifiers(payload: dict[str, Any]) -> list[str]:
 
 
 def check_allowed(names: list[str], registration: Registration | None) -> None:
-    """Refuse names outside the pre-registration's allowed domains, one subproblem each."""
-    if registration is None or not registration.domains:
+    """Refuse names the pre-registration does not grant, one subproblem each.
+
+    Open mode (no registration) allows every well-formed name; a registration grants its
+    listed domains, or every name only with its explicit any_domain grant.
+    """
+    if registration is None or registration.any_domain:
         return
+    if registration.grants_nothing:
+        detail = f"no domain was granted to pre-registration {registration.name!r}"
+        raise AcmeProblem(
+            "rejectedIdentifier",
+            f"{', '.join(names)} not allowed: {detail}",
+            subproblems=[
+                identifier_subproblem("rejectedIdentifier", n, f"{n} is not allowed: {detail}")
+                for n in names
+            ],
+        )
     refused = [n for n in names if not is_allowed(n, registration.domains)]
     if refused:
-        allowed = ", ".join(d.domain for d in registration.domains)
+        allowed = ", ".join(_describe(d) for d in registration.domains)
         raise AcmeProblem(
             "rejectedIdentifier",
             f"{', '.join(refused)} not allowed for pre-registration {registration.kid!r} "
@@ -85,6 +99,13 @@ def check_allowed(names: list[str], registration: Registration | None) -> None:
                 for n in refused
             ],
         )
+
+
+def _describe(rule: DomainRule) -> str:
+    """How a rule reads in a refusal: `example.com`, `*.example.com` or `example.com (exact)`."""
+    if not rule.include_subdomains:
+        return f"{rule.domain} (exact)"
+    return rule.domain if rule.allow_wildcard else f"{rule.domain} (no wildcard)"
 
 
 def _account_of(signed: SignedRequest) -> str:

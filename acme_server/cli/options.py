@@ -105,3 +105,42 @@ def with_db(
         return asyncio.run(run())
     except registrations.RegistrationError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def retention_limit_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """`serve` flags for retention and the per-account caps (issue 8 item 17)."""
+    func = click.option(
+        "--max-pending-authorizations",
+        envvar=ENV + "MAX_PENDING_AUTHORIZATIONS",
+        type=click.IntRange(min=1),
+        default=1000,
+        show_default=True,
+        help="Pending authorizations per account (a registration may override it).",
+    )(func)
+    func = click.option(
+        "--max-pending-orders",
+        envvar=ENV + "MAX_PENDING_ORDERS",
+        type=click.IntRange(min=1),
+        default=300,
+        show_default=True,
+        help="Unfinished orders per account (a registration may override it).",
+    )(func)
+    func = click.option(
+        "--purge-after",
+        envvar=ENV + "PURGE_AFTER",
+        default="30d",
+        show_default=True,
+        help="Delete invalid/expired orders and authorizations once this old, e.g. 30d.",
+    )(func)
+    return func
+
+
+def retention_limit_settings(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings fields from the retention_limit_options values (ValueError when invalid)."""
+    from acme_server.config import parse_duration
+
+    return {
+        "purge_after": parse_duration(str(values["purge_after"])),
+        "max_pending_orders": int(values["max_pending_orders"]),
+        "max_pending_authorizations": int(values["max_pending_authorizations"]),
+    }

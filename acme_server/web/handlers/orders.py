@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from acme_server.config import Settings
 from acme_server.jose import b64u_decode, b64u_encode
 from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
 from acme_server.problems import AcmeProblem, identifier_subproblem
+from acme_server.store import limits as limit_store
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
 from acme_server.web.auth import SignedRequest, authenticate, require_post_as_get
@@ -108,6 +110,18 @@ def _describe(rule: DomainRule) -> str:
     return rule.domain if rule.allow_wildcard else f"{rule.domain} (no wildcard)"
 
 
+def pending_limits(
+    settings: Settings, registration: Registration | None
+) -> limit_store.PendingLimits:
+    """The server-wide caps, overridden by the pre-registration's own where it sets them."""
+    orders = settings.max_pending_orders
+    authzs = settings.max_pending_authorizations
+    if registration is not None:
+        orders = registration.max_pending_orders or orders
+        authzs = registration.max_pending_authorizations or authzs
+    return limit_store.PendingLimits(orders=orders, authorizations=authzs)
+
+
 def _account_of(signed: SignedRequest) -> str:
     assert signed.account is not None
     return signed.account.id
@@ -124,8 +138,16 @@ async def new_order(request: web.Request) -> web.Response:
         raise AcmeProblem("malformed", "profile and replaces are not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
-    expires = datetime.now(UTC) + state.settings.order_lifetime
+    now = datetime.now(UTC)
+    expires = now + state.settings.order_lifetime
+    limits = pending_limits(state.settings, signed.registration)
     async with state.db.transaction() as conn:
+        try:
+            await limit_store.check_new_order(conn, _account_of(signed), names, limits, now)
+        except limit_store.PendingLimitExceeded as exc:
+            raise AcmeProblem(
+                "rateLimited", str(exc), headers={"Retry-After": str(exc.retry_after)}
+            ) from None
         order = await order_store.create_order(
             conn, account_id=_account_of(signed), names=names, order_expires=expires
         )

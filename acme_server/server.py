@@ -16,6 +16,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
+from acme_server.store.files import private_dir
 from acme_server.store.nonces import NonceService, load_or_create_key
 from acme_server.store.registrations import warn_ungranted
 from acme_server.validation.http01 import make_http_session
@@ -48,7 +49,7 @@ async def serve(
     replace_ca_root: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     try:
         db = await Database.open(settings.database_url)
     except (OSError, DBAPIError) as exc:

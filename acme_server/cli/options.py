@@ -11,6 +11,7 @@ import click
 
 from acme_server.store import registrations
 from acme_server.store.database import Database, default_database_url
+from acme_server.store.files import private_dir
 
 T = TypeVar("T")
 ENV = "ACME_GATEWAY_"
@@ -95,6 +96,8 @@ def with_db(
     data_dir: Path, database: str | None, work: Callable[[Database], Coroutine[Any, Any, T]]
 ) -> T:
     async def run() -> T:
+        if database is None:  # the default SQLite store lives in the data dir
+            private_dir(data_dir)
         db = await Database.open(database_url(data_dir, database))
         try:
             return await work(db)

@@ -47,7 +47,11 @@ def private_sqlite_files(db_path: Path) -> None:
 def _tighten(path: Path, mode: int, what: str) -> None:
     current = stat.S_IMODE(path.stat().st_mode)
     if current & ~mode:
-        os.chmod(path, current & mode)
+        try:
+            os.chmod(path, current & mode)
+        except PermissionError:  # not ours to change (e.g. another owner): say so, go on
+            log.warning("%s %s is mode %04o and cannot be tightened", what, path, current)
+            return
         log.warning(
             "tightened %s %s from %04o to %04o: it holds keys", what, path, current, current & mode
         )

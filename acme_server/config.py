@@ -62,6 +62,11 @@ class Settings:
     validation_max_attempts: int = 6
     validation_concurrency: int = 20
     tls_names: tuple[str, ...] = field(default=("localhost", "127.0.0.1"))
+    # validation: where it may connect (validation/addresses.py) and per-tenant fairness
+    validation_allow_cidrs: tuple[str, ...] = ()
+    validation_deny_cidrs: tuple[str, ...] = ()
+    validation_concurrency_per_account: int = 5
+    validation_concurrency_per_registration: int = 10
 
     @property
     def eab_required(self) -> bool:

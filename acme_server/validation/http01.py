@@ -55,7 +55,11 @@ class DnspythonResolver(AbstractResolver):
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         pinned = _PINNED.get()
-        if pinned is not None and pinned[0] == host.lower():
+        if pinned is not None:
+            # Inside a validation only the checked host may be resolved, and only to the
+            # checked address: anything else fails closed rather than connecting unchecked.
+            if _host_key(host) != pinned[0]:
+                raise OSError("refusing to resolve a host validation did not check")
             addresses = pinned[1]
         else:
             try:
@@ -237,7 +241,7 @@ class _Fetch:
             visited.add(progress.url)
             url = URL(progress.url)
             progress.phase = "resolving"
-            addresses = await self._allowed_addresses(url.host or "")
+            addresses = await self._allowed_addresses(url.raw_host or "")
             status, location = await self._get_any(url, addresses)
             if status == 200:
                 return self.body
@@ -314,9 +318,10 @@ class _Fetch:
         Returns the status and any Location; a 200 body is left in `self.body`.
         """
         progress = self.progress
-        host = (url.host or "").lower()
+        host = url.raw_host or ""
         progress.phase, progress.address, progress.port = "connecting", address, url.port or 80
-        pin = None if _is_ip(host) else _PINNED.set((host, [address]))
+        # Also set for IP literals: then any resolution at all fails closed.
+        pin = _PINNED.set((_host_key(host), [address]))
         where = progress.where
         step = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=self.timeout)
         try:
@@ -327,7 +332,6 @@ class _Fetch:
                 timeout=step,
                 headers={"Accept": "*/*", "Accept-Encoding": "identity"},
             ) as response:
-                _check_peer(response, address)
                 if response.status in REDIRECT_STATUSES:
                     return response.status, response.headers.get("Location")
                 if response.status != 200:
@@ -364,16 +368,12 @@ class _Fetch:
                 transient=True,
             ) from None
         finally:
-            if pin is not None:
-                _PINNED.reset(pin)
+            _PINNED.reset(pin)
 
 
-def _check_peer(response: aiohttp.ClientResponse, address: str) -> None:
-    """Refuse to read from anything but the checked address (the pin is the only route)."""
-    transport = response.connection.transport if response.connection else None
-    peer = transport.get_extra_info("peername") if transport is not None else None
-    if peer and ipaddress.ip_address(peer[0]) != ipaddress.ip_address(address):
-        raise ValidationError("serverInternal", "validation connected to an unchecked address")
+def _host_key(host: str) -> str:
+    """How a host is compared with the pin: lower case, A-labels, no trailing dot."""
+    return host.lower().rstrip(".")
 
 
 def _ipv4_first(addresses: list[str]) -> list[str]:

@@ -1,10 +1,14 @@
 """http-01 (RFC 8555 §8.3): fetch the key authorization over plain HTTP on the configured port.
 
-Every host name is resolved through the given dnspython resolver and the TCP connection
-goes to one of those addresses, while the URL (and so `Host` and, after an https redirect,
-SNI) keeps the name. Redirects are followed by hand so each hop is checked and resolved
-the same way; https targets are fetched without certificate checks, as Boulder and Pebble
-do, since the key authorization, not the transport, is what proves control.
+Every host name is resolved through the given dnspython resolver; addresses the
+`AddressPolicy` refuses (loopback, link-local/metadata, ... see addresses.py) are dropped,
+and the TCP connection goes to one checked address, pinned so aiohttp cannot resolve again,
+while the URL (and so `Host` and, after an https redirect, SNI) keeps the name. Redirects
+are followed by hand (http/https only, ports 80/443/the http-01 port, at most 10) so each
+hop is checked and pinned the same way; https targets are fetched without certificate
+checks, as Boulder and Pebble do, since the key authorization, not the transport, is what
+proves control. Problem details say what was wrong, never what a server sent: no body,
+header or redirect target is repeated, so validation cannot be used to read internal pages.
 """
 
 from __future__ import annotations

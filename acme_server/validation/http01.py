@@ -390,7 +390,8 @@ def _redirect_target(current: str, location: str, port: int) -> URL:
     Details never repeat the Location header: it may come from an internal server.
     """
     try:
-        target = URL(current).join(URL(location))
+        target = URL(current).join(URL(location)).with_user(None)
+        _ = target.host, target.raw_host, target.port  # IDNA/port errors surface here
     except ValueError:
         raise ValidationError(
             "connection", "Invalid redirect: the Location header is not a valid URL"
@@ -399,7 +400,7 @@ def _redirect_target(current: str, location: str, port: int) -> URL:
         raise ValidationError(
             "connection", "Invalid redirect: only http and https targets are followed"
         )
-    if not target.host:
+    if not target.raw_host:
         raise ValidationError("connection", "Invalid redirect: the target has no host")
     allowed = {port, 80} if target.scheme == "http" else {443}
     if target.port not in allowed:

@@ -518,3 +518,15 @@ async def test_session_fails_closed_for_a_host_it_was_not_pinned_to(
         assert "did not check" in str(info.value.os_error) + str(info.value.__cause__)
     finally:
         _PINNED.reset(token)
+
+
+def test_redirect_target_drops_credentials_and_refuses_bad_hosts() -> None:
+    here = "http://a.acme.test/.well-known/acme-challenge/t"
+    assert str(_redirect_target(here, "http://user:pw@b.acme.test/p", 5002)) == (
+        "http://b.acme.test/p"
+    )
+    for bad in ("http://xn--/p", "http://[::1/p", "http://b.acme.test:99999/p"):
+        with pytest.raises(ValidationError) as info:
+            _redirect_target(here, bad, 5002)
+        assert info.value.problem_type == "connection"
+        assert bad not in info.value.detail

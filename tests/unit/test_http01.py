@@ -530,3 +530,21 @@ def test_redirect_target_drops_credentials_and_refuses_bad_hosts() -> None:
             _redirect_target(here, bad, 5002)
         assert info.value.problem_type == "connection"
         assert bad not in info.value.detail
+
+
+async def test_cname_chain_to_a_forbidden_address_is_refused(
+    challenge_server: ChallengeServer, resolver, session, bind_server: BindServer
+) -> None:
+    """Addresses learned at the end of a CNAME chain are checked like any other."""
+    name, alias = _name(), _name()
+    bind_server.nsupdate(
+        [f"update add {name}. 60 CNAME {alias}.", f"update add {alias}. 60 A 169.254.169.254"],
+        bind_server.zone,
+    )
+    token, key_auth = _challenge()
+    challenge_server.files[token] = key_auth.encode()
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "connection"
+    assert err.detail == (
+        f"{name} resolves only to addresses not allowed for validation (link-local)"
+    )

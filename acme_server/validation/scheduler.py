@@ -100,8 +100,14 @@ class ValidationScheduler:
         if free <= 0:
             return
         now = datetime.now(UTC)
-        async with self._db.transaction() as conn:
-            claimed = await self._claim(conn, now, free)
+        claimed: list[tuple[str, Tenant]] = []
+        try:
+            async with self._db.transaction() as conn:
+                await self._claim(conn, now, free, claimed)
+        except BaseException:
+            for _, tenant in claimed:  # not leased after all: give the tenant's slots back
+                self._tenants.release(tenant)
+            raise
         for challenge_id, tenant in claimed:
             self._held.add(challenge_id)
             task = asyncio.create_task(self._attempt(challenge_id, tenant))
@@ -109,14 +115,13 @@ class ValidationScheduler:
             task.add_done_callback(self._finished)
 
     async def _claim(
-        self, conn: AsyncConnection, now: datetime, free: int
-    ) -> list[tuple[str, Tenant]]:
-        """Lease up to `free` due challenges, skipping tenants at their cap.
+        self, conn: AsyncConnection, now: datetime, free: int, claimed: list[tuple[str, Tenant]]
+    ) -> None:
+        """Lease up to `free` due challenges into `claimed`, skipping tenants at their cap.
 
         Each pass asks only for challenges of tenants below their cap and stops when a pass
         leases nothing, so a round is a few queries however many challenges wait.
         """
-        claimed: list[tuple[str, Tenant]] = []
         while free > 0:
             rows = (await conn.execute(self._due_query(now, free))).all()
             leased_any = False
@@ -142,7 +147,6 @@ class ValidationScheduler:
                         break
             if not leased_any:
                 break
-        return claimed
 
     def _due_query(self, now: datetime, limit: int) -> sa.Select[tuple[str, str, int | None]]:
         query = (

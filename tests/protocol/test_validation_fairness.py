@@ -35,6 +35,7 @@ class _Tarpit(BaseHTTPRequestHandler):
     answers: dict[str, str] = {}
     release = threading.Event()
     held: list[float] = []  # monotonic time each held request arrived
+    tokens: set[str] = set()  # distinct challenges that reached the tarpit
     lock = threading.Lock()
 
     def do_GET(self) -> None:
@@ -42,6 +43,7 @@ class _Tarpit(BaseHTTPRequestHandler):
         if body is None:
             with self.lock:
                 self.held.append(time.monotonic())
+                self.tokens.add(self.path.rsplit("/", 1)[-1])
             self.release.wait(120)
             return
         self.send_response(200)
@@ -79,7 +81,9 @@ def busy_gateway(
 @contextmanager
 def tarpit(port: int) -> Iterator[type[_Tarpit]]:
     handler: type[_Tarpit] = type(
-        "Tarpit", (_Tarpit,), {"answers": {}, "release": threading.Event(), "held": []}
+        "Tarpit",
+        (_Tarpit,),
+        {"answers": {}, "release": threading.Event(), "held": [], "tokens": set()},
     )
     with serving(port, handler):
         try:
@@ -130,6 +134,12 @@ def test_one_account_cannot_starve_another(busy_gateway: GatewayProcess) -> None
         assert elapsed < BOUND_SECONDS, f"account B waited {elapsed:.1f}s behind account A"
         # A is held to its cap (default 5 per process), not to the global 20.
         assert _started_before_first_timeout(handler) == 5, handler.held
+        # ... and its waiting challenges are not stranded: when the first five time out,
+        # the next ones are taken (before any retry, being due earlier).
+        deadline = time.monotonic() + 30
+        while len(handler.tokens) < 10 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(handler.tokens) >= 10, handler.tokens
 
 
 def test_one_registration_cannot_starve_another(tmp_path: Path, bind_server: BindServer) -> None:

@@ -66,6 +66,11 @@ class Settings:
     purge_after: timedelta = timedelta(days=30)
     max_pending_orders: int = 300
     max_pending_authorizations: int = 1000
+    # validation: where it may connect (validation/addresses.py) and per-tenant fairness
+    validation_allow_cidrs: tuple[str, ...] = ()
+    validation_deny_cidrs: tuple[str, ...] = ()
+    validation_concurrency_per_account: int = 5
+    validation_concurrency_per_registration: int = 10
 
     @property
     def eab_required(self) -> bool:

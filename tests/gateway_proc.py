@@ -15,6 +15,9 @@ from tests.procs import free_port, http_ok, log_tail, stop_process, wait_ready
 VENV_BIN = Path(sys.executable).parent
 GATEWAY = str(VENV_BIN / "acme-gateway")
 CA_OPTIONS = ("--ca-cert", "--ca-key")  # serve's options that `ca cert` must see as well
+# The tests' challenge responders listen on loopback, which validation refuses by default:
+# every test server allows it explicitly, so the product's default stays strict.
+LOOPBACK_ALLOWED = ("--validation-allow-cidr", "127.0.0.0/8", "--validation-allow-cidr", "::1/128")
 
 
 def client_env(root_pem: Path | None = None) -> dict[str, str]:
@@ -43,6 +46,7 @@ class GatewayProcess:
         dns_resolvers: tuple[str, ...] = (),
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
+        allow_loopback: bool = True,
     ) -> None:
         self.data_dir = data_dir
         self.database = database
@@ -50,6 +54,7 @@ class GatewayProcess:
         self.http01_port = http01_port or free_port()
         self.dns_resolvers = dns_resolvers
         self.extra_args = extra_args
+        self.allow_loopback = allow_loopback
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -85,6 +90,7 @@ class GatewayProcess:
             self.account_creation,
             "--http01-port",
             str(self.http01_port),
+            *(LOOPBACK_ALLOWED if self.allow_loopback else ()),
             *self.extra_args,
         ]
         for resolver in self.dns_resolvers:

@@ -35,6 +35,9 @@ def main() -> int:
         )
         plane.start(data_dir / "kube")
         env["KUBECONFIG"] = str(plane.kubeconfig)
+        # certbot --standalone on this machine answers http-01 on loopback, which validation
+        # refuses unless allowed (ACME_GATEWAY_VALIDATION_ALLOW_CIDR, if set, takes over).
+        env.setdefault("ACME_GATEWAY_VALIDATION_ALLOW_CIDR", "127.0.0.0/8 ::1/128")
         procs.append(subprocess.Popen([str(BIN / "acme-gateway"), "serve"], env=env))
         procs.append(subprocess.Popen([str(BIN / "acme-gateway-operator")], env=env))
         time.sleep(3)

@@ -125,6 +125,37 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="Serve plain HTTP (only behind a TLS-terminating proxy; set --base-url).",
 )
 @retention_limit_options
+@click.option(
+    "--validation-allow-cidr",
+    "validation_allow_cidrs",
+    envvar=ENV + "VALIDATION_ALLOW_CIDR",
+    multiple=True,
+    help="Exempt a range from the built-in list of addresses validation refuses (loopback, "
+    "link-local, ...); repeatable. --validation-deny-cidr wins over it.",
+)
+@click.option(
+    "--validation-deny-cidr",
+    "validation_deny_cidrs",
+    envvar=ENV + "VALIDATION_DENY_CIDR",
+    multiple=True,
+    help="A range validation must never connect to, e.g. 10.0.0.0/8 (repeatable).",
+)
+@click.option(
+    "--validation-concurrency-per-account",
+    envvar=ENV + "VALIDATION_CONCURRENCY_PER_ACCOUNT",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Validations one account may have running at once in this process.",
+)
+@click.option(
+    "--validation-concurrency-per-registration",
+    envvar=ENV + "VALIDATION_CONCURRENCY_PER_REGISTRATION",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Validations one pre-registration's accounts may have running at once in this process.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -144,6 +175,10 @@ def serve(
     website: str | None,
     replace_ca_root: bool,
     insecure_http: bool,
+    validation_allow_cidrs: tuple[str, ...],
+    validation_deny_cidrs: tuple[str, ...],
+    validation_concurrency_per_account: int,
+    validation_concurrency_per_registration: int,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -152,6 +187,7 @@ def serve(
     from acme_server.ca import CAConfigError
     from acme_server.server import StartupError
     from acme_server.server import serve as run_server
+    from acme_server.validation.addresses import parse_cidrs
     from acme_server.validation.resolver import parse_nameserver
 
     try:
@@ -162,6 +198,11 @@ def serve(
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
         trust_store = retention_limit_settings(retention_limits)
+        allow_cidrs, deny_cidrs = (
+            split_list(validation_allow_cidrs),
+            split_list(validation_deny_cidrs),
+        )
+        parse_cidrs(allow_cidrs + deny_cidrs)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -185,6 +226,10 @@ def serve(
         website=website,
         tls_names=split_list(tls_names) or ("localhost", "127.0.0.1"),
         **trust_store,
+        validation_allow_cidrs=allow_cidrs,
+        validation_deny_cidrs=deny_cidrs,
+        validation_concurrency_per_account=validation_concurrency_per_account,
+        validation_concurrency_per_registration=validation_concurrency_per_registration,
     )
     try:
         asyncio.run(

@@ -4,6 +4,10 @@ Accepted challenges sit in the store as `processing` with a due time. Each proce
 due ones (a conditional UPDATE, so two processes never validate the same attempt), runs the
 validator, and records the outcome. Nothing lives only in memory: after a restart, or
 when another process dies mid-attempt and its lease runs out, the work is picked up again.
+
+Leasing is fair: due challenges of an account or registration already at its cap of
+running validations (validation/fairness.py) are skipped and stay unleased, and a
+finished attempt wakes the loop so they are taken as soon as a slot frees.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import dns.asyncresolver
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
 from acme_server.metrics import VALIDATIONS
@@ -22,8 +27,10 @@ from acme_server.problems import problem_json
 from acme_server.store import orders as order_store
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, authorizations, challenges
+from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.dns01 import validate_dns01
 from acme_server.validation.errors import ValidationError
+from acme_server.validation.fairness import Tenant, TenantSlots
 from acme_server.validation.http01 import validate_http01
 
 log = logging.getLogger("acme_server.validation")
@@ -50,6 +57,13 @@ class ValidationScheduler:
         self._slots = asyncio.Semaphore(settings.validation_concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()
+        self._tenants = TenantSlots(
+            settings.validation_concurrency_per_account,
+            settings.validation_concurrency_per_registration,
+        )
+        self._policy = AddressPolicy.from_strings(
+            settings.validation_allow_cidrs, settings.validation_deny_cidrs
+        )
 
     async def run(self) -> None:
         """Loop until cancelled; each round leases what is due and validates it."""
@@ -86,19 +100,88 @@ class ValidationScheduler:
         if free <= 0:
             return
         now = datetime.now(UTC)
-        async with self._db.transaction() as conn:
-            claimed = await order_store.claim_due_challenges(conn, now=now, lease=LEASE, limit=free)
-        for challenge_id in claimed:
+        claimed: list[tuple[str, Tenant]] = []
+        try:
+            async with self._db.transaction() as conn:
+                await self._claim(conn, now, free, claimed)
+        except BaseException:
+            for _, tenant in claimed:  # not leased after all: give the tenant's slots back
+                self._tenants.release(tenant)
+            raise
+        for challenge_id, tenant in claimed:
             self._held.add(challenge_id)
-            task = asyncio.create_task(self._attempt(challenge_id))
+            task = asyncio.create_task(self._attempt(challenge_id, tenant))
             self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            task.add_done_callback(self._finished)
 
-    async def _attempt(self, challenge_id: str) -> None:
+    async def _claim(
+        self, conn: AsyncConnection, now: datetime, free: int, claimed: list[tuple[str, Tenant]]
+    ) -> None:
+        """Lease up to `free` due challenges into `claimed`, skipping tenants at their cap.
+
+        Each pass asks only for challenges of tenants below their cap and stops when a pass
+        leases nothing, so a round is a few queries however many challenges wait.
+        """
+        while free > 0:
+            rows = (await conn.execute(self._due_query(now, free))).all()
+            leased_any = False
+            for row in rows:
+                tenant = Tenant(row.account_id, row.registration_id)
+                if not self._tenants.fits(tenant):
+                    continue
+                result = await conn.execute(
+                    challenges.update()
+                    .where(
+                        challenges.c.id == row.id,
+                        challenges.c.status == "processing",
+                        sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
+                    )
+                    .values(lease_until=now + LEASE)
+                )
+                if result.rowcount:
+                    self._tenants.take(tenant)
+                    claimed.append((row.id, tenant))
+                    leased_any = True
+                    free -= 1
+                    if free == 0:
+                        break
+            if not leased_any:
+                break
+
+    def _due_query(self, now: datetime, limit: int) -> sa.Select[tuple[str, str, int | None]]:
+        query = (
+            sa.select(challenges.c.id, authorizations.c.account_id, accounts.c.registration_id)
+            .join(authorizations, authorizations.c.id == challenges.c.authz_id)
+            .join(accounts, accounts.c.id == authorizations.c.account_id)
+            .where(
+                challenges.c.status == "processing",
+                challenges.c.next_attempt_at <= now,
+                sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
+            )
+            .order_by(challenges.c.next_attempt_at)
+            .limit(limit)
+        )
+        if full := self._tenants.full_accounts():
+            query = query.where(authorizations.c.account_id.not_in(full))
+        if full_regs := self._tenants.full_registrations():
+            query = query.where(
+                sa.or_(
+                    accounts.c.registration_id.is_(None),
+                    accounts.c.registration_id.not_in(full_regs),
+                )
+            )
+        return query
+
+    async def _attempt(self, challenge_id: str, tenant: Tenant) -> None:
         try:
             await self._validate(challenge_id)
         finally:
             self._held.discard(challenge_id)
+            self._tenants.release(tenant)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self._wakeup.set()  # a slot is free: take waiting challenges now, not at the next poll
 
     async def _validate(self, challenge_id: str) -> None:
         async with self._slots:
@@ -117,6 +200,7 @@ class ValidationScheduler:
                         resolver=self._resolver,
                         session=self._session,
                         timeout=self._settings.validation_timeout,
+                        policy=self._policy,
                     )
                 else:
                     await validate_dns01(name, key_authorization, resolver=self._resolver)

@@ -106,7 +106,7 @@ async def test_one_matching_record_among_several_is_enough(
     await validate_dns01(name, key_auth, resolver=bind_resolver)
 
 
-async def test_wrong_txt_record_is_final_and_lists_values(
+async def test_wrong_txt_record_is_final_and_does_not_echo_values(
     bind_server: BindServer, bind_resolver
 ) -> None:
     name = f"{_label()}.acme.test"
@@ -121,8 +121,8 @@ async def test_wrong_txt_record_is_final_and_lists_values(
     assert not err.transient
     assert f"Incorrect TXT record at {owner}" in err.detail
     assert f'expected "{dns01_txt_value(key_auth)}"' in err.detail
-    assert err.detail.count('"wrong-value-') == 3
-    assert err.detail.endswith("(and 2 more)")
+    assert err.detail.endswith("found 5 other TXT records")
+    assert "wrong-value" not in err.detail  # what a (possibly internal) record says stays inside
 
 
 async def test_missing_record_is_transient_then_seen_at_once(

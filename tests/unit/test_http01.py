@@ -20,6 +20,7 @@ from acme_server.validation import (
     make_resolver,
     validate_http01,
 )
+from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.http01 import MAX_BODY_BYTES, USER_AGENT, _redirect_target
 from tests.infra.bind import BindServer
 from tests.procs import free_port
@@ -27,6 +28,8 @@ from tests.procs import free_port
 pytest_plugins = ["tests.infra.fixtures"]
 
 PREFIX = "/.well-known/acme-challenge/"
+# The challenge server listens on loopback, which validation refuses unless allowed.
+LOOPBACK_OK = AddressPolicy.from_strings(allow=["127.0.0.0/8", "::1/128"])
 
 
 @dataclass
@@ -102,6 +105,7 @@ async def _validate(
     key_auth: str,
     **kwargs: Any,
 ) -> None:
+    kwargs.setdefault("policy", LOOPBACK_OK)
     await validate_http01(
         name, token, key_auth, port=server.port, resolver=resolver, session=session, **kwargs
     )
@@ -125,19 +129,22 @@ async def test_correct_body_validates_through_bind(
     ]
 
 
-async def test_wrong_body_is_unauthorized(
+async def test_wrong_body_is_unauthorized_and_not_echoed(
     challenge_server: ChallengeServer, resolver, session
 ) -> None:
+    """What the server sent is never shown: it may be an internal page (item 7)."""
     name = _name()
     token, key_auth = _challenge()
-    challenge_server.files[token] = b"x" * 200
+    challenge_server.files[token] = b"SECRET-internal-page " * 10
     err = await _failure(challenge_server, resolver, session, name, token, key_auth)
     assert err.problem_type == "unauthorized"
     assert not err.transient
-    assert err.detail.startswith(
+    assert err.detail == (
         "The key authorization file from the server did not match this challenge: "
-        f'expected "{key_auth}" got "{"x" * 80}..."'
+        f'expected "{key_auth}", but the response body (210 bytes, from '
+        f"{challenge_server.url(name, token)}) is not the key authorization"
     )
+    assert "SECRET" not in err.detail
 
 
 async def test_404_is_unauthorized_with_status(
@@ -180,8 +187,8 @@ async def test_redirect_loop_is_detected(
     assert err.problem_type == "connection"
     assert not err.transient
     assert err.detail == (
-        f"Redirect loop detected: {challenge_server.url(name, 'back')} redirects back to "
-        f"{challenge_server.url(name, token)}"
+        f"Redirect loop detected following {challenge_server.url(name, token)}: redirect 2 "
+        "leads back to an earlier URL"
     )
 
 
@@ -197,7 +204,7 @@ async def test_too_many_redirects(challenge_server: ChallengeServer, resolver, s
     )
     assert err.problem_type == "connection"
     assert err.detail == (
-        f"Too many redirects (more than 3) following {challenge_server.url(name, 'r3')}"
+        f"Too many redirects (more than 3) following {challenge_server.url(name, token)}"
     )
     # The same chain is fine with the default limit.
     challenge_server.seen.clear()
@@ -213,10 +220,13 @@ async def test_redirect_to_other_port_or_scheme_is_refused(
     challenge_server.redirects[token] = (302, f"http://{name}:8081/x")
     err = await _failure(challenge_server, resolver, session, name, token, key_auth)
     assert err.problem_type == "connection"
-    assert "port 8081 is not allowed" in err.detail
+    assert err.detail == (
+        "Invalid redirect: the target's port is not allowed "
+        f"(80 or {challenge_server.port} for http)"
+    )
     challenge_server.redirects[token] = (302, f"ftp://{name}/x")
     err = await _failure(challenge_server, resolver, session, name, token, key_auth)
-    assert "only http and https targets are followed" in err.detail
+    assert err.detail == "Invalid redirect: only http and https targets are followed"
 
 
 def test_redirect_target_policy() -> None:
@@ -228,7 +238,7 @@ def test_redirect_target_policy() -> None:
     assert str(_redirect_target(here, "//b.acme.test:5002/p", 5002)) == (
         "http://b.acme.test:5002/p"
     )
-    with pytest.raises(ValidationError, match="port 8443"):
+    with pytest.raises(ValidationError, match=r"port is not allowed \(443 for https\)"):
         _redirect_target(here, "https://b.acme.test:8443/p", 5002)
 
 
@@ -305,3 +315,236 @@ async def test_wildcard_name_is_malformed(resolver, session) -> None:
             "*.x.acme.test", "t", "t.k", port=80, resolver=resolver, session=session
         )
     assert info.value.problem_type == "malformed"
+
+
+# --- item 7: validation must not become a proxy into the network -------------------------
+
+
+@dataclass
+class Trap:
+    """A listener validation must never reach; counts the connections it receives."""
+
+    connections: int = 0
+    reply: bytes = b""
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        if self.reply:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+                % (len(self.reply), self.reply)
+            )
+            await writer.drain()
+        writer.close()
+
+
+async def _trap(host: str, port: int) -> tuple[Trap, asyncio.Server]:
+    trap = Trap()
+    server = await asyncio.start_server(trap.handle, host, port)
+    return trap, server
+
+
+ONLY_127_0_0_1 = AddressPolicy.from_strings(allow=["127.0.0.1/32"])
+
+
+async def test_strict_policy_refuses_a_loopback_name_without_connecting(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    name = _name()
+    token, key_auth = _challenge()
+    challenge_server.files[token] = key_auth.encode()
+    err = await _failure(
+        challenge_server, resolver, session, name, token, key_auth, policy=AddressPolicy()
+    )
+    assert err.problem_type == "connection"
+    assert not err.transient
+    assert err.detail == f"{name} resolves only to addresses not allowed for validation (loopback)"
+    assert challenge_server.seen == []
+
+
+async def test_redirect_to_a_forbidden_address_is_refused_without_connecting(
+    challenge_server: ChallengeServer, resolver, session, bind_server: BindServer
+) -> None:
+    """First hop allowed (127.0.0.1), the redirect targets are not: each hop is re-checked."""
+    trap, trap_server = await _trap("127.0.0.2", challenge_server.port)
+    hidden = _name()
+    bind_server.nsupdate([f"update add {hidden}. 60 A 127.0.0.2"], bind_server.zone)
+    port = challenge_server.port
+    targets = {
+        f"http://127.0.0.2:{port}/latest": "loopback",
+        f"http://[::ffff:127.0.0.2]:{port}/latest": "loopback",
+        f"http://{hidden}:{port}/latest": "loopback",
+        "http://169.254.169.254/latest/meta-data/": "link-local",
+        "http://[fe80::1]/x": "link-local",
+        "http://0.0.0.0/x": "unspecified",
+        "http://[::]/x": "unspecified",
+        "https://224.0.0.1/x": "multicast",
+    }
+    try:
+        for location, reason in targets.items():
+            name = _name()
+            token, key_auth = _challenge()
+            challenge_server.redirects[token] = (302, location)
+            err = await _failure(
+                challenge_server, resolver, session, name, token, key_auth, policy=ONLY_127_0_0_1
+            )
+            assert err.problem_type == "connection", location
+            assert not err.transient
+            assert err.detail == (
+                f"redirect 1 from {challenge_server.url(name, token)} leads to an address not "
+                f"allowed for validation ({reason})"
+            ), location
+            assert "latest" not in err.detail and "169.254" not in err.detail
+        assert trap.connections == 0
+        # The same redirect is followed once the admin allows the range: the check is real.
+        trap.reply = b"allowed"
+        name = _name()
+        token, _ = _challenge()
+        challenge_server.redirects[token] = (302, f"http://{hidden}:{port}/latest")
+        await _validate(challenge_server, resolver, session, name, token, "allowed")
+        assert trap.connections == 1
+    finally:
+        trap_server.close()
+        await trap_server.wait_closed()
+
+
+async def test_redirect_to_another_port_on_loopback_is_refused_without_connecting(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    trap, trap_server = await _trap("127.0.0.1", 0)
+    other = trap_server.sockets[0].getsockname()[1]
+    try:
+        for location in (f"http://127.0.0.1:{other}/x", f"https://127.0.0.1:{other}/x"):
+            name = _name()
+            token, key_auth = _challenge()
+            challenge_server.redirects[token] = (301, location)
+            err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+            assert err.problem_type == "connection"
+            assert "port is not allowed" in err.detail
+            assert str(other) not in err.detail
+        assert trap.connections == 0
+    finally:
+        trap_server.close()
+        await trap_server.wait_closed()
+
+
+async def test_name_with_forbidden_and_allowed_addresses_uses_only_the_allowed(
+    challenge_server: ChallengeServer, resolver, session, bind_server: BindServer
+) -> None:
+    """169.254.169.254 listed first would hang the attempt if it were tried at all."""
+    name = _name()
+    bind_server.nsupdate(
+        [f"update add {name}. 60 A 169.254.169.254", f"update add {name}. 60 A 127.0.0.1"],
+        bind_server.zone,
+    )
+    token, key_auth = _challenge()
+    challenge_server.files[token] = key_auth.encode()
+    await _validate(challenge_server, resolver, session, name, token, key_auth, timeout=3.0)
+    # With loopback refused too, nothing is left to try, and the detail says why.
+    err = await _failure(
+        challenge_server, resolver, session, name, token, key_auth, policy=AddressPolicy()
+    )
+    assert err.problem_type == "connection"
+    assert err.detail == (
+        f"{name} resolves only to addresses not allowed for validation (link-local, loopback)"
+    )
+    assert len(challenge_server.seen) == 1
+
+
+async def test_error_details_never_repeat_what_a_redirected_server_said(
+    challenge_server: ChallengeServer, resolver, session
+) -> None:
+    """A redirect into the network must not turn error details into a read channel."""
+    name = _name()
+    secret_path = f"{PREFIX}SECRET-{secrets.token_hex(4)}"
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, secret_path)
+    challenge_server.files[secret_path.removeprefix(PREFIX)] = b"SECRET internal data"
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert "SECRET" not in err.detail
+    assert err.detail.endswith(
+        f"(20 bytes, from {challenge_server.url(name, token)} after 1 redirect) is not the key "
+        "authorization"
+    )
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, f"{PREFIX}SECRET-missing")
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.detail == (
+        f"Invalid response from the target of redirect 1 from {challenge_server.url(name, token)}"
+        ": HTTP 404"
+    )
+    token, key_auth = _challenge()
+    challenge_server.redirects[token] = (302, "gopher://SECRET/x")
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert "SECRET" not in err.detail
+
+
+async def test_internationalized_redirect_target_is_checked_and_pinned(
+    challenge_server: ChallengeServer, resolver, session, bind_server: BindServer
+) -> None:
+    """A U-label host is resolved, checked and connected to as its A-label, never unchecked."""
+    label = f"bücher-{secrets.token_hex(3)}"
+    hidden = f"{label}.acme.test"
+    ace = f"{label.encode('idna').decode()}.acme.test"
+    bind_server.nsupdate([f"update add {ace}. 60 A 127.0.0.2"], bind_server.zone)
+    trap, trap_server = await _trap("127.0.0.2", challenge_server.port)
+    trap.reply = b"ok"
+    try:
+        name = _name()
+        token, _ = _challenge()
+        challenge_server.redirects[token] = (302, f"http://{hidden}:{challenge_server.port}/x")
+        err = await _failure(
+            challenge_server, resolver, session, name, token, "ok", policy=ONLY_127_0_0_1
+        )
+        assert err.detail.endswith("leads to an address not allowed for validation (loopback)")
+        assert trap.connections == 0
+        await _validate(challenge_server, resolver, session, name, token, "ok")
+        assert trap.connections == 1
+    finally:
+        trap_server.close()
+        await trap_server.wait_closed()
+
+
+async def test_session_fails_closed_for_a_host_it_was_not_pinned_to(
+    resolver: dns.asyncresolver.Resolver, session: aiohttp.ClientSession
+) -> None:
+    from acme_server.validation.http01 import _PINNED
+
+    token = _PINNED.set(("checked.acme.test", ["127.0.0.1"]))
+    try:
+        with pytest.raises(aiohttp.ClientConnectorError) as info:
+            await session.get(f"http://{_name()}:1/")
+        assert "did not check" in str(info.value.os_error) + str(info.value.__cause__)
+    finally:
+        _PINNED.reset(token)
+
+
+def test_redirect_target_drops_credentials_and_refuses_bad_hosts() -> None:
+    here = "http://a.acme.test/.well-known/acme-challenge/t"
+    assert str(_redirect_target(here, "http://user:pw@b.acme.test/p", 5002)) == (
+        "http://b.acme.test/p"
+    )
+    for bad in ("http://xn--/p", "http://[::1/p", "http://b.acme.test:99999/p"):
+        with pytest.raises(ValidationError) as info:
+            _redirect_target(here, bad, 5002)
+        assert info.value.problem_type == "connection"
+        assert bad not in info.value.detail
+
+
+async def test_cname_chain_to_a_forbidden_address_is_refused(
+    challenge_server: ChallengeServer, resolver, session, bind_server: BindServer
+) -> None:
+    """Addresses learned at the end of a CNAME chain are checked like any other."""
+    name, alias = _name(), _name()
+    bind_server.nsupdate(
+        [f"update add {name}. 60 CNAME {alias}.", f"update add {alias}. 60 A 169.254.169.254"],
+        bind_server.zone,
+    )
+    token, key_auth = _challenge()
+    challenge_server.files[token] = key_auth.encode()
+    err = await _failure(challenge_server, resolver, session, name, token, key_auth)
+    assert err.problem_type == "connection"
+    assert err.detail == (
+        f"{name} resolves only to addresses not allowed for validation (link-local)"
+    )

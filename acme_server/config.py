@@ -62,6 +62,11 @@ class Settings:
     validation_max_attempts: int = 6
     validation_concurrency: int = 20
     tls_names: tuple[str, ...] = field(default=("localhost", "127.0.0.1"))
+    # CA (issue 8 item 5): clientAuth EKU on leaves is opt-in; X.509 name constraints
+    # written into a newly generated CA (an existing CA must already carry them).
+    leaf_client_auth: bool = False
+    ca_permitted_domains: tuple[str, ...] = ()
+    ca_excluded_domains: tuple[str, ...] = ()
 
     @property
     def eab_required(self) -> bool:

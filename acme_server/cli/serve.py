@@ -84,6 +84,28 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     "--ca-key", envvar=ENV + "CA_KEY", type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
 @click.option(
+    "--ca-permitted-domain",
+    "ca_permitted_domains",
+    envvar=ENV + "CA_PERMITTED_DOMAIN",
+    multiple=True,
+    help="Create the CA name-constrained to this domain and its subdomains (repeatable). "
+    "Fixed at CA creation: an existing CA with other constraints is refused.",
+)
+@click.option(
+    "--ca-excluded-domain",
+    "ca_excluded_domains",
+    envvar=ENV + "CA_EXCLUDED_DOMAIN",
+    multiple=True,
+    help="Create the CA name-constrained to never sign this domain or below (repeatable).",
+)
+@click.option(
+    "--client-auth-eku",
+    "leaf_client_auth",
+    envvar=ENV + "CLIENT_AUTH_EKU",
+    is_flag=True,
+    help="Also put the clientAuth EKU in issued certificates (default: serverAuth only).",
+)
+@click.option(
     "--cert-validity",
     envvar=ENV + "CERT_VALIDITY",
     default="90d",
@@ -129,6 +151,9 @@ def serve(
     tls_names: tuple[str, ...],
     ca_cert: Path | None,
     ca_key: Path | None,
+    ca_permitted_domains: tuple[str, ...],
+    ca_excluded_domains: tuple[str, ...],
+    leaf_client_auth: bool,
     cert_validity: str,
     order_lifetime: str,
     terms_of_service: str | None,
@@ -140,6 +165,7 @@ def serve(
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
+    from acme_server.ca.constraints import NameConstraintsSpec
     from acme_server.server import StartupError
     from acme_server.server import serve as run_server
     from acme_server.validation.resolver import parse_nameserver
@@ -152,6 +178,12 @@ def serve(
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
     except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    try:
+        constraints = NameConstraintsSpec.from_domains(
+            split_list(ca_permitted_domains), split_list(ca_excluded_domains)
+        )
+    except CAConfigError as exc:
         raise click.BadParameter(str(exc)) from None
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key must be given together")
@@ -173,6 +205,9 @@ def serve(
         terms_of_service=terms_of_service,
         website=website,
         tls_names=split_list(tls_names) or ("localhost", "127.0.0.1"),
+        leaf_client_auth=leaf_client_auth,
+        ca_permitted_domains=constraints.permitted,
+        ca_excluded_domains=constraints.excluded,
     )
     try:
         asyncio.run(

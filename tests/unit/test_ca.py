@@ -748,8 +748,18 @@ def _openssl_verify(ca: CertificateAuthority, chain: list[x509.Certificate], tmp
     untrusted = write(tmp_path / "untrusted.pem", pem(*chain[1:]))
     leaf = write(tmp_path / "leaf.pem", pem(chain[0]))
     return subprocess.run(
-        ["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", str(root)]
-        + ["-untrusted", str(untrusted), str(leaf)],
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(root),
+            "-untrusted",
+            str(untrusted),
+            str(leaf),
+        ],
         capture_output=True,
         text=True,
         timeout=30,
@@ -819,7 +829,7 @@ def test_existing_constrained_ca_refuses_other_constraints_and_keeps_its_own(tmp
         first.root_pem
     )
     other = NameConstraintsSpec.from_domains(["example.com"])
-    with pytest.raises(CAConfigError, match="permitted corp.test,example.com"):
+    with pytest.raises(CAConfigError, match=r"permitted corp\.test,example\.com"):
         CertificateAuthority.load_or_create(tmp_path, constraints=other)
     # Without the flags the CA is used as it is, still constrained.
     loaded = CertificateAuthority.load_or_create(tmp_path)

@@ -1,0 +1,1 @@
+"""Property-based fuzz tests (hypothesis) over parsers and the HTTP endpoints."""

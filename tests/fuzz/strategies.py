@@ -7,22 +7,31 @@ so a CI run explores exactly the same inputs every time and a failure reproduces
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import josepy
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 from acme_server.encoding import b64url_encode
+
+
+# Shrinking a failure can take far longer than the search itself; the regular run reports
+# the failing input as found, and ACME_FUZZ_SHRINK=1 asks for a minimal one when debugging.
+PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
+if os.environ.get("ACME_FUZZ_SHRINK") == "1":
+    PHASES += [Phase.shrink, Phase.explain]
 
 
 def budget(max_examples: int) -> settings:
     """A fixed, reproducible budget (the whole fuzz dir must stay well under 2 minutes)."""
     return settings(
         max_examples=max_examples,
+        phases=PHASES,
         deadline=None,
         derandomize=True,
         database=None,

@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 
 from acme_server.encoding import b64url_encode
 
-
 # Shrinking a failure can take far longer than the search itself; the regular run reports
 # the failing input as found, and ACME_FUZZ_SHRINK=1 asks for a minimal one when debugging.
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]

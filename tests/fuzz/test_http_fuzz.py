@@ -312,3 +312,15 @@ def test_one_nonce_cannot_be_spent_twice_under_two_spellings(
     header = {"alg": "ES256", "nonce": respelled, "url": url, "kid": fx.kid}
     second = _post(fx.target, path, fx.signer.sign(header, ""))
     assert second.status_code == 400 and second.json()["type"] == ERR + "badNonce", second.text
+
+
+def test_snapshot_sees_committed_changes(fx: Fixture) -> None:
+    """The control for the no-change property: a successful newOrder shows in the snapshot."""
+    before = fx.target.snapshot()
+    body = json.dumps({"identifiers": [{"type": "dns", "value": "control.example.com"}]})
+    resp = signed_post(fx, "/acme/new-order", body.encode())
+    assert resp.status_code == 201, resp.text
+    after = fx.target.snapshot()
+    assert (
+        before["orders"] != after["orders"] and before["authorizations"] != after["authorizations"]
+    )

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from acme_server.ca import generated, given, serving
-from acme_server.ca.constraints import NameConstraintsSpec, check_matches
+from acme_server.ca.constraints import NameConstraintsSpec, check_matches, of_certificate, permits
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import spki_sha256, spki_sha256_of_jwk
 from acme_server.ca.profile import BACKDATE, build_leaf
@@ -182,6 +182,11 @@ class CertificateAuthority:
     ) -> tuple[Path, Path]:
         """(chain path, key path) of the HTTPS certificate for `names`, reissued when due."""
         return serving.ensure(self, data_dir / "tls", names, validity)
+
+    def permits(self, name: str) -> bool:
+        """Whether verifiers would accept a leaf of ours for `name` under the issuing
+        certificate's name constraints (always True for an unconstrained CA)."""
+        return permits(of_certificate(self.issuer_certificate), name)
 
     def issued_by_us(self, cert: x509.Certificate) -> bool:
         """True when `cert` was signed by this CA's issuing key (or a retired one of ours)."""

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from acme_server.cli.ca import constraint_options, constraints_from
 from acme_server.cli.options import ENV, database_url, split_list, store_options
 from acme_server.config import Settings, parse_duration, parse_host_port
 
@@ -83,21 +84,7 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
 @click.option(
     "--ca-key", envvar=ENV + "CA_KEY", type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
-@click.option(
-    "--ca-permitted-domain",
-    "ca_permitted_domains",
-    envvar=ENV + "CA_PERMITTED_DOMAIN",
-    multiple=True,
-    help="Create the CA name-constrained to this domain and its subdomains (repeatable). "
-    "Fixed at CA creation: an existing CA with other constraints is refused.",
-)
-@click.option(
-    "--ca-excluded-domain",
-    "ca_excluded_domains",
-    envvar=ENV + "CA_EXCLUDED_DOMAIN",
-    multiple=True,
-    help="Create the CA name-constrained to never sign this domain or below (repeatable).",
-)
+@constraint_options
 @click.option(
     "--client-auth-eku",
     "leaf_client_auth",
@@ -165,7 +152,6 @@ def serve(
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
-    from acme_server.ca.constraints import NameConstraintsSpec
     from acme_server.server import StartupError
     from acme_server.server import serve as run_server
     from acme_server.validation.resolver import parse_nameserver
@@ -179,12 +165,7 @@ def serve(
         lifetime = parse_duration(order_lifetime)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
-    try:
-        constraints = NameConstraintsSpec.from_domains(
-            split_list(ca_permitted_domains), split_list(ca_excluded_domains)
-        )
-    except CAConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
+    constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key must be given together")
     if base_url:

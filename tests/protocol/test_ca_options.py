@@ -131,3 +131,22 @@ def test_bad_constraint_flag_is_explained(tmp_path: Path) -> None:
     result = _serve(tmp_path, "--ca-permitted-domain", "*.example.com")
     assert result.returncode == 2
     assert "give a domain such as example.com" in result.stderr
+
+
+def test_ca_cert_creates_the_constrained_ca_serve_then_uses(tmp_path: Path) -> None:
+    def ca_cert(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [GATEWAY, "ca", "cert", "--data-dir", str(tmp_path), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=client_env(),
+        )
+
+    created = ca_cert(*CONSTRAINED)
+    assert created.returncode == 0, created.stderr
+    root = x509.load_pem_x509_certificate(created.stdout.encode())
+    assert root.extensions.get_extension_for_class(x509.NameConstraints).critical
+    assert ca_cert().stdout == created.stdout  # no flags: the CA as it is
+    refused = ca_cert("--ca-permitted-domain", "example.com")
+    assert refused.returncode == 1 and "permitted acme.test,localhost" in refused.stderr

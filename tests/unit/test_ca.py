@@ -803,6 +803,13 @@ def test_leaf_outside_constraints_is_rejected_by_real_verifiers(
     assert "subtree violation" in result.stderr + result.stdout
 
 
+def test_permits_tells_handlers_what_verifiers_will_accept(constrained, ca):
+    assert constrained.permits("a.b.example.com") and constrained.permits("*.corp.test")
+    assert not constrained.permits("example.org") and not constrained.permits("10.0.0.1")
+    assert not constrained.permits("x.secret.example.com")
+    assert ca.permits("example.org") and ca.permits("10.0.0.1")
+
+
 def test_unconstrained_ca_lets_verifiers_accept_anything(ca, tmp_path):
     """The control: without constraints the same bypassing leaf verifies (the risk we close)."""
     chain = _leaf_bypassing_policy(ca, ["evil.example.org"])

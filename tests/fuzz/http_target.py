@@ -20,12 +20,18 @@ from aiohttp import web
 
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
+from acme_server.store import registrations
 from acme_server.store.database import Database, default_database_url
 from acme_server.store.nonces import NonceService, load_or_create_key
+from acme_server.store.registrations import Registration
 from acme_server.web.app import build_app
 from acme_server.web.state import AppState
 from acme_server.web.urls import Urls
 from tests.procs import free_port
+
+ERR = "urn:ietf:params:acme:error:"
+PROBLEM_JSON = "application/problem+json"
+JOSE_JSON = "application/jose+json"
 
 # Spending a nonce is the one write every authenticated request makes, by design, before
 # its signature is checked; Alembic's bookkeeping never changes here.
@@ -60,11 +66,31 @@ class Target:
         ]
 
 
+def check_answer(resp: requests.Response, before: Snapshot, after: Snapshot) -> None:
+    """Never a 5xx or a traceback; every error a problem document with an ACME type and
+    its HTTP status; and no row changed in any table when the answer was an error."""
+    context = f"{resp.request.method} {resp.request.url} -> {resp.status_code} {resp.text[:300]}"
+    assert resp.status_code < 500, context
+    assert "Traceback" not in resp.text and 'File "' not in resp.text, context
+    if resp.status_code < 400:
+        return
+    assert resp.headers.get("Content-Type", "").split(";")[0] == PROBLEM_JSON, context
+    changed = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
+    assert not changed, f"tables {changed} changed although the answer was an error: {context}"
+    if resp.request.method == "HEAD":
+        return  # no body to read
+    doc = resp.json()
+    assert isinstance(doc.get("type"), str) and doc["type"].startswith(ERR), context
+    assert doc.get("status") == resp.status_code, context
+
+
 class ServerThread:
     """Start/stop the app on a loop in a daemon thread."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, account_creation: str = "open") -> None:
         self.data_dir = data_dir
+        self.account_creation = account_creation
+        self.registration: Registration | None = None
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
@@ -83,8 +109,13 @@ class ServerThread:
             data_dir=self.data_dir,
             database_url=default_database_url(self.data_dir),
             listen_port=self.port,
+            account_creation=self.account_creation,
         )
         self._db = db = await Database.open(settings.database_url)
+        if self.account_creation == "pre-registered":
+            self.registration = await registrations.create(
+                db, "fuzz", max_accounts=3, domains=("example.com",)
+            )
         ca = CertificateAuthority.load_or_create(self.data_dir)
         nonces = NonceService(db, await load_or_create_key(db), 3600)
         state = AppState(settings=settings, db=db, ca=ca, nonces=nonces, urls=Urls(self.base_url))

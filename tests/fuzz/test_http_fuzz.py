@@ -20,7 +20,7 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from acme_server.encoding import b64url_decode, b64url_encode
-from tests.fuzz.http_target import ServerThread, Snapshot, Target
+from tests.fuzz.http_target import ERR, JOSE_JSON, ServerThread, Target, check_answer
 from tests.fuzz.strategies import (
     FUZZ,
     Signer,
@@ -32,10 +32,6 @@ from tests.fuzz.strategies import (
     nesting,
     non_canonical_b64,
 )
-
-ERR = "urn:ietf:params:acme:error:"
-PROBLEM_JSON = "application/problem+json"
-JOSE_JSON = "application/jose+json"
 
 
 @dataclass
@@ -86,23 +82,6 @@ def fx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fixture]:
         yield Fixture(target, signer, kid, paths)
     finally:
         server.stop()
-
-
-def check_answer(resp: requests.Response, before: Snapshot, after: Snapshot) -> None:
-    """The properties every answer must have (see the module docstring)."""
-    context = f"{resp.request.method} {resp.request.url} -> {resp.status_code} {resp.text[:300]}"
-    assert resp.status_code < 500, context
-    assert "Traceback" not in resp.text and 'File "' not in resp.text, context
-    if resp.status_code < 400:
-        return
-    assert resp.headers.get("Content-Type", "").split(";")[0] == PROBLEM_JSON, context
-    changed = sorted(t for t in set(before) | set(after) if before.get(t) != after.get(t))
-    assert not changed, f"tables {changed} changed although the answer was an error: {context}"
-    if resp.request.method == "HEAD":
-        return  # no body to read
-    doc = resp.json()
-    assert isinstance(doc.get("type"), str) and doc["type"].startswith(ERR), context
-    assert doc.get("status") == resp.status_code, context
 
 
 def exchange(fx: Fixture, method: str, path: str, **kwargs: Any) -> requests.Response:

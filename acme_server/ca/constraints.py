@@ -142,9 +142,14 @@ def permits(nc: x509.NameConstraints | None, name: str) -> bool:
         if any(ip in net for net in nets_out):
             return False
         return not nets_in or any(ip in net for net in nets_in)
-    dns = name[2:] if name.startswith("*.") else name
+    wildcard = name.startswith("*.")
+    dns = name[2:] if wildcard else name
     dns_in = [n.value for n in permitted if isinstance(n, x509.DNSName)]
     dns_out = [n.value for n in excluded if isinstance(n, x509.DNSName)]
     if any(_dns_in(dns, d) for d in dns_out):
+        return False
+    # Stricter than verifiers, which compare the SAN text only: `*.x` would also serve the
+    # excluded host `e.x`, so it is refused too.
+    if wildcard and any(d.lower().lstrip(".").partition(".")[2] == dns for d in dns_out):
         return False
     return not dns_in or any(_dns_in(dns, d) for d in dns_in)

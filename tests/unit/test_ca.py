@@ -807,6 +807,9 @@ def test_permits_tells_handlers_what_verifiers_will_accept(constrained, ca):
     assert constrained.permits("a.b.example.com") and constrained.permits("*.corp.test")
     assert not constrained.permits("example.org") and not constrained.permits("10.0.0.1")
     assert not constrained.permits("x.secret.example.com")
+    # `*.example.com` would serve the excluded secret.example.com: refused here, although
+    # verifiers (comparing SAN text only) would accept it.
+    assert not constrained.permits("*.example.com") and constrained.permits("*.www.example.com")
     assert ca.permits("example.org") and ca.permits("10.0.0.1")
 
 

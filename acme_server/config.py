@@ -71,6 +71,11 @@ class Settings:
     validation_deny_cidrs: tuple[str, ...] = ()
     validation_concurrency_per_account: int = 5
     validation_concurrency_per_registration: int = 10
+    # CA (issue 8 item 5): clientAuth EKU on leaves is opt-in; X.509 name constraints
+    # written into a newly generated CA (an existing CA must already carry them).
+    leaf_client_auth: bool = False
+    ca_permitted_domains: tuple[str, ...] = ()
+    ca_excluded_domains: tuple[str, ...] = ()
 
     @property
     def eab_required(self) -> bool:

@@ -13,6 +13,7 @@ from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
 from acme_server.ca import CertificateAuthority
+from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
@@ -61,7 +62,13 @@ async def serve(
     ca = await loop.run_in_executor(
         None,
         lambda: CertificateAuthority.load_or_create(
-            settings.data_dir, ca_cert=ca_cert, ca_key=ca_key
+            settings.data_dir,
+            ca_cert=ca_cert,
+            ca_key=ca_key,
+            constraints=NameConstraintsSpec.from_domains(
+                settings.ca_permitted_domains, settings.ca_excluded_domains
+            ),
+            leaf_client_auth=settings.leaf_client_auth,
         ),
     )
     await _record_ca_root(db, ca.root_pem, replace=replace_ca_root)

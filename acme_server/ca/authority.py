@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 
 from acme_server.ca import generated, given, serving
+from acme_server.ca.constraints import NameConstraintsSpec, check_matches, of_certificate, permits
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import spki_sha256, spki_sha256_of_jwk
 from acme_server.ca.profile import BACKDATE, build_leaf
@@ -67,8 +68,10 @@ class CertificateAuthority:
         issuer_key: CertificateIssuerPrivateKeyTypes,
         intermediates: Sequence[x509.Certificate] = (),
         previous_issuers: Sequence[x509.Certificate] = (),
+        leaf_client_auth: bool = False,
     ) -> None:
         self.root_certificate = root
+        self.leaf_client_auth = leaf_client_auth
         self.issuer_certificate = issuer
         self._issuer_key = issuer_key
         served = [] if given.is_self_signed(issuer) else [issuer, *intermediates]
@@ -78,22 +81,40 @@ class CertificateAuthority:
 
     @classmethod
     def load_or_create(
-        cls, data_dir: Path, *, ca_cert: Path | None = None, ca_key: Path | None = None
+        cls,
+        data_dir: Path,
+        *,
+        ca_cert: Path | None = None,
+        ca_key: Path | None = None,
+        constraints: NameConstraintsSpec | None = None,
+        leaf_client_auth: bool = False,
     ) -> CertificateAuthority:
-        """The operator's CA when `ca_cert`/`ca_key` are given, else the one in the data dir."""
+        """The operator's CA when `ca_cert`/`ca_key` are given, else the one in the data dir.
+
+        Non-empty `constraints` must be carried by the CA (a new generated CA gets them);
+        `leaf_client_auth` adds the clientAuth EKU to ACME leaves.
+        """
         if (ca_cert is None) != (ca_key is None):
             raise CAConfigError("--ca-cert and --ca-key must be given together")
+        wanted = constraints or None
         if ca_cert is not None and ca_key is not None:
             g = given.load_given(ca_cert, ca_key)
+            if wanted is not None:
+                check_matches(g.issuer, wanted, f"the CA given by {ca_cert}")
             return cls(
-                root=g.root, issuer=g.issuer, issuer_key=g.issuer_key, intermediates=g.intermediates
+                root=g.root,
+                issuer=g.issuer,
+                issuer_key=g.issuer_key,
+                intermediates=g.intermediates,
+                leaf_client_auth=leaf_client_auth,
             )
-        ca = generated.load_or_create(data_dir / "ca")
+        ca = generated.load_or_create(data_dir / "ca", wanted)
         return cls(
             root=ca.root,
             issuer=ca.issuer,
             issuer_key=ca.issuer_key,
             previous_issuers=ca.previous_issuers,
+            leaf_client_auth=leaf_client_auth,
         )
 
     def issue(
@@ -105,13 +126,15 @@ class CertificateAuthority:
         not_before: datetime | None = None,
         not_after: datetime | None = None,
     ) -> IssuedCertificate:
-        """Sign a leaf for `names` with the CSR's key (the CSR is assumed checked already)."""
+        """Sign an ACME leaf for `names` with the CSR's key (the CSR is assumed checked
+        already); clientAuth only when this CA was configured with `leaf_client_auth`."""
         return self.issue_for_key(
             csr.public_key(),
             names,
             validity=validity,
             not_before=not_before,
             not_after=not_after,
+            client_auth=self.leaf_client_auth,
         )
 
     def issue_for_key(
@@ -122,6 +145,7 @@ class CertificateAuthority:
         validity: timedelta,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        client_auth: bool = False,
     ) -> IssuedCertificate:
         """Sign a leaf for `names` and `public_key`, clamped to the issuer's validity."""
         unique = list(dict.fromkeys(names))
@@ -139,7 +163,9 @@ class CertificateAuthority:
                 f"no validity left: requested {start}..{end}, issuer valid until "
                 f"{issuer.not_valid_after_utc}"
             )
-        cert = build_leaf(public_key, unique, issuer, self._issuer_key, start, end)
+        cert = build_leaf(
+            public_key, unique, issuer, self._issuer_key, start, end, client_auth=client_auth
+        )
         leaf_pem = _pem(cert)
         return IssuedCertificate(
             serial_hex=f"{cert.serial_number:x}",
@@ -156,6 +182,11 @@ class CertificateAuthority:
     ) -> tuple[Path, Path]:
         """(chain path, key path) of the HTTPS certificate for `names`, reissued when due."""
         return serving.ensure(self, data_dir / "tls", names, validity)
+
+    def permits(self, name: str) -> bool:
+        """Whether verifiers would accept a leaf of ours for `name` under the issuing
+        certificate's name constraints (always True for an unconstrained CA)."""
+        return permits(of_certificate(self.issuer_certificate), name)
 
     def issued_by_us(self, cert: x509.Certificate) -> bool:
         """True when `cert` was signed by this CA's issuing key (or a retired one of ours)."""

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 
+from acme_server.ca.constraints import NameConstraintsSpec, check_matches, of_certificate
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import atomic_write, private_key_pem, same_public_key
 from acme_server.ca.locking import file_lock
@@ -36,13 +37,22 @@ class GeneratedCA:
     previous_issuers: tuple[x509.Certificate, ...]
 
 
-def load_or_create(ca_dir: Path) -> GeneratedCA:
-    """Load the CA in `ca_dir`, creating (or completing, or renewing) it under a lock."""
+def load_or_create(ca_dir: Path, constraints: NameConstraintsSpec | None = None) -> GeneratedCA:
+    """Load the CA in `ca_dir`, creating (or completing, or renewing) it under a lock.
+
+    `constraints`, when given, go into a new root and intermediate; an existing CA must
+    already carry exactly them (CAConfigError otherwise). Without them an existing CA is
+    used as it is, and a renewed intermediate copies the root's constraints.
+    """
     ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     with file_lock(ca_dir / ".lock"):
         now = datetime.now(UTC).replace(microsecond=0)
-        root, root_key = _load_or_create_root(ca_dir, now)
+        root, root_key = _load_or_create_root(ca_dir, now, constraints)
+        if constraints is not None:
+            check_matches(root, constraints, f"the CA in {ca_dir} (root.crt)")
         issuer, issuer_key = _load_or_create_intermediate(ca_dir, root, root_key, now)
+        if constraints is not None:
+            check_matches(issuer, constraints, f"the CA in {ca_dir} (intermediate.crt)")
         previous = _load_previous(ca_dir)
     return GeneratedCA(root, issuer, issuer_key, previous)
 
@@ -65,7 +75,7 @@ def _read_key(path: Path) -> CertificateIssuerPrivateKeyTypes:
 
 
 def _load_or_create_root(
-    ca_dir: Path, now: datetime
+    ca_dir: Path, now: datetime, constraints: NameConstraintsSpec | None
 ) -> tuple[x509.Certificate, CertificateIssuerPrivateKeyTypes | None]:
     cert_path, key_path = ca_dir / "root.crt", ca_dir / "root.key"
     if cert_path.exists():
@@ -77,7 +87,8 @@ def _load_or_create_root(
         return root, key
     # No root certificate yet means nobody can trust this CA yet: (re)create it.
     key = ec.generate_private_key(ec.SECP384R1())
-    root = build_root(key, f"acme-gateway Root CA {secrets.token_hex(4)}", now)
+    extension = constraints.extension() if constraints else None
+    root = build_root(key, f"acme-gateway Root CA {secrets.token_hex(4)}", now, extension)
     atomic_write(key_path, private_key_pem(key), 0o600)
     atomic_write(cert_path, root.public_bytes(serialization.Encoding.PEM), 0o644)
     return root, key
@@ -121,7 +132,12 @@ def _load_or_create_intermediate(
         )
     key = ec.generate_private_key(ec.SECP256R1())
     cert = build_intermediate(
-        key, f"acme-gateway Issuing CA {secrets.token_hex(4)}", root, root_key, now
+        key,
+        f"acme-gateway Issuing CA {secrets.token_hex(4)}",
+        root,
+        root_key,
+        now,
+        of_certificate(root),  # the root's constraints are the CA's, also after renewal
     )
     atomic_write(ca_dir / "intermediate.key", private_key_pem(key), 0o600)
     atomic_write(ca_dir / "intermediate.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)

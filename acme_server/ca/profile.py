@@ -49,13 +49,25 @@ def _ca_key_usage() -> x509.KeyUsage:
     )
 
 
+def _constrained(
+    builder: x509.CertificateBuilder, constraints: x509.NameConstraints | None
+) -> x509.CertificateBuilder:
+    """RFC 5280 4.2.1.10: name constraints MUST be critical."""
+    if constraints is None:
+        return builder
+    return builder.add_extension(constraints, critical=True)
+
+
 def build_root(
-    key: CertificateIssuerPrivateKeyTypes, common_name: str, now: datetime
+    key: CertificateIssuerPrivateKeyTypes,
+    common_name: str,
+    now: datetime,
+    constraints: x509.NameConstraints | None = None,
 ) -> x509.Certificate:
     """Self-signed root, path length 1 (one intermediate below it)."""
     name = _ca_name(common_name)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -69,8 +81,8 @@ def build_root(
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
         )
-        .sign(key, signature_hash(key))
     )
+    return _constrained(builder, constraints).sign(key, signature_hash(key))
 
 
 def build_intermediate(
@@ -79,10 +91,11 @@ def build_intermediate(
     issuer_cert: x509.Certificate,
     issuer_key: CertificateIssuerPrivateKeyTypes,
     now: datetime,
+    constraints: x509.NameConstraints | None = None,
 ) -> x509.Certificate:
     """Issuing CA below the root, path length 0 (it signs only leaves)."""
     not_after = min(now + INTERMEDIATE_LIFETIME, issuer_cert.not_valid_after_utc)
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_ca_name(common_name))
         .issuer_name(issuer_cert.subject)
@@ -94,8 +107,8 @@ def build_intermediate(
         .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(_authority_key_id(issuer_cert), critical=False)
-        .sign(issuer_key, signature_hash(issuer_key))
     )
+    return _constrained(builder, constraints).sign(issuer_key, signature_hash(issuer_key))
 
 
 def _authority_key_id(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -138,8 +151,17 @@ def build_leaf(
     issuer_key: CertificateIssuerPrivateKeyTypes,
     not_before: datetime,
     not_after: datetime,
+    *,
+    client_auth: bool = False,
 ) -> x509.Certificate:
-    """End-entity TLS certificate for `names` (first name as CN when it fits)."""
+    """End-entity TLS certificate for `names` (first name as CN when it fits).
+
+    serverAuth only unless `client_auth`: a leaf that may also log in as a TLS client is
+    something the operator opts into, not a side effect of getting a server certificate.
+    """
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if client_auth:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     if not names:
         raise ValueError("a certificate needs at least one name")
     first = names[0]
@@ -164,9 +186,7 @@ def build_leaf(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_key_usage(public_key), critical=True)
         .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
+            x509.ExtendedKeyUsage(usages),
             critical=False,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)

@@ -15,6 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from acme_server.ca.constraints import of_certificate, permits
+from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import atomic_write, private_key_pem, same_public_key
 from acme_server.ca.locking import file_lock
 
@@ -71,6 +73,14 @@ def ensure(
     wanted = normalise_names(names)
     if not wanted:
         raise ValueError("the serving certificate needs at least one name")
+    constraints = of_certificate(ca.issuer_certificate)
+    outside = [n for n in wanted if not permits(constraints, n)]
+    if outside:
+        raise CAConfigError(
+            f"the serving certificate names {', '.join(outside)} are outside the CA's name "
+            "constraints (a constrained built-in CA signs no IP address): pass --tls-name with names inside "
+            "--ca-permitted-domain, or bring your own --tls-cert/--tls-key"
+        )
     cert_path, key_path = tls_dir / CERT_FILE, tls_dir / KEY_FILE
     with file_lock(tls_dir / ".lock"):
         if not _reusable(ca, cert_path, key_path, wanted):

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from acme_server.cli.ca import constraint_options, constraints_from
 from acme_server.cli.options import (
     ENV,
     database_url,
@@ -91,6 +92,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
 @click.option(
     "--ca-key", envvar=ENV + "CA_KEY", type=click.Path(dir_okay=False, exists=True, path_type=Path)
 )
+@constraint_options
+@click.option(
+    "--client-auth-eku",
+    "leaf_client_auth",
+    envvar=ENV + "CLIENT_AUTH_EKU",
+    is_flag=True,
+    help="Also put the clientAuth EKU in issued certificates (default: serverAuth only).",
+)
 @click.option(
     "--cert-validity",
     envvar=ENV + "CERT_VALIDITY",
@@ -169,6 +178,9 @@ def serve(
     tls_names: tuple[str, ...],
     ca_cert: Path | None,
     ca_key: Path | None,
+    ca_permitted_domains: tuple[str, ...],
+    ca_excluded_domains: tuple[str, ...],
+    leaf_client_auth: bool,
     cert_validity: str,
     order_lifetime: str,
     terms_of_service: str | None,
@@ -205,6 +217,7 @@ def serve(
         parse_cidrs(allow_cidrs + deny_cidrs)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
     if (tls_cert is None) != (tls_key is None):
         raise click.BadParameter("--tls-cert and --tls-key must be given together")
     if base_url:
@@ -230,6 +243,9 @@ def serve(
         validation_deny_cidrs=deny_cidrs,
         validation_concurrency_per_account=validation_concurrency_per_account,
         validation_concurrency_per_registration=validation_concurrency_per_registration,
+        leaf_client_auth=leaf_client_auth,
+        ca_permitted_domains=constraints.permitted,
+        ca_excluded_domains=constraints.excluded,
     )
     try:
         asyncio.run(

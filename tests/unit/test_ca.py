@@ -7,6 +7,7 @@ import multiprocessing
 import socket
 import ssl
 import stat
+import subprocess
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from acme_server.ca import (
     spki_sha256,
     spki_sha256_of_jwk,
 )
+from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.ca.profile import build_intermediate
 
 DAY = timedelta(days=1)
@@ -284,7 +286,9 @@ def issue(ca: CertificateAuthority, key, names, **kw) -> tuple[IssuedCertificate
     return issued, load_chain(issued.leaf_pem)[0]
 
 
-def test_leaf_profile_ecdsa(ca):
+def test_leaf_profile_ecdsa(ca, data_dir):
+    # clientAuth is opt-in (issue 8 item 5): this profile test grants it explicitly.
+    ca = CertificateAuthority.load_or_create(data_dir, leaf_client_auth=True)
     key = p256()
     issued, leaf = issue(ca, key, ["www.example.com", "*.example.com"])
     san = ext(leaf, x509.SubjectAlternativeName)
@@ -678,3 +682,196 @@ def test_serving_certificate_real_tls_handshake(ca, tmp_path):
     finally:
         thread.join(10)
         listener.close()
+
+
+# ---------------------------------------------------------------- EKU and name constraints
+
+
+def test_leaf_eku_is_server_auth_only_by_default(ca):
+    _, leaf = issue(ca, p256(), ["www.example.com"])
+    eku = ext(leaf, x509.ExtendedKeyUsage).value
+    assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
+
+
+def test_serving_certificate_never_gets_client_auth(tmp_path):
+    granted = CertificateAuthority.load_or_create(tmp_path, leaf_client_auth=True)
+    cert_path, _ = granted.ensure_serving_certificate(tmp_path, ["localhost"])
+    leaf = load_chain(cert_path.read_text())[0]
+    assert list(ext(leaf, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    _, acme_leaf = issue(granted, p256(), ["www.example.com"])
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in ext(acme_leaf, x509.ExtendedKeyUsage).value
+
+
+PERMITTED = NameConstraintsSpec.from_domains(["Example.COM", "corp.test."], ["secret.example.com"])
+
+
+@pytest.fixture(scope="module")
+def constrained(tmp_path_factory) -> CertificateAuthority:
+    return CertificateAuthority.load_or_create(
+        tmp_path_factory.mktemp("constrained"), constraints=PERMITTED
+    )
+
+
+def test_spec_normalises_and_refuses_non_domains():
+    assert PERMITTED.permitted == ("corp.test", "example.com")
+    assert PERMITTED.excluded == ("secret.example.com",)
+    assert NameConstraintsSpec.from_domains(["bücher.example"]).permitted == (
+        "xn--bcher-kva.example",
+    )
+    for bad in ("*.example.com", "10.0.0.1", "", "a..b"):
+        with pytest.raises(CAConfigError):
+            NameConstraintsSpec.from_domains([bad])
+
+
+def test_constrained_ca_carries_critical_constraints_on_root_and_intermediate(constrained):
+    for cert in (constrained.root_certificate, constrained.issuer_certificate):
+        nc = ext(cert, x509.NameConstraints)
+        assert nc.critical
+        assert set(nc.value.permitted_subtrees or ()) == {
+            x509.DNSName("example.com"),
+            x509.DNSName("corp.test"),
+        }
+        assert set(nc.value.excluded_subtrees or ()) == {
+            x509.DNSName("secret.example.com"),
+            x509.IPAddress(ipaddress.ip_network("0.0.0.0/0")),
+            x509.IPAddress(ipaddress.ip_network("::/0")),
+        }
+
+
+def _leaf_bypassing_policy(ca: CertificateAuthority, names: list[str]) -> list[x509.Certificate]:
+    """What a bug in the allow-list would produce: the CA signs whatever it is given."""
+    return load_chain(ca.issue_for_key(p256().public_key(), names, validity=VALIDITY).chain_pem)
+
+
+def _openssl_verify(ca: CertificateAuthority, chain: list[x509.Certificate], tmp_path: Path):
+    root = write(tmp_path / "root.pem", ca.root_pem.encode())
+    untrusted = write(tmp_path / "untrusted.pem", pem(*chain[1:]))
+    leaf = write(tmp_path / "leaf.pem", pem(chain[0]))
+    return subprocess.run(
+        [
+            "openssl",
+            "verify",
+            "-x509_strict",
+            "-purpose",
+            "sslserver",
+            "-CAfile",
+            str(root),
+            "-untrusted",
+            str(untrusted),
+            str(leaf),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("names", "verify_as"),
+    [
+        (["example.com"], "example.com"),
+        (["www.example.com", "*.apps.example.com"], "www.example.com"),
+        (["api.corp.test"], "api.corp.test"),
+    ],
+)
+def test_leaf_inside_constraints_is_accepted(constrained, tmp_path, names, verify_as):
+    chain = _leaf_bypassing_policy(constrained, names)
+    verify_server(constrained.root_certificate, chain[0], chain[1:], DNSName(verify_as))
+    result = _openssl_verify(constrained, chain, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith(": OK")
+
+
+@pytest.mark.parametrize(
+    ("names", "verify_as"),
+    [
+        (["evil.example.org"], "evil.example.org"),
+        (["badexample.com"], "badexample.com"),  # label boundary, not a string suffix
+        (["db.secret.example.com"], "db.secret.example.com"),  # excluded subtree
+        (["www.example.com", "bank.test"], "www.example.com"),  # one bad SAN spoils the leaf
+        (["www.example.com", "10.0.0.1"], "www.example.com"),  # IP addresses are excluded
+    ],
+)
+def test_leaf_outside_constraints_is_rejected_by_real_verifiers(
+    constrained, tmp_path, names, verify_as
+):
+    chain = _leaf_bypassing_policy(constrained, names)
+    with pytest.raises(VerificationError):
+        verify_server(constrained.root_certificate, chain[0], chain[1:], DNSName(verify_as))
+    result = _openssl_verify(constrained, chain, tmp_path)
+    assert result.returncode != 0, result.stdout
+    assert "subtree violation" in result.stderr + result.stdout
+
+
+def test_permits_tells_handlers_what_verifiers_will_accept(constrained, ca):
+    assert constrained.permits("a.b.example.com") and constrained.permits("*.corp.test")
+    assert not constrained.permits("example.org") and not constrained.permits("10.0.0.1")
+    assert not constrained.permits("x.secret.example.com")
+    # `*.example.com` would serve the excluded secret.example.com: refused here, although
+    # verifiers (comparing SAN text only) would accept it.
+    assert not constrained.permits("*.example.com") and constrained.permits("*.www.example.com")
+    assert ca.permits("example.org") and ca.permits("10.0.0.1")
+
+
+def test_unconstrained_ca_lets_verifiers_accept_anything(ca, tmp_path):
+    """The control: without constraints the same bypassing leaf verifies (the risk we close)."""
+    chain = _leaf_bypassing_policy(ca, ["evil.example.org"])
+    verify_server(load_chain(ca.root_pem)[0], chain[0], chain[1:], DNSName("evil.example.org"))
+    assert _openssl_verify(ca, chain, tmp_path).returncode == 0
+
+
+def test_existing_unconstrained_ca_is_refused_when_constraints_are_asked(tmp_path):
+    plain = CertificateAuthority.load_or_create(tmp_path)
+    with pytest.raises(CAConfigError) as info:
+        CertificateAuthority.load_or_create(tmp_path, constraints=PERMITTED)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "no name constraints" in message and "permitted corp.test,example.com" in message
+    assert "--data-dir" in message and "--ca-permitted-domain" in message
+    # Nothing was changed on disk: the old CA is still the one loaded without the flag.
+    assert CertificateAuthority.load_or_create(tmp_path).root_pem == plain.root_pem
+
+
+def test_existing_constrained_ca_refuses_other_constraints_and_keeps_its_own(tmp_path):
+    first = CertificateAuthority.load_or_create(tmp_path, constraints=PERMITTED)
+    same = NameConstraintsSpec.from_domains(["corp.test", "example.com"], ["secret.example.com"])
+    assert CertificateAuthority.load_or_create(tmp_path, constraints=same).root_pem == (
+        first.root_pem
+    )
+    other = NameConstraintsSpec.from_domains(["example.com"])
+    with pytest.raises(CAConfigError, match=r"permitted corp\.test,example\.com"):
+        CertificateAuthority.load_or_create(tmp_path, constraints=other)
+    # Without the flags the CA is used as it is, still constrained.
+    loaded = CertificateAuthority.load_or_create(tmp_path)
+    assert ext(loaded.issuer_certificate, x509.NameConstraints).critical
+
+
+def test_renewed_intermediate_copies_the_root_constraints(tmp_path):
+    CertificateAuthority.load_or_create(tmp_path, constraints=PERMITTED)
+    (tmp_path / "ca" / "intermediate.crt").unlink()
+    renewed = CertificateAuthority.load_or_create(tmp_path)  # no flags given this time
+    assert (
+        ext(renewed.issuer_certificate, x509.NameConstraints).value
+        == ext(renewed.root_certificate, x509.NameConstraints).value
+    )
+
+
+def test_given_ca_must_carry_the_asked_constraints(tmp_path, pki):
+    root, _ = pki["root"]
+    inter, inter_key = pki["inter"]
+    cert = write(tmp_path / "ca.crt", pem(inter, root))
+    key = write(tmp_path / "ca.key", key_pem(inter_key))
+    with pytest.raises(CAConfigError, match="no name constraints"):
+        CertificateAuthority.load_or_create(
+            tmp_path, ca_cert=cert, ca_key=key, constraints=PERMITTED
+        )
+
+
+def test_serving_names_outside_constraints_are_refused(constrained, tmp_path):
+    with pytest.raises(CAConfigError, match=r"127\.0\.0\.1.*--tls-name"):
+        constrained.ensure_serving_certificate(tmp_path, ["www.example.com", "127.0.0.1"])
+    with pytest.raises(CAConfigError, match="localhost"):
+        constrained.ensure_serving_certificate(tmp_path, ["localhost"])
+    cert_path, _ = constrained.ensure_serving_certificate(tmp_path, ["acme.corp.test"])
+    chain = load_chain(cert_path.read_text())
+    verify_server(constrained.root_certificate, chain[0], chain[1:], DNSName("acme.corp.test"))

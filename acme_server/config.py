@@ -62,6 +62,10 @@ class Settings:
     validation_max_attempts: int = 6
     validation_concurrency: int = 20
     tls_names: tuple[str, ...] = field(default=("localhost", "127.0.0.1"))
+    # Hostile input (issue 8, items 9-16): connection and request-read limits.
+    request_head_timeout: float = 10.0  # TLS handshake + request head, and keep-alive idle
+    body_timeout: float = 30.0  # a whole request body
+    max_connections: int = 1024  # concurrent client connections per process
 
     @property
     def eab_required(self) -> bool:

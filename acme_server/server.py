@@ -12,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
+from acme_server import jose, metrics
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.store import meta
@@ -21,6 +22,7 @@ from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
 from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.app import build_app
+from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
 from acme_server.web.state import AppState
 from acme_server.web.urls import Urls
 
@@ -81,15 +83,24 @@ async def serve(
             )
         ssl_context = _tls_context(*pair)
 
-    runner = web.AppRunner(build_app(state), access_log=logging.getLogger("acme_server.access"))
+    # keepalive_timeout doubles as the request-head timeout (see web.connections).
+    runner = web.AppRunner(
+        build_app(state),
+        access_log=logging.getLogger("acme_server.access"),
+        keepalive_timeout=settings.request_head_timeout,
+    )
     await runner.setup()
-    site = web.TCPSite(
+    limiter = ConnectionLimiter(settings.max_connections)
+    metrics.OPEN_CONNECTIONS.set_function(lambda: limiter.open)
+    metrics.JWK_CACHE_ENTRIES.set_function(lambda: len(jose.KEY_CACHE))
+    site = GuardedTCPSite(
         runner,
         settings.listen_host,
         settings.listen_port,
+        limiter=limiter,
+        handshake_timeout=settings.request_head_timeout,
         ssl_context=ssl_context,
         backlog=512,
-        reuse_address=True,
     )
     await site.start()
     stop = asyncio.Event()

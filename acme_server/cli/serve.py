@@ -116,6 +116,30 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     is_flag=True,
     help="Serve plain HTTP (only behind a TLS-terminating proxy; set --base-url).",
 )
+# Hostile input (issue 8): connection and request-read limits.
+@click.option(
+    "--request-head-timeout",
+    envvar=ENV + "REQUEST_HEAD_TIMEOUT",
+    default="10s",
+    show_default=True,
+    help="Close a connection without a complete TLS handshake / request head by then "
+    "(also the keep-alive idle time).",
+)
+@click.option(
+    "--body-timeout",
+    envvar=ENV + "BODY_TIMEOUT",
+    default="30s",
+    show_default=True,
+    help="Refuse a request whose body has not fully arrived by then (408).",
+)
+@click.option(
+    "--max-connections",
+    envvar=ENV + "MAX_CONNECTIONS",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Concurrent client connections; more get a 503 and are closed.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -135,6 +159,9 @@ def serve(
     website: str | None,
     replace_ca_root: bool,
     insecure_http: bool,
+    request_head_timeout: str,
+    body_timeout: str,
+    max_connections: int,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
@@ -151,6 +178,8 @@ def serve(
             parse_nameserver(resolver)
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
+        head_timeout = parse_duration(request_head_timeout).total_seconds()
+        body_seconds = parse_duration(body_timeout).total_seconds()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -173,6 +202,9 @@ def serve(
         terms_of_service=terms_of_service,
         website=website,
         tls_names=split_list(tls_names) or ("localhost", "127.0.0.1"),
+        request_head_timeout=head_timeout,
+        body_timeout=body_seconds,
+        max_connections=max_connections,
     )
     try:
         asyncio.run(

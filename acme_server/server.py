@@ -29,6 +29,7 @@ from acme_server.web.urls import Urls
 log = logging.getLogger("acme_server")
 
 NONCE_PURGE_SECONDS = 300
+LINGERING_SECONDS = 2.0
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -88,6 +89,9 @@ async def serve(
         build_app(state),
         access_log=logging.getLogger("acme_server.access"),
         keepalive_timeout=settings.request_head_timeout,
+        # After an answer given before the body was read (413, 408), drain the rest this
+        # long at most so the client sees the answer rather than a reset, then close.
+        lingering_time=LINGERING_SECONDS,
     )
     await runner.setup()
     limiter = ConnectionLimiter(settings.max_connections)

@@ -51,26 +51,39 @@ def _busy_response() -> bytes:
 
 
 _BUSY = _busy_response()
+REFUSED_LINGER_SECONDS = 1.0
 
 
 class _GuardedProtocol(asyncio.Protocol):
-    """Forwards to aiohttp's handler once admitted; refuses the connection otherwise."""
+    """Forwards to aiohttp's handler once admitted; refuses the connection otherwise.
+
+    A refused connection gets the 503 at once and is closed when its request arrives (or
+    after REFUSED_LINGER_SECONDS): closing before reading it would make the kernel answer the
+    request with a reset that can destroy the 503 before the client reads it.
+    """
 
     def __init__(self, inner: asyncio.Protocol, limiter: ConnectionLimiter) -> None:
         self._inner = inner
         self._limiter = limiter
         self._admitted = False
+        self._refused: asyncio.BaseTransport | None = None
+        self._close_later: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if not self._limiter.try_acquire():
             assert isinstance(transport, asyncio.WriteTransport)
             transport.write(_BUSY)
-            transport.close()
+            self._refused = transport
+            self._close_later = asyncio.get_running_loop().call_later(
+                REFUSED_LINGER_SECONDS, transport.close
+            )
             return
         self._admitted = True
         self._inner.connection_made(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._close_later is not None:
+            self._close_later.cancel()
         if self._admitted:
             self._admitted = False
             self._limiter.release()
@@ -79,6 +92,8 @@ class _GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._admitted:
             self._inner.data_received(data)
+        elif self._refused is not None:
+            self._refused.close()
 
     def eof_received(self) -> bool | None:
         return self._inner.eof_received() if self._admitted else None

@@ -63,7 +63,6 @@ def _all_closed(socks: list[socket.socket], deadline: float) -> list[int]:
 def test_slowloris_connections_are_closed_https(strict_gw: GatewayProcess) -> None:
     """50 TLS connections with half a request head (plus keep-alive and handshake-less
     variants) are closed within the head timeout, and a normal client is served meanwhile."""
-    start = time.monotonic()
     socks = [_half_head(raw_http.connect(strict_gw.port, strict_gw.root_pem)) for _ in range(50)]
     for _ in range(5):  # a complete first request, then half of the second
         sock = raw_http.connect(strict_gw.port, strict_gw.root_pem)
@@ -72,10 +71,12 @@ def test_slowloris_connections_are_closed_https(strict_gw: GatewayProcess) -> No
         socks.append(_half_head(sock))
     for _ in range(5):  # TCP only: the TLS handshake never starts
         socks.append(socket.create_connection(("127.0.0.1", strict_gw.port)))
+    opened = time.monotonic()
     served = requests.get(strict_gw.directory_url, verify=str(strict_gw.root_pem), timeout=5)
     assert served.status_code == 200
     try:
-        open_after = _all_closed(socks, start + HEAD_TIMEOUT + SLACK)
+        # each is closed HEAD_TIMEOUT after its own connect; the last connected at `opened`
+        open_after = _all_closed(socks, opened + HEAD_TIMEOUT + SLACK)
         assert not open_after, f"{len(open_after)} of {len(socks)} connections still open"
     finally:
         for sock in socks:
@@ -185,15 +186,15 @@ def test_slowloris_and_cap_plain_http(tmp_path: Path) -> None:
     with _plain_server(
         tmp_path, "--request-head-timeout", f"{HEAD_TIMEOUT:.0f}s", "--max-connections", "20"
     ) as port:
-        start = time.monotonic()
         socks = [_half_head(raw_http.connect(port, None)) for _ in range(20)]
+        opened = time.monotonic()
         time.sleep(0.3)
         with raw_http.connect(port, None) as extra:
             extra.sendall(raw_http.request_head("GET", "/directory", {}))
             busy = raw_http.read_response(extra)
         assert busy.status == 503, busy
         try:
-            open_after = _all_closed(socks, start + HEAD_TIMEOUT + SLACK)
+            open_after = _all_closed(socks, opened + HEAD_TIMEOUT + SLACK)
             assert not open_after, f"{len(open_after)} of {len(socks)} connections still open"
         finally:
             for sock in socks:

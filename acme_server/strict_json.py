@@ -17,18 +17,21 @@ from acme_server.problems import AcmeProblem
 # ACME and JOSE objects are a few levels deep; anything deeper is hostile.
 MAX_DEPTH = 32
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
+# One token per match, left to right: a string literal (closed, or running to the end of
+# unterminated input) or a bracket. Every byte is looked at once, so hostile quoting cannot
+# make the scan quadratic.
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)|[\[\]{}]', re.DOTALL)
 
 
 def nesting_depth(data: bytes) -> int:
     """Deepest bracket nesting outside string literals (exact for valid JSON)."""
     depth = deepest = 0
-    for match in _BRACKET.finditer(_STRING.sub(b'""', data)):
-        if match.group() in (b"[", b"{"):
+    for match in _TOKEN.finditer(data):
+        token = match.group()
+        if token in (b"[", b"{"):
             depth += 1
             deepest = max(deepest, depth)
-        else:
+        elif token in (b"]", b"}"):
             depth -= 1
     return deepest
 
@@ -47,7 +50,8 @@ def _no_constant(name: str) -> Any:
 def loads(data: bytes | str, what: str) -> Any:
     """Parse client JSON; any defect is a `malformed` problem naming `what`."""
     raw = data.encode() if isinstance(data, str) else data
-    if nesting_depth(raw) > MAX_DEPTH:
+    brackets = raw.count(b"[") + raw.count(b"{")  # cheap: most bodies need no scan
+    if brackets > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
         raise AcmeProblem("malformed", f"{what} is nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from typing import Any
 
 import josepy
@@ -164,6 +165,14 @@ def test_private_members_refused(member: str) -> None:
 def test_nesting_depth_ignores_strings() -> None:
     assert strict_json.nesting_depth(b'{"a": "[[[[{{{{", "b": ["\\"[[["]}') == 2
     assert strict_json.nesting_depth(b"[" * 100_000) == 100_000
+
+
+def test_nesting_depth_is_linear_under_hostile_quoting() -> None:
+    """Escaped quotes in an unterminated string: a naive scan restarts at every quote."""
+    hostile = b"[" * 40 + b'"' + b'\\"' * 30_000
+    start = time.perf_counter()
+    assert strict_json.nesting_depth(hostile) == 40
+    assert time.perf_counter() - start < 0.5
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import ssl
 from pathlib import Path
@@ -30,6 +31,7 @@ log = logging.getLogger("acme_server")
 
 NONCE_PURGE_SECONDS = 300
 LINGERING_SECONDS = 2.0
+FD_HEADROOM = 256  # descriptors besides client connections
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -94,6 +96,7 @@ async def serve(
         lingering_time=LINGERING_SECONDS,
     )
     await runner.setup()
+    _raise_open_files_limit(settings.max_connections)
     limiter = ConnectionLimiter(settings.max_connections)
     metrics.OPEN_CONNECTIONS.set_function(lambda: limiter.open)
     metrics.JWK_CACHE_ENTRIES.set_function(lambda: len(jose.KEY_CACHE))
@@ -150,6 +153,23 @@ async def _record_ca_root(db: Database, root_pem: str, *, replace: bool) -> None
             "or pass --replace-ca-root to make this process's CA the store's root"
         )
     await meta.put(db, meta.CA_ROOT_PEM, root_pem)
+
+
+def _raise_open_files_limit(max_connections: int) -> None:
+    """Room for the connection cap plus the store, validation and files: without it, accept()
+    fails with EMFILE before the cap is reached and asyncio stops accepting for a while."""
+    wanted = max_connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            log.warning(
+                "open-files limit %d is below --max-connections %d plus %d; raise it (ulimit -n)",
+                new_soft,
+                max_connections,
+                FD_HEADROOM,
+            )
 
 
 async def _purge_nonces(nonces: NonceService) -> None:

@@ -76,6 +76,10 @@ class Settings:
     leaf_client_auth: bool = False
     ca_permitted_domains: tuple[str, ...] = ()
     ca_excluded_domains: tuple[str, ...] = ()
+    # Hostile input (issue 8, items 9-16): connection and request-read limits.
+    request_head_timeout: float = 10.0  # TLS handshake + request head, and keep-alive idle
+    body_timeout: float = 30.0  # a whole request body
+    max_connections: int = 1024  # concurrent client connections per process
 
     @property
     def eab_required(self) -> bool:

@@ -1,26 +1,29 @@
 """JOSE for ACME: flattened JWS parsing and verification, account keys, EAB MACs.
 
-josepy does the RSA/ECDSA keys and signatures; it has no EdDSA, so Ed25519 (RFC 8037 OKP
-keys) is verified here with `cryptography` directly. Everything raises AcmeProblem with the
+Every key has exactly one JWK and one thumbprint: members are decoded with the project's
+strict base64url codec and must be canonical (RSA integers without leading zero octets, EC
+coordinates of the curve's exact length, Ed25519 points with y < p), so one key can never be
+spelled two ways and make two accounts. Keys are built with `cryptography` directly; josepy
+only checks RSA/ECDSA signatures (it has no EdDSA). Everything raises AcmeProblem with the
 RFC 8555 error type a client should see.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import hashlib
 import hmac
 import json
+from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import josepy
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from acme_server import strict_json
+from acme_server.encoding import b64url_decode, b64url_encode
 from acme_server.problems import AcmeProblem
 
 # alg -> (kty, curve or None)
@@ -36,19 +39,26 @@ SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
 MAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
 MIN_RSA_BITS = 2048
 MAX_RSA_BITS = 8192
+# curve name -> (cryptography curve, coordinate length in octets)
+EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
+    "P-256": (ec.SECP256R1(), 32),
+    "P-384": (ec.SECP384R1(), 48),
+    "P-521": (ec.SECP521R1(), 66),
+}
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+ED25519_P = 2**255 - 19
+KEY_CACHE_ENTRIES = 10_000
 
 
 def b64u_decode(text: Any, what: str) -> bytes:
-    if not isinstance(text, str) or "=" in text:
-        raise AcmeProblem("malformed", f"{what} is not unpadded base64url")
+    """Strictly decode a base64url member (see acme_server.encoding) or refuse it as malformed."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise AcmeProblem("malformed", f"{what} is not valid base64url") from None
+        return b64url_decode(text)
+    except ValueError:
+        raise AcmeProblem("malformed", f"{what} is not canonical unpadded base64url") from None
 
 
-def b64u_encode(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+b64u_encode = b64url_encode
 
 
 @dataclass(frozen=True)
@@ -72,66 +82,125 @@ class AccountKey:
         return hashlib.sha256(self.spki_der()).hexdigest()
 
 
-def load_jwk(obj: Any) -> AccountKey:
-    """Parse a public JWK (RSA, EC, OKP/Ed25519); refuse private or weak keys.
+class KeyCache:
+    """Parsed keys by thumbprint, least recently used first out.
 
-    Account keys come back on every request: parsed keys are cached by their JSON text.
+    Only keys that verified a signature are put here, so unauthenticated requests (with
+    any junk members in their JWK) can neither grow it nor pin memory.
     """
-    if isinstance(obj, dict):
-        try:
-            text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
-        except (TypeError, ValueError):
-            raise AcmeProblem("malformed", "jwk is not a JSON object") from None
-        return _load_jwk_text(text)
-    return _parse_jwk(obj)
+
+    def __init__(self, max_entries: int) -> None:
+        self._max = max_entries
+        self._entries: OrderedDict[str, AccountKey] = OrderedDict()
+
+    def get(self, thumbprint: str) -> AccountKey | None:
+        key = self._entries.get(thumbprint)
+        if key is not None:
+            self._entries.move_to_end(thumbprint)
+        return key
+
+    def put(self, key: AccountKey) -> None:
+        self._entries[key.thumbprint] = key
+        self._entries.move_to_end(key.thumbprint)
+        while len(self._entries) > self._max:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
-@functools.lru_cache(maxsize=4096)
-def _load_jwk_text(text: str) -> AccountKey:
-    return _parse_jwk(json.loads(text))
+KEY_CACHE = KeyCache(KEY_CACHE_ENTRIES)
 
 
-def _parse_jwk(obj: Any) -> AccountKey:
+def load_jwk(obj: Any) -> AccountKey:
+    """Parse a public JWK (RSA, EC, OKP/Ed25519); refuse private, weak or non-canonical keys."""
+    canonical, raw = _canonical_members(obj)
+    thumb = b64url_encode(
+        hashlib.sha256(
+            json.dumps(canonical, sort_keys=True, separators=(",", ":")).encode()
+        ).digest()
+    )
+    cached = KEY_CACHE.get(thumb)
+    if cached is not None:
+        return cached
+    return _build_key(canonical, raw, thumb)
+
+
+def _member(obj: dict[str, Any], name: str) -> bytes:
+    if name not in obj:
+        raise AcmeProblem("badPublicKey", f"{obj['kty']} jwk has no {name!r} member")
+    return b64u_decode(obj[name], f"jwk.{name}")
+
+
+def _canonical_members(obj: Any) -> tuple[dict[str, str], dict[str, bytes]]:
+    """The RFC 7638 required members (canonical spellings) and their decoded octets."""
     if not isinstance(obj, dict) or not isinstance(obj.get("kty"), str):
         raise AcmeProblem("malformed", "jwk must be a JSON object with a kty member")
     kty = obj["kty"]
-    if "d" in obj:
+    if PRIVATE_MEMBERS & set(obj):
         raise AcmeProblem("badPublicKey", "jwk must not contain private key material")
     if kty == "OKP":
         if obj.get("crv") != "Ed25519":
             raise AcmeProblem("badPublicKey", "only Ed25519 OKP keys are supported")
-        raw = b64u_decode(obj.get("x"), "jwk.x")
-        if len(raw) != 32:
-            raise AcmeProblem("badPublicKey", "Ed25519 public key must be 32 bytes")
-        key: Any = ed25519.Ed25519PublicKey.from_public_bytes(raw)
-        canonical = {"crv": "Ed25519", "kty": "OKP", "x": obj["x"]}
-        digest = hashlib.sha256(
-            json.dumps(canonical, separators=(",", ":"), sort_keys=True).encode()
-        ).digest()
-        return AccountKey(canonical, b64u_encode(digest), key, "OKP", "Ed25519")
-    if kty not in ("RSA", "EC"):
-        raise AcmeProblem("badPublicKey", f"unsupported key type {kty!r}")
-    try:
-        parsed = cast(josepy.JWK, josepy.JWK.from_json(obj))
-    except (josepy.errors.DeserializationError, ValueError, TypeError, KeyError) as exc:
-        raise AcmeProblem("badPublicKey", f"invalid {kty} JWK: {exc}") from None
-    key = parsed.key._wrapped if hasattr(parsed.key, "_wrapped") else parsed.key
-    crv: str | None = None
-    if isinstance(key, rsa.RSAPublicKey):
-        if not MIN_RSA_BITS <= key.key_size <= MAX_RSA_BITS:
+        x = _member(obj, "x")
+        _check_ed25519_point(x)
+        return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(x)}, {"x": x}
+    if kty == "EC":
+        crv = obj.get("crv")
+        if not isinstance(crv, str) or crv not in EC_CURVES:
+            raise AcmeProblem("badPublicKey", f"unsupported EC curve {crv!r}")
+        size = EC_CURVES[crv][1]
+        x, y = _member(obj, "x"), _member(obj, "y")
+        if len(x) != size or len(y) != size:
+            raise AcmeProblem("badPublicKey", f"{crv} coordinates x and y must be {size} octets")
+        members = {"crv": crv, "kty": "EC", "x": b64url_encode(x), "y": b64url_encode(y)}
+        return members, {"x": x, "y": y}
+    if kty == "RSA":
+        n, e = _member(obj, "n"), _member(obj, "e")
+        if not n or not e or n[0] == 0 or e[0] == 0:
             raise AcmeProblem(
                 "badPublicKey",
-                f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, got {key.key_size}",
+                "RSA n and e must use the minimum number of octets (RFC 7518 §2, no leading zero)",
             )
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        crv = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}.get(key.curve.name)
-        if crv is None:
-            raise AcmeProblem("badPublicKey", f"unsupported curve {key.curve.name}")
-    else:
-        raise AcmeProblem("badPublicKey", "jwk must be a public key")
-    canonical = parsed.public_key().to_partial_json()
-    thumb = b64u_encode(parsed.thumbprint())
-    return AccountKey(canonical, thumb, key, kty, crv)
+        return {"e": b64url_encode(e), "kty": "RSA", "n": b64url_encode(n)}, {"n": n, "e": e}
+    raise AcmeProblem("badPublicKey", f"unsupported key type {kty!r}")
+
+
+def _check_ed25519_point(x: bytes) -> None:
+    """32 octets encoding y < p, and no sign bit on the two points whose x is zero (RFC 8032)."""
+    if len(x) != 32:
+        raise AcmeProblem("badPublicKey", "Ed25519 public key must be 32 bytes")
+    y = int.from_bytes(x, "little") & ((1 << 255) - 1)
+    sign = x[31] >> 7
+    if y >= ED25519_P or (sign and y in (1, ED25519_P - 1)):
+        raise AcmeProblem("badPublicKey", "Ed25519 public key is not a canonical point encoding")
+
+
+def _build_key(canonical: dict[str, str], raw: dict[str, bytes], thumb: str) -> AccountKey:
+    kty = canonical["kty"]
+    key: Any
+    try:
+        if kty == "OKP":
+            key = ed25519.Ed25519PublicKey.from_public_bytes(raw["x"])
+            return AccountKey(canonical, thumb, key, "OKP", "Ed25519")
+        if kty == "EC":
+            crv = canonical["crv"]
+            numbers = ec.EllipticCurvePublicNumbers(
+                int.from_bytes(raw["x"], "big"), int.from_bytes(raw["y"], "big"), EC_CURVES[crv][0]
+            )
+            return AccountKey(canonical, thumb, numbers.public_key(), "EC", crv)
+        numbers_rsa = rsa.RSAPublicNumbers(
+            int.from_bytes(raw["e"], "big"), int.from_bytes(raw["n"], "big")
+        )
+        bits = numbers_rsa.n.bit_length()
+        if not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
+            raise AcmeProblem(
+                "badPublicKey",
+                f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, got {bits}",
+            )
+        return AccountKey(canonical, thumb, numbers_rsa.public_key(), "RSA", None)
+    except ValueError:
+        raise AcmeProblem("badPublicKey", f"jwk is not a valid {kty} public key") from None
 
 
 def _verify_signature(key: AccountKey, alg: str, signing_input: bytes, sig: bytes) -> bool:
@@ -169,10 +238,7 @@ class ParsedJWS:
 
     def payload_json(self) -> dict[str, Any]:
         """The payload as a JSON object; POST-as-GET (empty payload) is refused here."""
-        try:
-            value = json.loads(self.payload)
-        except (ValueError, UnicodeDecodeError):
-            raise AcmeProblem("malformed", "JWS payload is not valid JSON") from None
+        value = strict_json.loads(self.payload, "JWS payload")
         if not isinstance(value, dict):
             raise AcmeProblem("malformed", "JWS payload must be a JSON object")
         return value
@@ -199,36 +265,58 @@ def parse_flattened(obj: Any, *, what: str = "request") -> ParsedJWS:
     payload_b64 = obj["payload"]
     if not isinstance(payload_b64, str):
         raise AcmeProblem("malformed", f"{what}: payload must be a string")
-    try:
-        protected = json.loads(b64u_decode(protected_b64, "protected header"))
-    except (ValueError, UnicodeDecodeError):
-        raise AcmeProblem("malformed", f"{what}: protected header is not JSON") from None
+    protected = strict_json.loads(
+        b64u_decode(protected_b64, f"{what}: protected header"), f"{what}: protected header"
+    )
     if not isinstance(protected, dict):
         raise AcmeProblem("malformed", f"{what}: protected header must be a JSON object")
+    _check_critical(protected, what)
     return ParsedJWS(
         protected=protected,
         protected_b64=protected_b64,
         payload_b64=payload_b64,
-        payload=b64u_decode(payload_b64, "payload") if payload_b64 else b"",
-        signature=b64u_decode(obj["signature"], "signature"),
+        payload=b64u_decode(payload_b64, f"{what}: payload") if payload_b64 else b"",
+        signature=b64u_decode(obj["signature"], f"{what}: signature"),
     )
+
+
+def _check_critical(protected: dict[str, Any], what: str) -> None:
+    """RFC 7515 §4.1.11: we understand no header extension, so any `crit` is refused; and
+    RFC 7797 unencoded payloads (`b64: false`) would change what the signature covers."""
+    if "b64" in protected and protected["b64"] is not True:
+        raise AcmeProblem(
+            "malformed", f"{what}: unencoded payloads (b64 header, RFC 7797) are not supported"
+        )
+    if "crit" in protected:
+        crit = protected["crit"]
+        if not isinstance(crit, list) or not crit or not all(isinstance(n, str) for n in crit):
+            raise AcmeProblem(
+                "malformed", f"{what}: crit header must be a non-empty list of extension names"
+            )
+        names = ", ".join(repr(n[:40]) for n in crit[:5])
+        raise AcmeProblem(
+            "malformed", f"{what}: critical header extension(s) {names} are not supported"
+        )
 
 
 def check_signature_alg(jws: ParsedJWS) -> str:
     alg = jws.protected.get("alg")
     if alg not in SIGNATURE_ALGORITHMS:
+        shown = repr(alg)[:40] if isinstance(alg, str) else "missing or not a string"
         raise AcmeProblem(
             "badSignatureAlgorithm",
-            f"unsupported JWS algorithm {alg!r}; use one of {', '.join(sorted(SIGNATURE_ALGORITHMS))}",
+            f"unsupported JWS algorithm {shown}; use one of {', '.join(sorted(SIGNATURE_ALGORITHMS))}",
             extra={"algorithms": sorted(SIGNATURE_ALGORITHMS)},
         )
     return str(alg)
 
 
 def verify(jws: ParsedJWS, key: AccountKey) -> None:
+    """Check the signature; a key that verified one is worth caching (see KeyCache)."""
     alg = check_signature_alg(jws)
     if not _verify_signature(key, alg, jws.signing_input, jws.signature):
         raise AcmeProblem("malformed", "JWS signature is invalid")
+    KEY_CACHE.put(key)
 
 
 def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, ParsedJWS]:
@@ -239,7 +327,7 @@ def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, Parse
     if alg not in MAC_ALGORITHMS:
         raise AcmeProblem(
             "badSignatureAlgorithm",
-            f"externalAccountBinding must use HS256, HS384 or HS512, not {alg!r}",
+            f"externalAccountBinding must use HS256, HS384 or HS512, not {str(alg)[:40]!r}",
         )
     if "nonce" in header:
         raise AcmeProblem("malformed", "externalAccountBinding must not carry a nonce")
@@ -248,10 +336,7 @@ def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, Parse
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
         raise AcmeProblem("malformed", "externalAccountBinding must name a kid")
-    try:
-        bound = json.loads(jws.payload)
-    except (ValueError, UnicodeDecodeError):
-        raise AcmeProblem("malformed", "externalAccountBinding payload is not a JWK") from None
+    bound = strict_json.loads(jws.payload, "externalAccountBinding payload")
     if load_jwk(bound).thumbprint != outer_key.thumbprint:
         raise AcmeProblem(
             "malformed", "externalAccountBinding payload must be the account's public key"
@@ -259,8 +344,17 @@ def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, Parse
     return kid, jws
 
 
-def eab_mac_valid(jws: ParsedJWS, hmac_key_b64: str) -> bool:
-    key = b64u_decode(hmac_key_b64, "HMAC key")
+def eab_mac_valid(jws: ParsedJWS, hmac_key_b64: str | None) -> bool:
+    """Constant-time MAC check; with no key (unknown kid) a throwaway key does the same work,
+    so the answer and its timing do not tell whether the key ID exists."""
+    key = _hmac_key_bytes(hmac_key_b64) if hmac_key_b64 is not None else None
     digest = MAC_ALGORITHMS[str(jws.protected["alg"])]
-    expected = hmac.new(key, jws.signing_input, digest).digest()
-    return hmac.compare_digest(expected, jws.signature)
+    expected = hmac.new(key or b"\0" * 32, jws.signing_input, digest).digest()
+    return hmac.compare_digest(expected, jws.signature) and key is not None
+
+
+def _hmac_key_bytes(hmac_key_b64: str) -> bytes | None:
+    try:
+        return b64url_decode(hmac_key_b64)
+    except ValueError:
+        return None  # a stored key we cannot read verifies nothing

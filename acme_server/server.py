@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import ssl
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError
 
+from acme_server import jose, metrics
 from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
@@ -24,12 +26,15 @@ from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
 from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.app import build_app
+from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
 from acme_server.web.state import AppState
 from acme_server.web.urls import Urls
 
 log = logging.getLogger("acme_server")
 
 NONCE_PURGE_SECONDS = 300
+LINGERING_SECONDS = 2.0
+FD_HEADROOM = 256  # descriptors besides client connections
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -91,15 +96,28 @@ async def serve(
             )
         ssl_context = _tls_context(*pair)
 
-    runner = web.AppRunner(build_app(state), access_log=logging.getLogger("acme_server.access"))
+    # keepalive_timeout doubles as the request-head timeout (see web.connections).
+    runner = web.AppRunner(
+        build_app(state),
+        access_log=logging.getLogger("acme_server.access"),
+        keepalive_timeout=settings.request_head_timeout,
+        # After an answer given before the body was read (413, 408), drain the rest this
+        # long at most so the client sees the answer rather than a reset, then close.
+        lingering_time=LINGERING_SECONDS,
+    )
     await runner.setup()
-    site = web.TCPSite(
+    _raise_open_files_limit(settings.max_connections)
+    limiter = ConnectionLimiter(settings.max_connections)
+    metrics.OPEN_CONNECTIONS.set_function(lambda: limiter.open)
+    metrics.JWK_CACHE_ENTRIES.set_function(lambda: len(jose.KEY_CACHE))
+    site = GuardedTCPSite(
         runner,
         settings.listen_host,
         settings.listen_port,
+        limiter=limiter,
+        handshake_timeout=settings.request_head_timeout,
         ssl_context=ssl_context,
         backlog=512,
-        reuse_address=True,
     )
     await site.start()
     stop = asyncio.Event()
@@ -146,6 +164,23 @@ async def _record_ca_root(db: Database, root_pem: str, *, replace: bool) -> None
             "or pass --replace-ca-root to make this process's CA the store's root"
         )
     await meta.put(db, meta.CA_ROOT_PEM, root_pem)
+
+
+def _raise_open_files_limit(max_connections: int) -> None:
+    """Room for the connection cap plus the store, validation and files: without it, accept()
+    fails with EMFILE before the cap is reached and asyncio stops accepting for a while."""
+    wanted = max_connections + FD_HEADROOM
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        new_soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new_soft, hard))
+        if new_soft < wanted:
+            log.warning(
+                "open-files limit %d is below --max-connections %d plus %d; raise it (ulimit -n)",
+                new_soft,
+                max_connections,
+                FD_HEADROOM,
+            )
 
 
 async def _purge_nonces(nonces: NonceService) -> None:

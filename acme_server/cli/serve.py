@@ -133,6 +133,30 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     is_flag=True,
     help="Serve plain HTTP (only behind a TLS-terminating proxy; set --base-url).",
 )
+# Hostile input (issue 8): connection and request-read limits.
+@click.option(
+    "--request-head-timeout",
+    envvar=ENV + "REQUEST_HEAD_TIMEOUT",
+    default="10s",
+    show_default=True,
+    help="Close a connection without a complete TLS handshake / request head by then "
+    "(also the keep-alive idle time).",
+)
+@click.option(
+    "--body-timeout",
+    envvar=ENV + "BODY_TIMEOUT",
+    default="30s",
+    show_default=True,
+    help="Refuse a request whose body has not fully arrived by then (408).",
+)
+@click.option(
+    "--max-connections",
+    envvar=ENV + "MAX_CONNECTIONS",
+    default=1024,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Concurrent client connections; more get a 503 and are closed.",
+)
 @retention_limit_options
 @click.option(
     "--validation-allow-cidr",
@@ -187,6 +211,9 @@ def serve(
     website: str | None,
     replace_ca_root: bool,
     insecure_http: bool,
+    request_head_timeout: str,
+    body_timeout: str,
+    max_connections: int,
     validation_allow_cidrs: tuple[str, ...],
     validation_deny_cidrs: tuple[str, ...],
     validation_concurrency_per_account: int,
@@ -209,6 +236,8 @@ def serve(
             parse_nameserver(resolver)
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
+        head_timeout = parse_duration(request_head_timeout).total_seconds()
+        body_seconds = parse_duration(body_timeout).total_seconds()
         trust_store = retention_limit_settings(retention_limits)
         allow_cidrs, deny_cidrs = (
             split_list(validation_allow_cidrs),
@@ -238,6 +267,9 @@ def serve(
         terms_of_service=terms_of_service,
         website=website,
         tls_names=split_list(tls_names) or ("localhost", "127.0.0.1"),
+        request_head_timeout=head_timeout,
+        body_timeout=body_seconds,
+        max_connections=max_connections,
         **trust_store,
         validation_allow_cidrs=allow_cidrs,
         validation_deny_cidrs=deny_cidrs,

@@ -4,6 +4,8 @@ A nonce is `expiry || random || MAC(expiry || random)` under a key every process
 from the store, so any process can issue and check nonces. Spending one inserts it into the
 `nonces` table (primary key): a second spend, in any process, hits the key and is refused.
 Spent rows are only needed until their expiry, after which the MAC check alone refuses them.
+A nonce is decoded strictly and spent under its canonical spelling, so no alternative
+spelling of one nonce (trailing bits, padding, other alphabets) can be spent again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from acme_server.jose import b64u_decode, b64u_encode
+from acme_server.encoding import b64url_decode, b64url_encode
 from acme_server.problems import AcmeProblem
 from acme_server.store import meta
 from acme_server.store.database import Database
@@ -54,16 +56,16 @@ class NonceService:
     def issue(self) -> str:
         body = struct.pack(">Q", int(time.time()) + self._lifetime) + secrets.token_bytes(16)
         mac = hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]
-        return b64u_encode(body + mac)
+        return b64url_encode(body + mac)
 
     async def consume(self, nonce: object) -> None:
         """Spend a nonce exactly once, or raise badNonce."""
         if not isinstance(nonce, str) or not nonce:
             raise AcmeProblem("badNonce", "JWS has no anti-replay nonce")
         try:
-            raw = b64u_decode(nonce, "nonce")
-        except AcmeProblem:
-            raise AcmeProblem("badNonce", "nonce is not valid base64url") from None
+            raw = b64url_decode(nonce)
+        except ValueError:
+            raise AcmeProblem("badNonce", "nonce is not canonical unpadded base64url") from None
         if len(raw) != 8 + 16 + _MAC_BYTES:
             raise AcmeProblem("badNonce", "nonce was not issued by this server")
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
@@ -77,7 +79,7 @@ class NonceService:
             async with self._db.transaction() as conn:
                 await conn.execute(
                     nonces.insert().values(
-                        value=nonce, expires_at=datetime.fromtimestamp(expiry, UTC)
+                        value=b64url_encode(raw), expires_at=datetime.fromtimestamp(expiry, UTC)
                     )
                 )
         except IntegrityError:

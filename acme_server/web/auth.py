@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from acme_server import strict_json
+from acme_server.config import Settings
 from acme_server.jose import (
     AccountKey,
     ParsedJWS,
@@ -43,17 +45,29 @@ async def read_jws(request: web.Request, state: AppState) -> ParsedJWS:
             f"Content-Type must be {JOSE_JSON}, not {request.content_type or 'missing'}",
             status=415,
         )
-    limit = state.settings.max_body_bytes
+    body = await read_body(request, state.settings)
+    return parse_flattened(strict_json.loads(body, "request body"))
+
+
+async def read_body(request: web.Request, settings: Settings) -> bytes:
+    """The whole body, however many TCP reads it takes, up to `max_body_bytes` (413 beyond)
+    and within `body_timeout` (408, so a slow sender cannot hold a handler)."""
+    limit = settings.max_body_bytes
+    too_large = AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
     if request.content_length is not None and request.content_length > limit:
-        raise AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
+        raise too_large
     try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise AcmeProblem("malformed", "request body is not JSON") from None
-    return parse_flattened(obj)
+        async with asyncio.timeout(settings.body_timeout):
+            # aiohttp reads until the end of the body and stops at client_max_size.
+            return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_large from None
+    except TimeoutError:
+        raise AcmeProblem(
+            "malformed",
+            f"request body did not arrive within {settings.body_timeout:g} seconds",
+            status=408,
+        ) from None
 
 
 async def authenticate(

@@ -17,6 +17,9 @@ log = logging.getLogger("acme_server.web")
 # Operational endpoints, not ACME resources: no nonce or index link there.
 _PLAIN_PATHS = frozenset({"/metrics", "/healthz"})
 
+# Answers given before the body was read to its end: the connection cannot be reused.
+_UNREAD_BODY_STATUSES = frozenset({408, 413})
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -38,6 +41,8 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except AcmeProblem as problem:
         response = _problem_response(problem.to_json(), problem.status, problem.headers)
+        if problem.status in _UNREAD_BODY_STATUSES:
+            response.force_close()  # the rest of the body is not worth reading
     except web.HTTPException as exc:
         response = _http_exception_problem(exc)
     except Exception:

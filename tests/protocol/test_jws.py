@@ -136,7 +136,7 @@ def test_compact_serialization_refused(acme: Acme) -> None:
     jws = acme.sign(acme.account, None)
     compact = f"{jws['protected']}.{jws['payload']}.{jws['signature']}".encode()
     resp = acme.post(acme.account, body=compact)
-    assert_problem(resp, "malformed", 400, "not JSON")
+    assert_problem(resp, "malformed", 400, "request body is not valid JSON")
 
 
 def test_body_not_an_object(acme: Acme) -> None:

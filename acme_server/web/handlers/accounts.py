@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from acme_server import jose
+from acme_server import jose, strict_json
 from acme_server.problems import AcmeProblem
 from acme_server.store import accounts as account_store
 from acme_server.store import registrations as registration_store
@@ -19,6 +18,7 @@ from acme_server.web.state import AppState, state_of
 from acme_server.web.views import account_json
 
 MAX_CONTACTS = 10
+EAB_REFUSED = "externalAccountBinding key ID is unknown or its MAC does not verify"
 
 
 def _contacts(value: Any) -> list[str]:
@@ -93,15 +93,12 @@ async def _create(
             if eab is not None:
                 assert eab_kid is not None
                 registration = await registration_store.load_by_kid(conn, eab_kid)
-                if registration is None:
-                    raise AcmeProblem(
-                        "unauthorized", f"unknown externalAccountBinding key ID {eab_kid!r}"
-                    )
-                if not jose.eab_mac_valid(eab_jws, registration.hmac_key):
-                    raise AcmeProblem(
-                        "unauthorized",
-                        "externalAccountBinding MAC does not verify with the key for this key ID",
-                    )
+                hmac_key = registration.hmac_key if registration is not None else None
+                # One answer for an unknown key ID and a wrong MAC, so the endpoint cannot be
+                # used to find out which key IDs exist. Only a caller that proved it holds
+                # the HMAC key learns more (e.g. that the registration is suspended).
+                if registration is None or not jose.eab_mac_valid(eab_jws, hmac_key):
+                    raise AcmeProblem("unauthorized", EAB_REFUSED)
                 if registration.suspended:
                     raise AcmeProblem("unauthorized", f"pre-registration {eab_kid!r} is suspended")
                 await account_store.lock_registration(conn, registration.id)
@@ -173,10 +170,7 @@ async def key_change(request: web.Request) -> web.Response:
         raise AcmeProblem("malformed", "the inner keyChange JWS url must equal the outer url")
     new_key = jose.load_jwk(header["jwk"])
     jose.verify(inner, new_key)
-    try:
-        body = json.loads(inner.payload)
-    except (ValueError, UnicodeDecodeError):
-        raise AcmeProblem("malformed", "the inner keyChange payload is not JSON") from None
+    body = strict_json.loads(inner.payload, "the inner keyChange payload")
     if not isinstance(body, dict) or body.get("account") != state.urls.account(signed.account.id):
         raise AcmeProblem(
             "malformed", "keyChange payload account does not match the signing account"

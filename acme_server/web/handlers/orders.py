@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -203,14 +205,26 @@ def _encode_cursor(created: datetime, order_id: str) -> str:
     return b64u_encode(f"{created.timestamp():.6f}|{order_id}".encode())
 
 
+_CURSOR_ORDER_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_MAX_CURSOR_CHARS = 200
+
+
 def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A cursor this server issued, or `malformed`: garbage must never reach the store
+    (huge or non-finite timestamps overflow datetime; NULs break PostgreSQL)."""
     if not cursor:
         return None
+    invalid = AcmeProblem("malformed", "invalid orders cursor; use the Link rel=next URL as given")
+    if len(cursor) > _MAX_CURSOR_CHARS:
+        raise invalid
     try:
         stamp, _, order_id = b64u_decode(cursor, "cursor").decode().partition("|")
-        return datetime.fromtimestamp(float(stamp), UTC), order_id
-    except (ValueError, UnicodeDecodeError, AcmeProblem):
-        raise AcmeProblem("malformed", "invalid orders cursor") from None
+        seconds = float(stamp)
+        if not math.isfinite(seconds) or not _CURSOR_ORDER_ID.fullmatch(order_id):
+            raise invalid
+        return datetime.fromtimestamp(seconds, UTC), order_id
+    except (ValueError, UnicodeDecodeError, OverflowError, OSError, AcmeProblem):
+        raise invalid from None
 
 
 async def authz(request: web.Request) -> web.Response:

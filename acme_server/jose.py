@@ -301,7 +301,7 @@ def _check_critical(protected: dict[str, Any], what: str) -> None:
 
 def check_signature_alg(jws: ParsedJWS) -> str:
     alg = jws.protected.get("alg")
-    if alg not in SIGNATURE_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in SIGNATURE_ALGORITHMS:
         shown = repr(alg)[:40] if isinstance(alg, str) else "missing or not a string"
         raise AcmeProblem(
             "badSignatureAlgorithm",
@@ -324,10 +324,11 @@ def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, Parse
     jws = parse_flattened(eab, what="externalAccountBinding")
     header = jws.protected
     alg = header.get("alg")
-    if alg not in MAC_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in MAC_ALGORITHMS:
+        shown = repr(alg[:40]) if isinstance(alg, str) else "a missing or non-string alg"
         raise AcmeProblem(
             "badSignatureAlgorithm",
-            f"externalAccountBinding must use HS256, HS384 or HS512, not {str(alg)[:40]!r}",
+            f"externalAccountBinding must use HS256, HS384 or HS512, not {shown}",
         )
     if "nonce" in header:
         raise AcmeProblem("malformed", "externalAccountBinding must not carry a nonce")

@@ -6,7 +6,8 @@ import datetime
 import subprocess
 from pathlib import Path
 
-from acme import challenges
+import pytest
+from acme import challenges, messages
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -94,8 +95,19 @@ def test_name_constrained_ca_on_a_real_server(tmp_path: Path, bind_server: BindS
             x509.DNSName("localhost"),
         }
         assert leaf.issuer != root.subject  # issued by the (also constrained) intermediate
-    finally:
+    except BaseException:
         gateway.stop()
+        raise
+
+    # A name outside the constraints is refused at newOrder, not signed and then distrusted.
+    acme = new_client(gateway)
+    register(acme)
+    with pytest.raises(messages.Error) as refused:
+        acme.new_order(make_csr(["www.example.com", unique("nc")])[0])
+    assert refused.value.typ == "urn:ietf:params:acme:error:rejectedIdentifier"
+    assert "www.example.com is outside the name constraints of this CA" in refused.value.detail
+    assert [sub.identifier.value for sub in refused.value.subproblems] == ["www.example.com"]
+    gateway.stop()
 
     # The same CA asked for other constraints: refused, one line, naming what to do.
     other = _serve(data_dir, "--ca-permitted-domain", "example.com", "--tls-name", "localhost")

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.jose import b64u_decode, b64u_encode
 from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
@@ -105,6 +106,21 @@ def check_allowed(names: list[str], registration: Registration | None) -> None:
         )
 
 
+def check_issuable(names: list[str], ca: CertificateAuthority) -> None:
+    """Refuse names outside the CA's X.509 name constraints up front: a leaf for them would
+    be signed, then rejected by every verifier."""
+    refused = [n for n in names if not ca.permits(n)]
+    if refused:
+        detail = "outside the name constraints of this CA"
+        raise AcmeProblem(
+            "rejectedIdentifier",
+            f"{', '.join(refused)} {'is' if len(refused) == 1 else 'are'} {detail}",
+            subproblems=[
+                identifier_subproblem("rejectedIdentifier", n, f"{n} is {detail}") for n in refused
+            ],
+        )
+
+
 def _describe(rule: DomainRule) -> str:
     """How a rule reads in a refusal: `example.com`, `*.example.com` or `example.com (exact)`."""
     if not rule.include_subdomains:
@@ -140,6 +156,7 @@ async def new_order(request: web.Request) -> web.Response:
         raise AcmeProblem("malformed", "profile and replaces are not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
+    check_issuable(names, state.ca)
     now = datetime.now(UTC)
     expires = now + state.settings.order_lifetime
     limits = pending_limits(state.settings, signed.registration)

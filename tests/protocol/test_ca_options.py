@@ -105,8 +105,9 @@ def test_name_constrained_ca_on_a_real_server(tmp_path: Path, bind_server: BindS
     with pytest.raises(messages.Error) as refused:
         acme.new_order(make_csr(["www.example.com", unique("nc")])[0])
     assert refused.value.typ == "urn:ietf:params:acme:error:rejectedIdentifier"
-    assert "www.example.com is outside the name constraints of this CA" in refused.value.detail
-    assert [sub.identifier.value for sub in refused.value.subproblems] == ["www.example.com"]
+    assert "www.example.com is outside the name constraints of this CA" in str(refused.value.detail)
+    subproblems = refused.value.subproblems or ()
+    assert [sub.identifier.value for sub in subproblems if sub.identifier] == ["www.example.com"]
     gateway.stop()
 
     # The same CA asked for other constraints: refused, one line, naming what to do.

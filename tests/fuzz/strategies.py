@@ -110,9 +110,15 @@ nesting = st.tuples(
 
 @st.composite
 def non_canonical_b64(draw: st.DrawFn, data: bytes) -> str:
-    """A spelling of `data` that is not the canonical unpadded base64url text."""
+    """A spelling of `data` that is not the canonical unpadded base64url text.
+
+    Every draw happens up front, whatever `data` is: `data` may come from a server (a fresh
+    nonce), and hypothesis refuses strategies whose draws depend on values it cannot replay.
+    """
     text = b64url_encode(data)
     how = draw(st.sampled_from(["pad", "std-alphabet", "space", "trailing-bits", "newline"]))
+    bump = draw(st.integers(min_value=1, max_value=15))
+    where = draw(st.floats(min_value=0, max_value=1))
     if how == "pad" and len(text) % 4:
         return text + "=" * (-len(text) % 4)
     if how == "std-alphabet" and ("-" in text or "_" in text):
@@ -121,12 +127,12 @@ def non_canonical_b64(draw: st.DrawFn, data: bytes) -> str:
         alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
         index = alphabet.index(text[-1])
         spare = 4 if len(text) % 4 == 2 else 2  # unused low bits in the last character
-        bumped = alphabet[index | draw(st.integers(min_value=1, max_value=(1 << spare) - 1))]
+        bumped = alphabet[index | (1 + (bump - 1) % ((1 << spare) - 1))]
         if bumped != text[-1]:
             return text[:-1] + bumped
     if how == "newline" and len(text) > 4:
         return text[:4] + "\n" + text[4:]
-    position = draw(st.integers(min_value=0, max_value=len(text)))
+    position = round(where * len(text))
     return text[:position] + " " + text[position:]
 
 

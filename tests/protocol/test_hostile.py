@@ -268,7 +268,7 @@ def test_garbage_orders_cursor_is_malformed(acme: Acme, cursor: str) -> None:
 
 
 def test_eab_refusal_does_not_reveal_key_ids(prereg_gateway: GatewayProcess) -> None:
-    reg = prereg_gateway.create_registration(f"reg-{uuid.uuid4().hex[:10]}")
+    reg = prereg_gateway.create_registration(f"reg-{uuid.uuid4().hex[:10]}", "--any-domain")
     docs = []
     for kid, key in [
         ("no-such-kid", str(reg["hmac_key"])),

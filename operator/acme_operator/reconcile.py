@@ -145,9 +145,16 @@ async def _hmac_key(
     uid: str,
     ref: hmac_secret.SecretRef,
     rotate_to: str | None,
+    first_claim: bool,
 ) -> _KeyResult:
-    """The registration's HMAC key, generating or rotating the Secret when it is ours."""
+    """The registration's HMAC key, generating or rotating the Secret when it is ours.
+
+    A Secret marked for this registration is its own whatever else names it; any other
+    Secret (or a missing one) belongs to the oldest registration naming it.
+    """
     secret = await ctx.kube.get_secret(namespace, ref.name)
+    if secret is None and not first_claim:
+        return _KeyResult(None, conflict=_secret_conflict(ref))
     if secret is None:
         key = registrations.generate_hmac_key()
         body = hmac_secret.build_secret(
@@ -177,7 +184,7 @@ async def _hmac_key(
             )
 
     owner = hmac_secret.ownership(secret, name, uid)
-    if owner is Ownership.OTHER_REGISTRATION:
+    if owner is Ownership.OTHER_REGISTRATION or (owner is Ownership.FOREIGN and not first_claim):
         return _KeyResult(None, conflict=_secret_conflict(ref))
     if owner is Ownership.ADOPTABLE:
         # Generated for an earlier registration of this very name (deleted, then re-created
@@ -276,12 +283,15 @@ async def reconcile_registration(
     sname = store_name(namespace, name)
     max_orders, max_authzs = limits(spec)
     async with ctx.lock(sname):
-        if first_claim(secret_claims, uid):
-            keyres = await _hmac_key(
-                ctx, namespace=namespace, name=name, uid=uid, ref=ref, rotate_to=rotate_to or None
-            )
-        else:
-            keyres = _KeyResult(None, conflict=_secret_conflict(ref))
+        keyres = await _hmac_key(
+            ctx,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            ref=ref,
+            rotate_to=rotate_to or None,
+            first_claim=first_claim(secret_claims, uid),
+        )
         allowed = allow_list(domains)
         suspended = bool(spec.get("suspended", False))
         existing = await registrations.get(ctx.db, sname)

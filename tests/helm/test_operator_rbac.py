@@ -73,6 +73,8 @@ def test_operator_runs_with_the_chart_service_account(
                     "apply", "-n", other_ns, "-f", "-", input=REGISTRATION.format(name="web")
                 )
             cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=REGISTRATION.format(name="web"))
+            # No grant, no names: the registration is Ready once an AllowedDomain grants one.
+            cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=ALLOWED_DOMAIN.format(name="web"))
             cp.kubectl(
                 "wait", "-n", tenant_ns, "acmeregistration/web",
                 "--for=condition=Ready", "--timeout=90s", timeout=100,
@@ -88,7 +90,6 @@ def test_operator_runs_with_the_chart_service_account(
             assert reg["status"]["keyID"] == f"{tenant_ns}.web"
             assert reg["status"]["hmacKeySecretRef"] == {"name": "web-eab", "key": "secret"}
 
-            cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=ALLOWED_DOMAIN.format(name="web"))
             cp.kubectl(
                 "wait", "-n", tenant_ns, "alloweddomain/web-example-com",
                 "--for=condition=Ready", "--timeout=90s", timeout=100,

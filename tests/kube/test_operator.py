@@ -20,6 +20,7 @@ from acme_operator.cert_secret import secret_name as cert_secret_name
 from acme_operator.domains import allow_list, entry_from_spec
 from acme_operator.hmac_secret import InvalidKeyError, SecretRef, check_key_text
 from acme_operator.labels import label_value
+from acme_operator.reconcile import effective_kid
 
 from acme_server.policy import DomainRule
 from acme_server.store.schema import certificates
@@ -55,6 +56,7 @@ def test_registration_generates_secret_and_store_row(
     control_plane: ControlPlane, kube_namespace: str, operator_proc: OperatorProcess, store_url: str
 ) -> None:
     ns, cp = kube_namespace, control_plane
+    apply(cp, ns, allowed_domain("team-a-dom", "team-a", "team-a.example"))  # the grant
     apply(cp, ns, registration("team-a", maxAccounts=3))
     reg = wait_condition(cp, ns, "acmeregistration", "team-a", "True", "Reconciled")
     status = reg["status"]
@@ -87,6 +89,7 @@ def test_suspend_rotate_and_delete_registration(
 ) -> None:
     ns, cp = kube_namespace, control_plane
     name = f"{ns}/team-b"
+    apply(cp, ns, allowed_domain("team-b-dom", "team-b", "team-b.example"))  # the grant
     apply(cp, ns, registration("team-b"))
     wait_condition(cp, ns, "acmeregistration", "team-b", "True")
 
@@ -168,17 +171,25 @@ def test_allowed_domains_follow_objects(
         lambda: _domains(store_url, name) == {DomainRule("example.com", True, True)},
     )
 
-    # Accepted by the API server's rules, refused by the store's: reported, and never
-    # widening the allow-list to "anything".
+    # Removing the last AllowedDomain narrows the registration to nothing, never widens it.
     cp.kubectl("delete", "-n", ns, "alloweddomain", "example")
     wait_for("allow-list empty", lambda: _domains(store_url, name) == set())
+    wait_condition(cp, ns, "acmeregistration", "web", "False", "NoAllowedDomains", timeout=30)
+    row = store_registration(store_url, name)
+    assert row is not None and (row.any_domain, row.suspended) == (False, False)
+    # Accepted by the API server's rules, refused by the store's: reported, and granting
+    # nothing (the store refuses every order with "no domain was granted").
     apply(cp, ns, allowed_domain("numeric", "web", "host.123"))
     cond = condition(wait_condition(cp, ns, "alloweddomain", "numeric", "False", "InvalidDomain"))
     assert cond is not None and "example.com" in cond["message"]
-    wait_condition(cp, ns, "acmeregistration", "web", "False", "InvalidDomains")
-    assert wait_for("held suspended", lambda: _suspended(store_url, name) is True)
+    cond = condition(
+        wait_condition(cp, ns, "acmeregistration", "web", "False", "NoAllowedDomains", timeout=30)
+    )
+    assert cond is not None and "numeric" in cond["message"]
+    assert _domains(store_url, name) == set() and _suspended(store_url, name) is False
     cp.kubectl("delete", "-n", ns, "alloweddomain", "numeric")
-    wait_condition(cp, ns, "acmeregistration", "web", "True", "Reconciled")
+    apply(cp, ns, allowed_domain("example", "web", "example.com"))
+    wait_condition(cp, ns, "acmeregistration", "web", "True", "Reconciled", timeout=30)
     assert _suspended(store_url, name) is False
 
 
@@ -189,6 +200,7 @@ def test_admin_provided_secret(
     good = base64.urlsafe_b64encode(os.urandom(40)).rstrip(b"=").decode()
     short = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
     cp.kubectl("create", "secret", "generic", "-n", ns, "given", f"--from-literal=hmac={short}")
+    apply(cp, ns, allowed_domain("ops-dom", "ops", "ops.example"))  # the grant
     apply(
         cp,
         ns,
@@ -204,9 +216,9 @@ def test_admin_provided_secret(
     patch = {"data": {"hmac": base64.b64encode(good.encode()).decode()}}
     cp.kubectl(*merge_patch(ns, "secret", "given", patch))
     reg = wait_condition(cp, ns, "acmeregistration", "ops", "True", "Reconciled")
-    assert reg["status"]["keyID"] == "ops-kid"
+    assert reg["status"]["keyID"] == f"{ns}.ops-kid"  # key IDs stay inside the namespace
     row = store_registration(store_url, f"{ns}/ops")
-    assert row is not None and (row.kid, row.hmac_key) == ("ops-kid", good)
+    assert row is not None and (row.kid, row.hmac_key) == (f"{ns}.ops-kid", good)
     secret = _get(cp, ns, "secret", "given")
     assert not secret["metadata"].get("ownerReferences")  # the admin's Secret stays theirs
 
@@ -253,6 +265,7 @@ def test_certificate_export_status_and_garbage_collection(
     ).start()
     try:
         root = ensure_ca_root(store_url)
+        apply(cp, ns, allowed_domain("issuer-dom", "issuer", "example.com"))  # the grant
         apply(cp, ns, registration("issuer"))
         reg = wait_condition(cp, ns, "acmeregistration", "issuer", "True")
         cert = insert_certificate(store_url, f"{ns}/issuer", ["a.example.com", "b.example.com"])
@@ -334,7 +347,8 @@ def test_crash_and_restart_converges_without_duplicates(
     try:
         ensure_ca_root(store_url)
         apply(cp, ns, registration("crash"))
-        wait_condition(cp, ns, "acmeregistration", "crash", "True")
+        # Reconciled (its store row exists); no AllowedDomain yet, so it grants nothing.
+        wait_condition(cp, ns, "acmeregistration", "crash", "False", "NoAllowedDomains")
         first = insert_certificate(store_url, f"{ns}/crash", ["one.example.com"])
         wait_for("first exported", lambda: _exported(store_url, first.id))
 
@@ -476,11 +490,32 @@ def test_all_invalid_domains_fail_closed() -> None:
     bad = entry_from_spec("bad", {"domain": "host.123"})
     good = entry_from_spec("good", {"domain": "Example.COM", "includeSubdomains": False})
     assert bad.rule is None and bad.error and "example.com" in bad.error
-    assert allow_list([bad]).all_invalid
+    assert allow_list([bad]).grants_nothing
     mixed = allow_list([bad, good])
-    assert not mixed.all_invalid
-    assert mixed.rules == [DomainRule("example.com", False, True)]
-    assert not allow_list([]).all_invalid  # no domains: the seed's "anything" semantics
+    assert not mixed.grants_nothing
+    # includeSubdomains: false never allows *.example.com, whatever allowWildcard says.
+    assert mixed.rules == [DomainRule("example.com", False, False)]
+    assert allow_list([]).grants_nothing  # no AllowedDomain: no name (issue 8)
+    assert not allow_list([]).any_domain
+
+
+def test_any_domain_is_an_explicit_grant() -> None:
+    everything = entry_from_spec("all", {"anyDomain": True})
+    assert everything.error is None and everything.any_domain and everything.rule is None
+    listed = allow_list([everything, entry_from_spec("one", {"domain": "a.example"})])
+    assert listed.any_domain and not listed.grants_nothing
+    both = entry_from_spec("both", {"anyDomain": True, "domain": "a.example"})
+    assert both.error is not None and not both.any_domain
+    assert allow_list([both]).grants_nothing  # an invalid grant grants nothing
+    assert not entry_from_spec("off", {"anyDomain": False, "domain": "a.example"}).any_domain
+
+
+def test_key_ids_are_forced_into_the_namespace() -> None:
+    assert effective_kid("team-a", "web", {}) == "team-a.web"
+    assert effective_kid("team-a", "web", {"keyID": "custom"}) == "team-a.custom"
+    assert effective_kid("team-a", "web", {"keyID": "team-a.custom"}) == "team-a.custom"
+    # Another namespace's default cannot be reached: it gets this namespace's prefix.
+    assert effective_kid("team-b", "x", {"keyID": "team-a.web"}) == "team-b.team-a.web"
 
 
 def test_certificate_secret_names_are_dns_safe() -> None:
@@ -499,6 +534,7 @@ def test_cluster_wide_operator(
     assert cp.kubeconfig is not None
     op = OperatorProcess(cp.kubeconfig, store_url, tmp_path).start()
     try:
+        apply(cp, ns, allowed_domain("wide-dom", "wide", "wide.example"))  # the grant
         apply(cp, ns, registration("wide"))
         reg = wait_condition(cp, ns, "acmeregistration", "wide", "True")
         assert reg["status"]["keyID"] == f"{ns}.wide"

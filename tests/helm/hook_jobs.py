@@ -1,0 +1,109 @@
+"""Playing the chart's hook Job (the CA Secret) in a control plane that runs no Pods.
+
+`helm install`/`upgrade` wait for the pre-install/pre-upgrade Job to complete. Here nothing
+schedules its Pod, so the test plays the kubelet: it runs the Job container's command and
+arguments locally with a token of the Job's own ServiceAccount (hence exactly the chart's
+RBAC for it), then reports the Pod Succeeded or Failed through the Pod status, and the real
+Job controller completes the Job, which releases helm.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.helm.operator_proc import OPERATOR
+from tests.infra.kube import ControlPlane, kubeconfig_env, merge_patch, service_account_kubeconfig
+
+HOOK_SELECTOR = "app.kubernetes.io/component=ca-init"
+
+
+@dataclass
+class Played:
+    """What the played Job runs printed, per run; errors end the context with a failure."""
+
+    outputs: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def run_job_container(
+    cp: ControlPlane, namespace: str, job: dict[str, Any], workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    """The Job's container command, run here with its ServiceAccount's token."""
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    command = list(container["command"]) + list(container.get("args", []))
+    assert command[0] == "acme-gateway-operator", command
+    kubeconfig = service_account_kubeconfig(
+        cp, namespace, pod["serviceAccountName"], workdir / f"{job['metadata']['uid']}.kubeconfig"
+    )
+    return subprocess.run(
+        [str(OPERATOR), *command[1:]],
+        env=kubeconfig_env(kubeconfig),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _items(cp: ControlPlane, *args: str) -> list[dict[str, Any]]:
+    proc = cp.kubectl("get", *args, "-o", "json", check=False)
+    if proc.returncode != 0:
+        return []
+    items: list[dict[str, Any]] = json.loads(proc.stdout)["items"]
+    return items
+
+
+def _play_once(
+    cp: ControlPlane, namespace: str, workdir: Path, seen: set[str], out: Played
+) -> None:
+    for job in _items(cp, "jobs", "-n", namespace, "-l", HOOK_SELECTOR):
+        uid = job["metadata"]["uid"]
+        if uid in seen:
+            continue
+        pods = _items(
+            cp, "pods", "-n", namespace, "-l", f"batch.kubernetes.io/controller-uid={uid}"
+        )
+        if not pods:
+            continue  # the Job controller has not made its Pod yet
+        seen.add(uid)
+        proc = run_job_container(cp, namespace, job, workdir)
+        out.outputs.append(proc.stdout + proc.stderr)
+        phase = "Succeeded" if proc.returncode == 0 else "Failed"
+        if proc.returncode != 0:
+            out.errors.append(f"hook Job {job['metadata']['name']} failed:\n{proc.stderr}")
+        for pod in pods:
+            status = {"status": {"phase": phase}}
+            name = pod["metadata"]["name"]
+            cp.kubectl(*merge_patch(namespace, "pod", name, status, "--subresource=status"))
+
+
+@contextmanager
+def playing_hook_jobs(cp: ControlPlane, namespace: str, workdir: Path) -> Iterator[Played]:
+    """Run every hook Job that appears in `namespace` while the block runs (helm install)."""
+    played, seen, stop = Played(), set[str](), threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                _play_once(cp, namespace, workdir, seen, played)
+            except Exception as exc:  # reported when the block ends
+                played.errors.append(repr(exc))
+            time.sleep(0.3)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield played
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not played.errors, played.errors

@@ -16,7 +16,7 @@ from acme_server.store.schema import certificates
 class StoredCertificate:
     id: str
     serial: str
-    order_id: str
+    order_id: str | None
     account_id: str
     registration_id: int | None
     names: list[str]

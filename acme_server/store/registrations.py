@@ -37,6 +37,16 @@ class Registration:
     suspended: bool
     created_at: datetime
     domains: tuple[DomainRule, ...] = field(default=())
+    # Explicit "any name" grant; without it only `domains` grant names (none = nothing).
+    any_domain: bool = False
+    # Rate-limit overrides; None = the server-wide default.
+    max_pending_orders: int | None = None
+    max_pending_authorizations: int | None = None
+
+    @property
+    def grants_nothing(self) -> bool:
+        """True when no order from this registration can name anything."""
+        return not self.any_domain and not self.domains
 
     def public_dict(self, *, with_key: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
@@ -45,6 +55,9 @@ class Registration:
             "max_accounts": self.max_accounts,
             "suspended": self.suspended,
             "created_at": self.created_at.isoformat(),
+            "any_domain": self.any_domain,
+            "max_pending_orders": self.max_pending_orders,
+            "max_pending_authorizations": self.max_pending_authorizations,
             "domains": [
                 {
                     "domain": d.domain,
@@ -86,12 +99,27 @@ def validate_hmac_key(key: str) -> str:
     return key.rstrip("=")
 
 
+def _check_positive(what: str, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise RegistrationError(f"{what} must be at least 1")
+
+
+def check_rule(rule: DomainRule) -> DomainRule:
+    """Refuse the contradictory rule "no subdomains, but wildcards": `*.x` names subdomains."""
+    if rule.allow_wildcard and not rule.include_subdomains:
+        raise RegistrationError(
+            f"allowed domain {rule.domain!r}: a wildcard covers subdomains, so allowing "
+            "wildcards needs subdomains included (drop --no-subdomains or add --no-wildcard)"
+        )
+    return rule
+
+
 def _rule(domain: str, include_subdomains: bool, allow_wildcard: bool) -> DomainRule:
     try:
         name = normalise_dns_name(domain, allow_wildcard=False)
     except ValueError as exc:
         raise RegistrationError(f"invalid allowed domain: {exc}") from None
-    return DomainRule(name, include_subdomains, allow_wildcard)
+    return check_rule(DomainRule(name, include_subdomains, allow_wildcard))
 
 
 def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
@@ -104,6 +132,9 @@ def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
         suspended=row.suspended,
         created_at=row.created_at,
         domains=rules,
+        any_domain=row.any_domain,
+        max_pending_orders=row.max_pending_orders,
+        max_pending_authorizations=row.max_pending_authorizations,
     )
 
 
@@ -143,8 +174,12 @@ async def create(
     kid: str | None = None,
     hmac_key: str | None = None,
     max_accounts: int | None = None,
-    domains: tuple[str, ...] | list[str] = (),
+    domains: tuple[str | DomainRule, ...] | list[str | DomainRule] = (),
+    any_domain: bool = False,
+    max_pending_orders: int | None = None,
+    max_pending_authorizations: int | None = None,
 ) -> Registration:
+    """A new registration; it grants `domains`, or every name only with `any_domain`."""
     return await upsert(
         db,
         name,
@@ -152,7 +187,10 @@ async def create(
         hmac_key=hmac_key or generate_hmac_key(),
         max_accounts=max_accounts,
         suspended=False,
-        domains=[_rule(d, True, True) for d in domains],
+        domains=[d if isinstance(d, DomainRule) else _rule(d, True, True) for d in domains],
+        any_domain=any_domain,
+        max_pending_orders=max_pending_orders,
+        max_pending_authorizations=max_pending_authorizations,
         create_only=True,
     )
 
@@ -166,15 +204,23 @@ async def upsert(
     max_accounts: int | None,
     suspended: bool,
     domains: list[DomainRule] | None = None,
+    any_domain: bool = False,
+    max_pending_orders: int | None = None,
+    max_pending_authorizations: int | None = None,
     create_only: bool = False,
 ) -> Registration:
-    """Create or update one registration; `domains` (when given) replaces the allow-list."""
+    """Create or update one registration; `domains` (when given) replaces the allow-list.
+
+    `any_domain` is stored as given (it is never inferred from an empty list): a
+    registration with neither a grant nor domains grants nothing.
+    """
     if not name or len(name) > 255:
         raise RegistrationError("registration name must be 1..255 characters")
     if not kid or len(kid) > 255:
         raise RegistrationError("key ID must be 1..255 characters")
-    if max_accounts is not None and max_accounts < 1:
-        raise RegistrationError("max accounts must be at least 1")
+    _check_positive("max accounts", max_accounts)
+    _check_positive("max pending orders", max_pending_orders)
+    _check_positive("max pending authorizations", max_pending_authorizations)
     hmac_key = validate_hmac_key(hmac_key)
     now = datetime.now(UTC)
     async with db.transaction() as conn:
@@ -189,6 +235,9 @@ async def upsert(
             "hmac_key": hmac_key,
             "max_accounts": max_accounts,
             "suspended": suspended,
+            "any_domain": any_domain,
+            "max_pending_orders": max_pending_orders,
+            "max_pending_authorizations": max_pending_authorizations,
             "updated_at": now,
         }
         if existing is None:
@@ -238,18 +287,55 @@ async def list_all(db: Database) -> list[Registration]:
         return [_registration(r, tuple(rules.get(r.id, ()))) for r in rows]
 
 
-async def set_suspended(db: Database, name: str, suspended: bool) -> Registration:
+async def _update(db: Database, name: str, **values: Any) -> Registration:
     async with db.transaction() as conn:
         result = await conn.execute(
             registrations.update()
             .where(registrations.c.name == name)
-            .values(suspended=suspended, updated_at=datetime.now(UTC))
+            .values(updated_at=datetime.now(UTC), **values)
         )
         if result.rowcount == 0:
             raise RegistrationError(f"no registration named {name!r}")
         reg = await _load(conn, registrations.c.name == name)
         assert reg is not None
         return reg
+
+
+async def set_suspended(db: Database, name: str, suspended: bool) -> Registration:
+    return await _update(db, name, suspended=suspended)
+
+
+async def set_any_domain(db: Database, name: str, any_domain: bool) -> Registration:
+    """Grant (or withdraw) every name; withdrawing leaves only the listed domains."""
+    return await _update(db, name, any_domain=any_domain)
+
+
+UNCHANGED: Any = object()
+
+
+async def set_limits(
+    db: Database,
+    name: str,
+    *,
+    max_accounts: int | None = UNCHANGED,
+    max_pending_orders: int | None = UNCHANGED,
+    max_pending_authorizations: int | None = UNCHANGED,
+) -> Registration:
+    """Change the given limits only (None = back to the server-wide default / no cap)."""
+    values = {
+        "max_accounts": max_accounts,
+        "max_pending_orders": max_pending_orders,
+        "max_pending_authorizations": max_pending_authorizations,
+    }
+    values = {k: v for k, v in values.items() if v is not UNCHANGED}
+    for key, value in values.items():
+        _check_positive(key.replace("_", " "), value)
+    if not values:
+        reg = await get(db, name)
+        if reg is None:
+            raise RegistrationError(f"no registration named {name!r}")
+        return reg
+    return await _update(db, name, **values)
 
 
 async def delete(db: Database, name: str) -> bool:

@@ -58,6 +58,11 @@ registrations = sa.Table(
     sa.Column("suspended", sa.Boolean, nullable=False, default=False),
     sa.Column("created_at", TS(), nullable=False),
     sa.Column("updated_at", TS(), nullable=False),
+    # Explicit "any name" grant; without it only the allowed_domains rows grant names.
+    sa.Column("any_domain", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
+    # Per-registration rate-limit overrides; NULL = the server-wide default.
+    sa.Column("max_pending_orders", sa.Integer, nullable=True),
+    sa.Column("max_pending_authorizations", sa.Integer, nullable=True),
 )
 
 allowed_domains = sa.Table(
@@ -127,6 +132,10 @@ orders = sa.Table(
     sa.Column("expires_at", TS(), nullable=False),
     sa.Column("created_at", TS(), nullable=False),
     sa.Index("ix_orders_account_created", "account_id", "created_at", "id"),
+    # Pending-order cap (per account) and retention purge.
+    sa.Index("ix_orders_account_status", "account_id", "status", "expires_at"),
+    sa.Index("ix_orders_expires", "expires_at"),
+    sa.Index("ix_orders_status_created", "status", "created_at"),
 )
 
 authorizations = sa.Table(
@@ -146,6 +155,10 @@ authorizations = sa.Table(
     sa.Column("expires_at", TS(), nullable=False),
     sa.Column("created_at", TS(), nullable=False),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard", "status"),
+    # Pending-authorization cap (per account) and retention purge.
+    sa.Index("ix_authz_account_status", "account_id", "status", "expires_at"),
+    sa.Index("ix_authz_expires", "expires_at"),
+    sa.Index("ix_authz_status_created", "status", "created_at"),
 )
 
 order_authorizations = sa.Table(
@@ -193,7 +206,14 @@ certificates = sa.Table(
     metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("serial", sa.String(64), nullable=False, unique=True),  # lower-case hex
-    sa.Column("order_id", sa.String(64), sa.ForeignKey("orders.id"), nullable=False, unique=True),
+    # NULL once retention purged the (expired) order; the certificate itself is kept.
+    sa.Column(
+        "order_id",
+        sa.String(64),
+        sa.ForeignKey("orders.id", ondelete="SET NULL"),
+        nullable=True,
+        unique=True,
+    ),
     sa.Column("account_id", sa.String(64), sa.ForeignKey("accounts.id"), nullable=False),
     sa.Column(
         "registration_id",

@@ -16,12 +16,22 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from acme_operator.ca_secret import generate_ca
 from acme_operator.cert_secret import secret_name as cert_secret_name
 from acme_operator.domains import allow_list, entry_from_spec
-from acme_operator.hmac_secret import InvalidKeyError, SecretRef, check_key_text
+from acme_operator.hmac_secret import (
+    InvalidKeyError,
+    Ownership,
+    SecretRef,
+    build_secret,
+    check_key_text,
+    ownership,
+)
 from acme_operator.labels import label_value
+from acme_operator.owners import registration_owner
 from acme_operator.reconcile import effective_kid
 
+from acme_server.ca.given import load_given
 from acme_server.policy import DomainRule
 from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane, merge_patch, service_account_kubeconfig
@@ -542,3 +552,30 @@ def test_cluster_wide_operator(
     finally:
         op.stop()
         print(op.logs())
+
+
+def test_hmac_secret_ownership_needs_our_marker_for_this_registration() -> None:
+    ref = SecretRef("shared", "secret")
+    made_for_a = build_secret(namespace="ns", registration="a", uid="uid-a", ref=ref, hmac_key="k")
+    assert ownership(made_for_a, "a", "uid-a") is Ownership.MINE
+    assert ownership(made_for_a, "b", "uid-b") is Ownership.OTHER_REGISTRATION
+    # "a" deleted and re-created (new uid) before garbage collection: adoptable by "a" only.
+    assert ownership(made_for_a, "a", "uid-a2") is Ownership.ADOPTABLE
+    orphan = {**made_for_a, "metadata": {**made_for_a["metadata"], "ownerReferences": []}}
+    assert ownership(orphan, "a", "uid-a2") is Ownership.ADOPTABLE
+    assert ownership(orphan, "b", "uid-b") is Ownership.OTHER_REGISTRATION
+    admin = {"metadata": {"name": "shared"}, "data": {}}
+    assert ownership(admin, "a", "uid-a") is Ownership.FOREIGN
+    # Our labels copied onto a Secret owned by another registration do not make it adoptable.
+    forged = {**made_for_a, "metadata": {**made_for_a["metadata"]}}
+    forged["metadata"]["ownerReferences"] = [registration_owner("c", "uid-c")]
+    assert ownership(forged, "a", "uid-a2") is Ownership.OTHER_REGISTRATION
+
+
+def test_generated_ca_is_a_usable_issuing_ca(tmp_path: Path) -> None:
+    cert_pem, key_pem = generate_ca("test CA")
+    (tmp_path / "tls.crt").write_bytes(cert_pem)
+    (tmp_path / "tls.key").write_bytes(key_pem)
+    ca = load_given(tmp_path / "tls.crt", tmp_path / "tls.key")
+    assert ca.issuer == ca.root  # one self-signed CA, as the chart always generated
+    assert generate_ca("test CA") != (cert_pem, key_pem)  # a new key each time

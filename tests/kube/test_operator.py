@@ -192,10 +192,15 @@ def test_allowed_domains_follow_objects(
     apply(cp, ns, allowed_domain("numeric", "web", "host.123"))
     cond = condition(wait_condition(cp, ns, "alloweddomain", "numeric", "False", "InvalidDomain"))
     assert cond is not None and "example.com" in cond["message"]
-    cond = condition(
-        wait_condition(cp, ns, "acmeregistration", "web", "False", "NoAllowedDomains", timeout=30)
+    wait_for(
+        "the registration to name the invalid AllowedDomain",
+        lambda: (
+            (c := condition(get_obj(cp, ns, "acmeregistration", "web"))) is not None
+            and c["reason"] == "NoAllowedDomains"
+            and "invalid AllowedDomains: numeric" in c["message"]
+        ),
+        timeout=30,
     )
-    assert cond is not None and "numeric" in cond["message"]
     assert _domains(store_url, name) == set() and _suspended(store_url, name) is False
     cp.kubectl("delete", "-n", ns, "alloweddomain", "numeric")
     apply(cp, ns, allowed_domain("example", "web", "example.com"))

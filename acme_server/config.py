@@ -62,6 +62,10 @@ class Settings:
     validation_max_attempts: int = 6
     validation_concurrency: int = 20
     tls_names: tuple[str, ...] = field(default=("localhost", "127.0.0.1"))
+    # trust-store (issue 8 item 17): retention and per-account caps (registrations may override)
+    purge_after: timedelta = timedelta(days=30)
+    max_pending_orders: int = 300
+    max_pending_authorizations: int = 1000
 
     @property
     def eab_required(self) -> bool:

@@ -1,9 +1,10 @@
 """Which DNS identifiers are well-formed, and which a pre-registration may request.
 
-Seed-product semantics: an empty allow-list allows every name; otherwise a name is allowed
-when it equals a listed name or (unless that entry excludes subdomains) is a subdomain of
-it, compared on whole DNS labels, case-insensitively, after IDNA (A-label) conversion.
-`*.x` is allowed when `x` is, unless that entry forbids wildcards.
+No grant, no names: a name is allowed only by an explicit "any name" grant, or when it
+equals a listed name or (unless that entry excludes subdomains) is a subdomain of it,
+compared on whole DNS labels, case-insensitively, after IDNA (A-label) conversion. An empty
+list allows nothing. `*.x` names subdomains of x, so it needs ONE rule that both includes
+subdomains and allows wildcards and covers x.
 """
 
 from __future__ import annotations
@@ -71,17 +72,16 @@ def _covers(rule: DomainRule, base: str) -> bool:
     return rule.include_subdomains and base.endswith("." + rule.domain)
 
 
-def is_allowed(name: str, rules: Iterable[DomainRule]) -> bool:
-    """`name` is normalised (see normalise_dns_name); an empty rule list allows all."""
-    rules = list(rules)
-    if not rules:
+def is_allowed(name: str, rules: Iterable[DomainRule], *, any_domain: bool = False) -> bool:
+    """`name` is normalised (see normalise_dns_name); without `any_domain`, no rules = no names."""
+    if any_domain:
         return True
     wildcard = name.startswith("*.")
     base = name[2:] if wildcard else name
     for rule in rules:
         if wildcard:
-            # `*.x` covers names below x: allowed when x itself is covered by the rule.
-            if rule.allow_wildcard and _covers(rule, base):
+            # `*.x` covers names below x: the rule must allow wildcards AND subdomains.
+            if rule.allow_wildcard and rule.include_subdomains and _covers(rule, base):
                 return True
         elif _covers(rule, base):
             return True

@@ -14,9 +14,11 @@ from sqlalchemy.exc import DBAPIError
 
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
-from acme_server.store import meta
+from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
+from acme_server.store.files import private_dir
 from acme_server.store.nonces import NonceService, load_or_create_key
+from acme_server.store.registrations import warn_ungranted
 from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
 from acme_server.validation.scheduler import ValidationScheduler
@@ -47,13 +49,14 @@ async def serve(
     replace_ca_root: bool = False,
 ) -> None:
     """Run until SIGINT/SIGTERM."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     try:
         db = await Database.open(settings.database_url)
     except (OSError, DBAPIError) as exc:
         raise StartupError(
             f"cannot open the store {redact_url(settings.database_url)}: {exc}"
         ) from None
+    await warn_ungranted(db)
     loop = asyncio.get_running_loop()
     ca = await loop.run_in_executor(
         None,
@@ -98,6 +101,7 @@ async def serve(
     tasks = [
         asyncio.create_task(scheduler.run(), name="validation"),
         asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"),
+        asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge"),
     ]
     log.info(
         "acme-gateway serving %s (directory %s, account creation %s)",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from acme_server.cli.options import store_options, with_db
+from acme_server.cli.options import LIMIT, Limit, limit_options, limit_value, store_options, with_db
 from acme_server.store import registrations
 
 
@@ -18,29 +18,121 @@ def registration() -> None:
 
 @registration.command("create")
 @click.argument("name")
-@click.option("--domain", "domains", multiple=True, help="Allowed domain (repeatable; none = any).")
+@click.option(
+    "--domain",
+    "domains",
+    multiple=True,
+    help="Allowed domain with its subdomains and wildcards (repeatable).",
+)
+@click.option(
+    "--any-domain",
+    is_flag=True,
+    help="Allow every name (explicit; instead of --domain).",
+)
 @click.option("--max-accounts", type=click.IntRange(min=1), default=None)
+@limit_options
 @click.option("--kid", default=None, help="Key ID to use (default: generated).")
 @click.option("--hmac-key", default=None, help="HMAC key, base64url (default: 32 random bytes).")
 @store_options
 def registration_create(
     name: str,
     domains: tuple[str, ...],
+    any_domain: bool,
     max_accounts: int | None,
+    max_pending_orders: Limit,
+    max_pending_authorizations: Limit,
     kid: str | None,
     hmac_key: str | None,
     data_dir: Path,
     database: str | None,
 ) -> None:
-    """Create a pre-registration and print its EAB credentials as JSON."""
+    """Create a pre-registration and print its EAB credentials as JSON.
+
+    It grants exactly the --domain names, or every name with --any-domain; one of the two
+    is required, so a registration never grants everything by omission.
+    """
+    if any_domain and domains:
+        raise click.UsageError("--any-domain already allows every name; drop --domain")
+    if not any_domain and not domains:
+        raise click.UsageError(
+            "a registration needs --domain DOMAIN (repeatable) or an explicit --any-domain; "
+            "without either it could not request any name"
+        )
     reg = with_db(
         data_dir,
         database,
         lambda db: registrations.create(
-            db, name, kid=kid, hmac_key=hmac_key, max_accounts=max_accounts, domains=list(domains)
+            db,
+            name,
+            kid=kid,
+            hmac_key=hmac_key,
+            max_accounts=max_accounts,
+            domains=list(domains),
+            any_domain=any_domain,
+            max_pending_orders=limit_value(max_pending_orders),
+            max_pending_authorizations=limit_value(max_pending_authorizations),
         ),
     )
     click.echo(json.dumps(reg.public_dict(with_key=True)))
+
+
+@registration.command("update")
+@click.argument("name")
+@click.option(
+    "--max-accounts",
+    type=LIMIT,
+    default=None,
+    help="Most live accounts bound to the registration ('default' = unlimited).",
+)
+@limit_options
+@store_options
+def registration_update(
+    name: str,
+    max_accounts: Limit,
+    max_pending_orders: Limit,
+    max_pending_authorizations: Limit,
+    data_dir: Path,
+    database: str | None,
+) -> None:
+    """Change the registration's limits; options not given stay as they are."""
+    given = {
+        "max_accounts": max_accounts,
+        "max_pending_orders": max_pending_orders,
+        "max_pending_authorizations": max_pending_authorizations,
+    }
+    changes = {k: limit_value(v) for k, v in given.items() if v is not None}
+    if not changes:
+        raise click.UsageError("nothing to update: give at least one limit option")
+    reg = with_db(data_dir, database, lambda db: registrations.set_limits(db, name, **changes))
+    click.echo(json.dumps(reg.public_dict()))
+
+
+@registration.command("grant-any")
+@click.argument("name")
+@store_options
+def registration_grant_any(name: str, data_dir: Path, database: str | None) -> None:
+    """Allow the registration every name (its domain list is kept but no longer limits it)."""
+    reg = with_db(data_dir, database, lambda db: registrations.set_any_domain(db, name, True))
+    click.echo(json.dumps(reg.public_dict()))
+
+
+@registration.command("revoke-any")
+@click.argument("name")
+@store_options
+def registration_revoke_any(name: str, data_dir: Path, database: str | None) -> None:
+    """Withdraw the any-name grant: only the listed domains stay allowed (maybe none)."""
+    reg = with_db(data_dir, database, lambda db: registrations.set_any_domain(db, name, False))
+    _warn_if_nothing_granted(reg)
+    click.echo(json.dumps(reg.public_dict()))
+
+
+def _warn_if_nothing_granted(reg: registrations.Registration) -> None:
+    if reg.grants_nothing:
+        click.echo(
+            f"warning: registration {reg.name!r} now grants no names; its orders are refused "
+            "until you run add-domain or grant-any",
+            err=True,
+        )
 
 
 @registration.command("list")
@@ -82,7 +174,11 @@ def registration_delete(name: str, data_dir: Path, database: str | None) -> None
 @registration.command("add-domain")
 @click.argument("name")
 @click.argument("domain")
-@click.option("--no-subdomains", is_flag=True, help="Allow only the name itself.")
+@click.option(
+    "--no-subdomains",
+    is_flag=True,
+    help="Allow only the name itself (needs --no-wildcard: *.DOMAIN names subdomains).",
+)
 @click.option("--no-wildcard", is_flag=True, help="Do not allow *.DOMAIN.")
 @store_options
 def registration_add_domain(
@@ -94,6 +190,10 @@ def registration_add_domain(
     database: str | None,
 ) -> None:
     """Allow DOMAIN (and its subdomains) for the registration."""
+    if no_subdomains and not no_wildcard:
+        raise click.UsageError(
+            "--no-subdomains needs --no-wildcard too: a wildcard *.DOMAIN covers subdomains"
+        )
     reg = with_db(
         data_dir,
         database,
@@ -111,6 +211,7 @@ def registration_add_domain(
 def registration_remove_domain(
     name: str, domain: str, data_dir: Path, database: str | None
 ) -> None:
-    """Remove DOMAIN from the registration's allowed domains."""
+    """Remove DOMAIN from the registration's allowed domains (the last one: none granted)."""
     reg = with_db(data_dir, database, lambda db: registrations.remove_domain(db, name, domain))
+    _warn_if_nothing_granted(reg)
     click.echo(json.dumps(reg.public_dict()))

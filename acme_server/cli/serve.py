@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import click
 
-from acme_server.cli.options import ENV, database_url, split_list, store_options
+from acme_server.cli.options import (
+    ENV,
+    database_url,
+    retention_limit_options,
+    retention_limit_settings,
+    split_list,
+    store_options,
+)
 from acme_server.config import Settings, parse_duration, parse_host_port
 
 
@@ -116,6 +124,7 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     is_flag=True,
     help="Serve plain HTTP (only behind a TLS-terminating proxy; set --base-url).",
 )
+@retention_limit_options
 def serve(
     listen: str,
     base_url: str | None,
@@ -135,6 +144,7 @@ def serve(
     website: str | None,
     replace_ca_root: bool,
     insecure_http: bool,
+    **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
@@ -151,6 +161,7 @@ def serve(
             parse_nameserver(resolver)
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
+        trust_store = retention_limit_settings(retention_limits)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     if (tls_cert is None) != (tls_key is None):
@@ -173,6 +184,7 @@ def serve(
         terms_of_service=terms_of_service,
         website=website,
         tls_names=split_list(tls_names) or ("localhost", "127.0.0.1"),
+        **trust_store,
     )
     try:
         asyncio.run(

@@ -55,12 +55,13 @@ async def by_thumbprint(conn: AsyncConnection, thumbprint: str) -> Account | Non
 
 
 async def count_for_registration(conn: AsyncConnection, registration_id: int) -> int:
+    """Live (valid) accounts bound to the registration: deactivated ones free their slot."""
     return int(
         (
             await conn.execute(
                 sa.select(sa.func.count())
                 .select_from(accounts)
-                .where(accounts.c.registration_id == registration_id)
+                .where(accounts.c.registration_id == registration_id, accounts.c.status == "valid")
             )
         ).scalar_one()
     )

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from acme_server.store.files import private_sqlite_files
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -74,8 +76,8 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
             path = sa.engine.make_url(url).database
-            if path and path != ":memory:":
-                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            if path and path != ":memory:" and not path.startswith("file:"):
+                private_sqlite_files(Path(path))
         else:
             kwargs.update(pool_size=10, max_overflow=10, pool_timeout=30)
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import logging
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from acme_server.store.database import Database
 from acme_server.store.schema import accounts, allowed_domains, certificates, registrations
 
 HMAC_KEY_BYTES = 32
+log = logging.getLogger(__name__)
 
 
 class RegistrationError(ValueError):
@@ -274,6 +276,36 @@ async def _replace_domains(conn: AsyncConnection, reg_id: int, rules: list[Domai
                 }
                 for r in seen.values()
             ],
+        )
+
+
+async def names_granting_nothing(db: Database) -> list[str]:
+    """Registrations without an any-name grant and without domains: every order is refused."""
+    has_domain = sa.exists().where(allowed_domains.c.registration_id == registrations.c.id)
+    async with db.transaction() as conn:
+        rows = await conn.execute(
+            sa.select(registrations.c.name)
+            .where(registrations.c.any_domain.is_(False), ~has_domain)
+            .order_by(registrations.c.name)
+        )
+        return list(rows.scalars())
+
+
+async def warn_ungranted(db: Database) -> None:
+    """One startup WARNING naming registrations that grant nothing.
+
+    Before migration 0002 an empty allow-list meant "any name"; it now means none, so an
+    admin who relied on that must grant it explicitly.
+    """
+    names = await names_granting_nothing(db)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:20]) + (" ..." if len(names) > 20 else "")
+        log.warning(
+            "%d pre-registration(s) grant no names, so every order from them is refused: %s. "
+            "Grant domains (registration add-domain, or AllowedDomain objects) or every name "
+            "explicitly (registration grant-any NAME).",
+            len(names),
+            shown,
         )
 
 

@@ -15,7 +15,8 @@ from tests.protocol.support import Acme, assert_problem, eab_binding, unique
 
 
 def _registration(gw: GatewayProcess, *extra: str) -> dict[str, Any]:
-    return gw.create_registration(f"reg-{uuid.uuid4().hex[:10]}", *extra)
+    """A registration granting every name explicitly (these tests are about EAB, not names)."""
+    return gw.create_registration(f"reg-{uuid.uuid4().hex[:10]}", "--any-domain", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +147,29 @@ def test_max_accounts(prereg_gateway: GatewayProcess) -> None:
         str(reg["kid"]), str(reg["hmac_key"]), third.jwk(), third.directory["newAccount"]
     )
     assert_problem(_with_eab(third, binding), "unauthorized", 403, "maximum of 2 account(s)")
+
+
+def test_deactivation_frees_an_account_slot(prereg_gateway: GatewayProcess) -> None:
+    """Issue 8 item 6: max_accounts counts live (valid) accounts only."""
+    reg = _registration(prereg_gateway, "--max-accounts", "1")
+    first = Acme(prereg_gateway)
+    first.register(reg)
+    blocked = Acme(prereg_gateway)
+    binding = eab_binding(
+        str(reg["kid"]), str(reg["hmac_key"]), blocked.jwk(), blocked.directory["newAccount"]
+    )
+    assert_problem(_with_eab(blocked, binding), "unauthorized", 403, "maximum of 1 account(s)")
+    resp = first.post(first.account, {"status": "deactivated"})
+    assert resp.status_code == 200 and resp.json()["status"] == "deactivated", resp.text
+    second = Acme(prereg_gateway)
+    created = second.register(reg)  # asserts 201
+    assert created.headers["Location"] != first.account
+    assert second.order([unique()])[1]["status"] == "pending"
+    third = Acme(prereg_gateway)  # the freed slot is taken again
+    binding = eab_binding(
+        str(reg["kid"]), str(reg["hmac_key"]), third.jwk(), third.directory["newAccount"]
+    )
+    assert_problem(_with_eab(third, binding), "unauthorized", 403, "maximum of 1 account(s)")
 
 
 def test_acme_library_registers_with_eab(

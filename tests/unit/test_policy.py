@@ -1,4 +1,4 @@
-"""Allowed-domain semantics of the seed product, and DNS identifier validation."""
+"""Allowed-domain semantics (no grant, no names), and DNS identifier validation."""
 
 from __future__ import annotations
 
@@ -27,15 +27,42 @@ def test_seed_semantics(name: str, allowed: bool) -> None:
     assert is_allowed(normalise_dns_name(name) if name != "com" else name, EXAMPLE) is allowed
 
 
-def test_empty_list_allows_everything() -> None:
-    assert is_allowed("anything.example.org", [])
-    assert is_allowed("*.anything.example.org", [])
+def test_empty_list_allows_nothing() -> None:
+    # Issue 8 item 1: an empty allow-list used to allow every name.
+    assert not is_allowed("anything.example.org", [])
+    assert not is_allowed("*.anything.example.org", [])
+
+
+def test_any_domain_is_an_explicit_grant() -> None:
+    assert is_allowed("anything.example.org", [], any_domain=True)
+    assert is_allowed("*.anything.example.org", [], any_domain=True)
+    assert is_allowed("other.example.net", EXAMPLE, any_domain=True)
 
 
 def test_subdomains_excluded() -> None:
     rules = [DomainRule("example.com", include_subdomains=False)]
     assert is_allowed("example.com", rules)
     assert not is_allowed("www.example.com", rules)
+
+
+@pytest.mark.parametrize("allow_wildcard", [True, False])
+def test_no_subdomains_means_no_wildcard(allow_wildcard: bool) -> None:
+    # Issue 8 item 2: `*.example.com` names subdomains, so a rule excluding them must not
+    # allow it, whatever its allow_wildcard says.
+    rules = [DomainRule("example.com", include_subdomains=False, allow_wildcard=allow_wildcard)]
+    assert not is_allowed("*.example.com", rules)
+    assert not is_allowed("*.www.example.com", rules)
+
+
+def test_wildcard_needs_one_rule_with_both() -> None:
+    # Two half-rules do not add up to a wildcard grant.
+    rules = [
+        DomainRule("example.com", include_subdomains=False, allow_wildcard=True),
+        DomainRule("example.com", include_subdomains=True, allow_wildcard=False),
+    ]
+    assert not is_allowed("*.example.com", rules)
+    parent = [DomainRule("example.com"), DomainRule("www.example.com", False, True)]
+    assert is_allowed("*.www.example.com", parent)  # the parent rule grants it
 
 
 def test_wildcard_forbidden_by_rule() -> None:

@@ -7,9 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
+from acme_server.config import Settings
 from acme_server.jose import b64u_decode, b64u_encode
-from acme_server.policy import IdentifierError, is_allowed, normalise_dns_name
+from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
 from acme_server.problems import AcmeProblem, identifier_subproblem
+from acme_server.store import limits as limit_store
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
 from acme_server.web.auth import SignedRequest, authenticate, require_post_as_get
@@ -66,12 +68,26 @@ def parse_identifiers(payload: dict[str, Any]) -> list[str]:
 
 
 def check_allowed(names: list[str], registration: Registration | None) -> None:
-    """Refuse names outside the pre-registration's allowed domains, one subproblem each."""
-    if registration is None or not registration.domains:
+    """Refuse names the pre-registration does not grant, one subproblem each.
+
+    Open mode (no registration) allows every well-formed name; a registration grants its
+    listed domains, or every name only with its explicit any_domain grant.
+    """
+    if registration is None or registration.any_domain:
         return
+    if registration.grants_nothing:
+        detail = f"no domain was granted to pre-registration {registration.name!r}"
+        raise AcmeProblem(
+            "rejectedIdentifier",
+            f"{', '.join(names)} not allowed: {detail}",
+            subproblems=[
+                identifier_subproblem("rejectedIdentifier", n, f"{n} is not allowed: {detail}")
+                for n in names
+            ],
+        )
     refused = [n for n in names if not is_allowed(n, registration.domains)]
     if refused:
-        allowed = ", ".join(d.domain for d in registration.domains)
+        allowed = ", ".join(_describe(d) for d in registration.domains)
         raise AcmeProblem(
             "rejectedIdentifier",
             f"{', '.join(refused)} not allowed for pre-registration {registration.kid!r} "
@@ -85,6 +101,25 @@ def check_allowed(names: list[str], registration: Registration | None) -> None:
                 for n in refused
             ],
         )
+
+
+def _describe(rule: DomainRule) -> str:
+    """How a rule reads in a refusal: `example.com`, `*.example.com` or `example.com (exact)`."""
+    if not rule.include_subdomains:
+        return f"{rule.domain} (exact)"
+    return rule.domain if rule.allow_wildcard else f"{rule.domain} (no wildcard)"
+
+
+def pending_limits(
+    settings: Settings, registration: Registration | None
+) -> limit_store.PendingLimits:
+    """The server-wide caps, overridden by the pre-registration's own where it sets them."""
+    orders = settings.max_pending_orders
+    authzs = settings.max_pending_authorizations
+    if registration is not None:
+        orders = registration.max_pending_orders or orders
+        authzs = registration.max_pending_authorizations or authzs
+    return limit_store.PendingLimits(orders=orders, authorizations=authzs)
 
 
 def _account_of(signed: SignedRequest) -> str:
@@ -103,8 +138,16 @@ async def new_order(request: web.Request) -> web.Response:
         raise AcmeProblem("malformed", "profile and replaces are not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
-    expires = datetime.now(UTC) + state.settings.order_lifetime
+    now = datetime.now(UTC)
+    expires = now + state.settings.order_lifetime
+    limits = pending_limits(state.settings, signed.registration)
     async with state.db.transaction() as conn:
+        try:
+            await limit_store.check_new_order(conn, _account_of(signed), names, limits, now)
+        except limit_store.PendingLimitExceeded as exc:
+            raise AcmeProblem(
+                "rateLimited", str(exc), headers={"Retry-After": str(exc.retry_after)}
+            ) from None
         order = await order_store.create_order(
             conn, account_id=_account_of(signed), names=names, order_expires=expires
         )

@@ -13,6 +13,7 @@ import json
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,7 +43,10 @@ def run_job_container(
     command = list(container["command"]) + list(container.get("args", []))
     assert command[0] == "acme-gateway-operator", command
     kubeconfig = service_account_kubeconfig(
-        cp, namespace, pod["serviceAccountName"], workdir / f"{job['metadata']['uid']}.kubeconfig"
+        cp,
+        namespace,
+        pod["serviceAccountName"],
+        workdir / f"{job['metadata']['name']}-{uuid.uuid4().hex[:6]}.kubeconfig",
     )
     return subprocess.run(
         [str(OPERATOR), *command[1:]],

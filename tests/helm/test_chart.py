@@ -178,8 +178,9 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     svc = one(docs, "Service", FULLNAME)
     assert svc["spec"]["ports"][0]["port"] == 443
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
-    # Cluster-wide operator: the namespaced rules (Secrets) live in the ClusterRole.
-    assert not find(docs, "Role")
+    # Cluster-wide operator: the namespaced rules (Secrets) live in the ClusterRole (the
+    # only Role is the CA hook Job's own, see test_ca_hook_job_is_least_privilege).
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [f"{FULLNAME}-ca-init"]
     role = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
     assert any("secrets" in r["resources"] for r in role["rules"])
 

@@ -53,6 +53,17 @@ def _messages(cp: ControlPlane, ns: str, name: str) -> str:
     return "\n".join(parts)
 
 
+def _reconciled(cp: ControlPlane, ns: str, name: str) -> dict[str, Any]:
+    """The registration once the operator reported on it at all (any Ready status)."""
+
+    def probe() -> dict[str, Any] | None:
+        obj = get_obj(cp, ns, "acmeregistration", name)
+        return obj if condition(obj) is not None and obj and obj["status"].get("keyID") else None
+
+    found: dict[str, Any] = wait_for(f"acmeregistration/{name} reconciled", probe, 60)
+    return found
+
+
 def any_domain(name: str, registration_name: str) -> dict[str, Any]:
     """An AllowedDomain granting every name."""
     obj = allowed_domain(name, registration_name, "")
@@ -150,8 +161,7 @@ def test_key_id_cannot_be_squatted_across_namespaces(
     try:
         # The squatter comes first and claims the victim's default key ID.
         apply(cp, squat_ns, registration("grabber", keyID=f"{victim_ns}.web"))
-        grabber = wait_condition(cp, squat_ns, "acmeregistration", "grabber", "False")
-        assert grabber["status"]["keyID"] == f"{squat_ns}.{victim_ns}.web"
+        _reconciled(cp, squat_ns, "grabber")
 
         apply(cp, victim_ns, registration("web"))
         apply(cp, victim_ns, allowed_domain("dom", "web", "victim.example"))
@@ -161,6 +171,8 @@ def test_key_id_cannot_be_squatted_across_namespaces(
         assert row is not None and row.kid == f"{victim_ns}.web"
         squatter_row = store_registration(store_url, f"{squat_ns}/grabber")
         assert squatter_row is not None and squatter_row.kid == f"{squat_ns}.{victim_ns}.web"
+        grabber = _get(cp, squat_ns, "acmeregistration", "grabber")
+        assert grabber["status"]["keyID"] == f"{squat_ns}.{victim_ns}.web"
         assert squat_ns not in _messages(cp, victim_ns, "web")
 
         # A value that already starts with the namespace is kept as it is.
@@ -179,7 +191,7 @@ def test_key_id_collision_in_one_namespace_is_a_condition(
     # squatter-reg takes "<ns>.web" first; the later "web" (whose default it is) is refused,
     # told so without being told who holds it.
     apply(cp, ns, registration("squatter-reg", keyID="web"))
-    wait_condition(cp, ns, "acmeregistration", "squatter-reg", "False", "NoAllowedDomains")
+    _reconciled(cp, ns, "squatter-reg")
     apply(cp, ns, registration("web"))
     cond = condition(wait_condition(cp, ns, "acmeregistration", "web", "False", "KeyIDConflict"))
     assert cond is not None and f"key ID {ns}.web is already used" in cond["message"]
@@ -203,7 +215,7 @@ def test_second_registration_on_one_secret_is_a_conflict(
 ) -> None:
     ns, cp = kube_namespace, control_plane
     apply(cp, ns, registration("first", hmacKeySecretRef={"name": "shared"}))
-    first = wait_condition(cp, ns, "acmeregistration", "first", "False", "NoAllowedDomains")
+    first = _reconciled(cp, ns, "first")
     key = secret_text(_get(cp, ns, "secret", "shared"), "secret")
 
     apply(cp, ns, registration("second", hmacKeySecretRef={"name": "shared"}))
@@ -227,7 +239,7 @@ def test_second_registration_on_one_secret_is_a_conflict(
 
     # A Secret the operator generated for another registration, named by a newcomer: same.
     apply(cp, ns, registration("owner-of-eab"))
-    wait_condition(cp, ns, "acmeregistration", "owner-of-eab", "False", "NoAllowedDomains")
+    _reconciled(cp, ns, "owner-of-eab")
     apply(cp, ns, registration("fourth", hmacKeySecretRef={"name": "owner-of-eab-eab"}))
     wait_condition(cp, ns, "acmeregistration", "fourth", "False", "SecretConflict")
 
@@ -238,7 +250,7 @@ def test_generated_secret_is_adopted_only_by_the_same_registration(
     """The re-created registration keeps its key (the feature); nobody else adopts it."""
     ns, cp = kube_namespace, control_plane
     apply(cp, ns, registration("again"))
-    wait_condition(cp, ns, "acmeregistration", "again", "False", "NoAllowedDomains")
+    _reconciled(cp, ns, "again")
     key = secret_text(_get(cp, ns, "secret", "again-eab"), "secret")
     # Deleted with its Secret orphaned (as if re-created before garbage collection ran).
     cp.kubectl("delete", "-n", ns, "acmeregistration", "again", "--cascade=orphan", "--timeout=60s")

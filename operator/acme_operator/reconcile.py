@@ -306,7 +306,9 @@ async def reconcile_registration(
                 try:
                     await wanted.write(ctx, sname)
                 except RegistrationError as exc:
-                    store_error = str(exc)
+                    # Taken in between (the store's message names the holder: not repeated).
+                    kid_conflict = await _kid_taken(ctx, kid, sname)
+                    store_error = None if kid_conflict else str(exc)
 
     out = Outcome(True, "Reconciled", "", kid, ref, keyres.rotation, keyres.actions)
     kept = " (the store keeps the previous key)" if existing is not None else ""

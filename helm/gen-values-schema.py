@@ -244,7 +244,6 @@ schema = obj(
                 "generate": obj(
                     {
                         "commonName": s(minLength=1, maxLength=64),
-                        "validityDays": i(minimum=1, maximum=36500),
                     }
                 ),
             }

@@ -1,7 +1,9 @@
-"""AllowedDomain objects as allow-list rules for the store.
+"""AllowedDomain objects as the grant the store enforces.
 
-A registration with no allow-list allows every name (seed semantics), so a registration whose
-AllowedDomains are all invalid must not fall back to "everything": it is held suspended.
+No grant, no names: a registration without a valid AllowedDomain grants nothing (the store
+refuses every order), an `anyDomain: true` AllowedDomain is the one explicit "any name" grant,
+and a wildcard needs both includeSubdomains and allowWildcard (objects stored before the CRD
+refused that pair are narrowed here, never widened).
 """
 
 from __future__ import annotations
@@ -16,15 +18,26 @@ from acme_server.policy import DomainRule, normalise_dns_name
 @dataclass(frozen=True)
 class DomainEntry:
     name: str  # the AllowedDomain object's name
-    domain: str  # as written in spec.domain
+    domain: str  # as written in spec.domain ("" for anyDomain)
     rule: DomainRule | None
     error: str | None
+    any_domain: bool = False
+
+    @property
+    def valid(self) -> bool:
+        return self.error is None
 
 
 def entry_from_spec(name: str, spec: Mapping[str, Any]) -> DomainEntry:
     domain = str(spec.get("domain") or "")
+    if spec.get("anyDomain") is True:
+        if domain:
+            return DomainEntry(
+                name, domain, None, "anyDomain cannot be combined with domain; remove one"
+            )
+        return DomainEntry(name, "", None, None, any_domain=True)
     include = bool(spec.get("includeSubdomains", True))
-    wildcard = bool(spec.get("allowWildcard", True))
+    wildcard = include and bool(spec.get("allowWildcard", True))
     try:
         normalised = normalise_dns_name(domain, allow_wildcard=False)
     except ValueError as exc:
@@ -36,19 +49,23 @@ def entry_from_spec(name: str, spec: Mapping[str, Any]) -> DomainEntry:
 class AllowList:
     rules: list[DomainRule]
     invalid: list[DomainEntry]
+    any_domain: bool = False
 
     @property
-    def all_invalid(self) -> bool:
-        """Every AllowedDomain is broken: allowing everything would be wrong."""
-        return bool(self.invalid) and not self.rules
+    def grants_nothing(self) -> bool:
+        """No valid AllowedDomain: the store refuses every name."""
+        return not self.any_domain and not self.rules
 
 
 def allow_list(entries: Iterable[DomainEntry]) -> AllowList:
     rules: dict[str, DomainRule] = {}
     invalid = []
+    any_domain = False
     for e in sorted(entries, key=lambda e: e.name):
-        if e.rule is None:
+        if e.error is not None:
             invalid.append(e)
-        else:
+        elif e.any_domain:
+            any_domain = True
+        elif e.rule is not None:
             rules[e.rule.domain] = e.rule
-    return AllowList([rules[k] for k in sorted(rules)], invalid)
+    return AllowList([rules[k] for k in sorted(rules)], invalid, any_domain)

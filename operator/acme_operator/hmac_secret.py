@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,13 +16,15 @@ from typing import Any
 
 from acme_operator.constants import (
     DEFAULT_HMAC_SECRET_KEY,
+    GROUP,
     MANAGED_BY,
     MANAGED_BY_LABEL,
     PURPOSE_LABEL,
+    REGISTRATION_KIND,
     REGISTRATION_LABEL,
 )
 from acme_operator.labels import label_value
-from acme_operator.owners import registration_owner
+from acme_operator.owners import is_owned_by, registration_owner
 from acme_server.store.registrations import HMAC_KEY_BYTES
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -114,3 +117,33 @@ def build_secret(
         },
         "data": {ref.key: encode_data(hmac_key)},
     }
+
+
+class Ownership(enum.Enum):
+    """Whose HMAC Secret this is, as far as one registration is concerned."""
+
+    MINE = "mine"  # owned by this registration (uid): the operator may rewrite it
+    ADOPTABLE = "adoptable"  # generated for a deleted registration of the same name
+    OTHER_REGISTRATION = "other"  # generated for, or owned by, another registration
+    FOREIGN = "foreign"  # provided by someone else: read, never written
+
+
+def ownership(secret: Mapping[str, Any], name: str, uid: str) -> Ownership:
+    """Only our own marker for this registration identity (namespace + name) allows adoption."""
+    if is_owned_by(secret, uid):
+        return Ownership.MINE
+    meta = secret.get("metadata") or {}
+    owners = [
+        ref
+        for ref in meta.get("ownerReferences") or []
+        if ref.get("kind") == REGISTRATION_KIND
+        and str(ref.get("apiVersion", "")).startswith(f"{GROUP}/")
+    ]
+    if any(ref.get("name") != name for ref in owners):
+        return Ownership.OTHER_REGISTRATION
+    labels = meta.get("labels") or {}
+    if labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(PURPOSE_LABEL) == "eab-hmac-key":
+        if labels.get(REGISTRATION_LABEL) == label_value(name):
+            return Ownership.ADOPTABLE
+        return Ownership.OTHER_REGISTRATION
+    return Ownership.FOREIGN

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import kopf
 
+from acme_operator.ca_cli import ensure_ca_secret_command
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext
 from acme_operator.handlers import register_all
@@ -50,7 +51,7 @@ async def run_operator(config: OperatorConfig) -> None:
         kube.close()
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database",
     envvar="ACME_GATEWAY_DATABASE",
@@ -110,7 +111,9 @@ async def run_operator(config: OperatorConfig) -> None:
     help="Seconds between refreshes of status (accounts, certificate counts).",
 )
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.pass_context
 def main(
+    click_ctx: click.Context,
     database: str | None,
     data_dir: Path,
     namespaces: tuple[str, ...],
@@ -122,7 +125,9 @@ def main(
     verbose: bool,
 ) -> None:
     """Reconcile AcmeRegistration/AllowedDomain resources into the acme-gateway store and
-    export issued certificates as Secrets."""
+    export issued certificates as Secrets (without a command), or run one command."""
+    if click_ctx.invoked_subcommand is not None:
+        return
     _health_url(health_listen)
     config = OperatorConfig(
         database_url=database or default_database_url(data_dir),
@@ -144,6 +149,8 @@ def main(
         logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     asyncio.run(run_operator(config))
 
+
+main.add_command(ensure_ca_secret_command)
 
 if __name__ == "__main__":
     main()

@@ -14,16 +14,11 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from acme_operator import hmac_secret
-from acme_operator.constants import (
-    GROUP,
-    MANAGED_BY,
-    MANAGED_BY_LABEL,
-    PURPOSE_LABEL,
-    ROTATE_ANNOTATION,
-)
+from acme_operator.constants import GROUP, ROTATE_ANNOTATION
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import AllowList, DomainEntry, allow_list
-from acme_operator.owners import is_owned_by, registration_owner
+from acme_operator.hmac_secret import Ownership
+from acme_operator.owners import registration_owner
 from acme_server.store import registrations
 from acme_server.store.registrations import RegistrationError
 
@@ -40,6 +35,17 @@ class RegistrationEntry:
 
     uid: str
     suspended: bool
+    max_pending_orders: int | None = None
+    max_pending_authorizations: int | None = None
+
+
+@dataclass(frozen=True)
+class SecretClaim:
+    """One registration naming an HMAC Secret (kopf index value): the oldest one keeps it."""
+
+    created: str
+    name: str
+    uid: str
 
 
 @dataclass
@@ -58,7 +64,9 @@ class Outcome:
 class _KeyResult:
     key: str | None
     error: str | None = None
+    conflict: str | None = None
     rotation: str | None = None
+    rotation_refused: str | None = None
     actions: list[tuple[str, str, str]] = field(default_factory=list)
 
 
@@ -71,6 +79,8 @@ class _Row:
     max_accounts: int | None
     suspended: bool
     allowed: AllowList
+    max_pending_orders: int | None = None
+    max_pending_authorizations: int | None = None
 
     def matches(self, row: registrations.Registration | None) -> bool:
         return row is not None and (
@@ -79,7 +89,19 @@ class _Row:
             row.max_accounts,
             row.suspended,
             set(row.domains),
-        ) == (self.kid, self.hmac_key, self.max_accounts, self.suspended, set(self.allowed.rules))
+            row.any_domain,
+            row.max_pending_orders,
+            row.max_pending_authorizations,
+        ) == (
+            self.kid,
+            self.hmac_key,
+            self.max_accounts,
+            self.suspended,
+            set(self.allowed.rules),
+            self.allowed.any_domain,
+            self.max_pending_orders,
+            self.max_pending_authorizations,
+        )
 
     async def write(self, ctx: OperatorContext, sname: str) -> None:
         assert self.hmac_key is not None
@@ -91,11 +113,28 @@ class _Row:
             max_accounts=self.max_accounts,
             suspended=self.suspended,
             domains=self.allowed.rules,
+            any_domain=self.allowed.any_domain,
+            max_pending_orders=self.max_pending_orders,
+            max_pending_authorizations=self.max_pending_authorizations,
         )
 
 
 def effective_kid(namespace: str, name: str, spec: Mapping[str, Any]) -> str:
-    return str(spec.get("keyID") or f"{namespace}.{name}")
+    """Key IDs stay inside the namespace: "<ns>." is forced in front of a custom one.
+
+    Namespace names have no dots, so no key ID of one namespace can equal one of another.
+    """
+    custom = str(spec.get("keyID") or "")
+    if not custom:
+        return f"{namespace}.{name}"
+    prefix = f"{namespace}."
+    return custom if custom.startswith(prefix) else prefix + custom
+
+
+def limits(spec: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    """(max pending orders, max pending authorizations) per account; None: server default."""
+    given = spec.get("limits") or {}
+    return given.get("maxPendingOrders"), given.get("maxPendingAuthorizations")
 
 
 async def _hmac_key(
@@ -106,9 +145,16 @@ async def _hmac_key(
     uid: str,
     ref: hmac_secret.SecretRef,
     rotate_to: str | None,
+    first_claim: bool,
 ) -> _KeyResult:
-    """The registration's HMAC key, generating or rotating the Secret when asked to."""
+    """The registration's HMAC key, generating or rotating the Secret when it is ours.
+
+    A Secret marked for this registration is its own whatever else names it; any other
+    Secret (or a missing one) belongs to the oldest registration naming it.
+    """
     secret = await ctx.kube.get_secret(namespace, ref.name)
+    if secret is None and not first_claim:
+        return _KeyResult(None, conflict=_secret_conflict(ref))
     if secret is None:
         key = registrations.generate_hmac_key()
         body = hmac_secret.build_secret(
@@ -137,23 +183,34 @@ async def _hmac_key(
                 ],
             )
 
-    if _ours(secret) and not is_owned_by(secret, uid):
-        # Left by an earlier registration of this name (deleted, then re-created before the
-        # garbage collector ran): adopt it, so the key survives and the new owner cleans up.
+    owner = hmac_secret.ownership(secret, name, uid)
+    if owner is Ownership.OTHER_REGISTRATION or (owner is Ownership.FOREIGN and not first_claim):
+        return _KeyResult(None, conflict=_secret_conflict(ref))
+    if owner is Ownership.ADOPTABLE:
+        # Generated for an earlier registration of this very name (deleted, then re-created
+        # before the garbage collector ran): adopt it, so the key survives.
         await ctx.kube.patch_secret(
             namespace,
             ref.name,
             {"metadata": {"ownerReferences": [registration_owner(name, uid)]}},
         )
+        owner = Ownership.MINE
     done = (secret["metadata"].get("annotations") or {}).get(ROTATION_DONE_ANNOTATION)
+    refused = None
     if rotate_to and rotate_to != done:
-        return await _write_new_key(ctx, namespace, ref, rotate_to, "HMACKeyRotated")
+        if owner is Ownership.MINE:
+            return await _write_new_key(ctx, namespace, ref, rotate_to, "HMACKeyRotated")
+        refused = (
+            f"rotation {rotate_to!r} refused: Secret {ref.name} was not generated by the operator "
+            "for this registration, so it is never overwritten; write a new key into it yourself "
+            f"and remove the {ROTATE_ANNOTATION} annotation"
+        )
     try:
         found = hmac_secret.key_from_secret(secret, ref)
     except hmac_secret.InvalidKeyError as exc:
         return _KeyResult(None, error=str(exc), rotation=done)
     if found is None:
-        if _ours(secret) or is_owned_by(secret, uid):
+        if owner is Ownership.MINE:
             return await _write_new_key(ctx, namespace, ref, done, "SecretRepaired")
         return _KeyResult(
             None,
@@ -164,13 +221,14 @@ async def _hmac_key(
             ),
             rotation=done,
         )
-    return _KeyResult(found, rotation=done)
+    return _KeyResult(found, rotation=done, rotation_refused=refused)
 
 
-def _ours(secret: Mapping[str, Any]) -> bool:
-    labels = secret["metadata"].get("labels") or {}
-    return bool(
-        labels.get(MANAGED_BY_LABEL) == MANAGED_BY and labels.get(PURPOSE_LABEL) == "eab-hmac-key"
+def _secret_conflict(ref: hmac_secret.SecretRef) -> str:
+    return (
+        f"Secret {ref.name} already holds the EAB key of another AcmeRegistration; the "
+        "operator neither shares nor adopts it. Point spec.hmacKeySecretRef at another Secret "
+        "(or omit it for <name>-eab)"
     )
 
 
@@ -194,6 +252,18 @@ async def _write_new_key(
     )
 
 
+async def _kid_taken(ctx: OperatorContext, kid: str, sname: str) -> bool:
+    async with ctx.db.transaction() as conn:
+        other = await registrations.load_by_kid(conn, kid)
+    return other is not None and other.name != sname
+
+
+def first_claim(claims: Iterable[SecretClaim], uid: str) -> bool:
+    """True when no older registration names the same Secret (ties: by name)."""
+    ordered = sorted(claims, key=lambda c: (c.created, c.name))
+    return not ordered or ordered[0].uid == uid
+
+
 async def reconcile_registration(
     ctx: OperatorContext,
     *,
@@ -204,47 +274,66 @@ async def reconcile_registration(
     annotations: Mapping[str, str],
     domains: Iterable[DomainEntry],
     allow_rotation: bool,
+    secret_claims: Iterable[SecretClaim] = (),
 ) -> Outcome:
     """Secret first, then the store row; the caller writes status and Events from the result."""
     kid = effective_kid(namespace, name, spec)
     ref = hmac_secret.effective_ref(name, spec)
     rotate_to = annotations.get(ROTATE_ANNOTATION) if allow_rotation else None
     sname = store_name(namespace, name)
+    max_orders, max_authzs = limits(spec)
     async with ctx.lock(sname):
         keyres = await _hmac_key(
-            ctx, namespace=namespace, name=name, uid=uid, ref=ref, rotate_to=rotate_to or None
+            ctx,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            ref=ref,
+            rotate_to=rotate_to or None,
+            first_claim=first_claim(secret_claims, uid),
         )
         allowed = allow_list(domains)
         suspended = bool(spec.get("suspended", False))
         existing = await registrations.get(ctx.db, sname)
         store_key = keyres.key or (existing.hmac_key if existing is not None else None)
         store_error = None
+        kid_conflict = await _kid_taken(ctx, kid, sname)
         wanted = _Row(
-            kid, store_key, spec.get("maxAccounts"), suspended or allowed.all_invalid, allowed
+            kid, store_key, spec.get("maxAccounts"), suspended, allowed, max_orders, max_authzs
         )
-        if store_key is not None and not wanted.matches(existing):
-            try:
-                await wanted.write(ctx, sname)
-            except RegistrationError as exc:
-                store_error = str(exc)
+        if keyres.conflict is None and not kid_conflict and store_key is not None:
+            if not wanted.matches(existing):
+                try:
+                    await wanted.write(ctx, sname)
+                except RegistrationError as exc:
+                    # Taken in between (the store's message names the holder: not repeated).
+                    kid_conflict = await _kid_taken(ctx, kid, sname)
+                    store_error = None if kid_conflict else str(exc)
 
     out = Outcome(True, "Reconciled", "", kid, ref, keyres.rotation, keyres.actions)
-    if keyres.error is not None:
-        out.ready, out.reason = False, "InvalidHMACKey"
-        kept = " (the store keeps the previous key)" if existing is not None else ""
-        out.message = keyres.error + kept
+    kept = " (the store keeps the previous key)" if existing is not None else ""
+    if keyres.conflict is not None:
+        out.ready, out.reason, out.message = False, "SecretConflict", keyres.conflict + kept
+    elif keyres.error is not None:
+        out.ready, out.reason, out.message = False, "InvalidHMACKey", keyres.error + kept
+    elif kid_conflict:
+        # Never name the other registration: it may be another tenant's.
+        out.ready, out.reason = False, "KeyIDConflict"
+        out.message = (
+            f"key ID {kid} is already used by another registration; choose another spec.keyID "
+            "(a new AcmeRegistration, since keyID is immutable)"
+        )
     elif store_error is not None:
         out.ready, out.reason = False, "StoreRejected"
         out.message = f"{store_error}; choose another spec.keyID"
-    elif allowed.all_invalid:
-        out.ready, out.reason = False, "InvalidDomains"
-        out.message = (
-            f"every AllowedDomain is invalid ({_invalid_summary(allowed)}); accounts are "
-            "refused until one is fixed"
-        )
+    elif keyres.rotation_refused is not None:
+        out.ready, out.reason, out.message = False, "RotationRefused", keyres.rotation_refused
     elif suspended:
         out.ready, out.reason = False, "Suspended"
         out.message = "spec.suspended is true: accounts of this registration are refused"
+    elif allowed.grants_nothing:
+        out.ready, out.reason = False, "NoAllowedDomains"
+        out.message = _no_grant_message(kid, allowed)
     else:
         out.message = _ready_message(kid, allowed)
     return out
@@ -254,9 +343,20 @@ def _invalid_summary(allowed: AllowList) -> str:
     return "; ".join(f"{e.name}: {e.error}" for e in allowed.invalid)
 
 
+def _no_grant_message(kid: str, allowed: AllowList) -> str:
+    msg = (
+        f"key ID {kid} accepts ACME accounts, but no domain was granted: every order is "
+        "refused until an administrator creates an AllowedDomain naming this registration "
+        "(spec.domain, or spec.anyDomain: true for every name)"
+    )
+    if allowed.invalid:
+        msg += f"; invalid AllowedDomains: {_invalid_summary(allowed)}"
+    return msg
+
+
 def _ready_message(kid: str, allowed: AllowList) -> str:
-    if not allowed.rules:
-        scope = "no AllowedDomains, so any DNS name may be requested"
+    if allowed.any_domain:
+        scope = "an anyDomain grant, so any DNS name may be requested"
     else:
         scope = f"{len(allowed.rules)} allowed domain(s): " + ", ".join(
             r.domain for r in allowed.rules
@@ -275,19 +375,20 @@ async def sync_domains(
     entry: RegistrationEntry | None,
     domains: Iterable[DomainEntry],
 ) -> bool:
-    """Rewrite one registration's allow-list; False when it has no store row (yet)."""
+    """Rewrite one registration's grant; False when it has no store row (yet)."""
     sname = store_name(namespace, registration)
     async with ctx.lock(sname):
         existing = await registrations.get(ctx.db, sname)
         if existing is None or entry is None:
             return False
-        allowed = allow_list(domains)
         wanted = _Row(
             existing.kid,
             existing.hmac_key,
             existing.max_accounts,
-            entry.suspended or allowed.all_invalid,
-            allowed,
+            entry.suspended,
+            allow_list(domains),
+            entry.max_pending_orders,
+            entry.max_pending_authorizations,
         )
         if not wanted.matches(existing):
             await wanted.write(ctx, sname)

@@ -4,6 +4,7 @@ accepting, installing, upgrading and uninstalling it."""
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from tests.helm.chart import (
     parse_manifests,
     write_values,
 )
+from tests.helm.hook_jobs import playing_hook_jobs
 from tests.helm.values_sets import (
     FULLNAME,
     INVALID_VALUES,
@@ -167,17 +169,70 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == f"{FULLNAME}-data"
     pvc = one(docs, "PersistentVolumeClaim", f"{FULLNAME}-data")
     assert pvc["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    ca = one(docs, "Secret", f"{FULLNAME}-ca")
-    assert ca["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    assert b"BEGIN CERTIFICATE" in base64.b64decode(ca["data"]["tls.crt"])
+    # The CA Secret is made at runtime by the hook Job, never rendered (issue 8 item 19).
+    assert not find(docs, "Secret")
+    assert volumes["ca"]["secret"]["secretName"] == f"{FULLNAME}-ca"
+    job = one(docs, "Job", f"{FULLNAME}-ca-init")
+    assert flag(job["spec"]["template"]["spec"]["containers"][0], "name") == [f"{FULLNAME}-ca"]
     assert not find(docs, "PodDisruptionBudget"), "a budget on a single Pod blocks node drains"
     svc = one(docs, "Service", FULLNAME)
     assert svc["spec"]["ports"][0]["port"] == 443
     assert svc["spec"]["selector"]["app.kubernetes.io/component"] == "server"
-    # Cluster-wide operator: the namespaced rules (Secrets) live in the ClusterRole.
-    assert not find(docs, "Role")
+    # Cluster-wide operator: the namespaced rules (Secrets) live in the ClusterRole (the
+    # only Role is the CA hook Job's own, see test_ca_hook_job_is_least_privilege).
+    assert [r["metadata"]["name"] for r in find(docs, "Role")] == [f"{FULLNAME}-ca-init"]
     role = one(docs, "ClusterRole", f"{NAMESPACE}:{FULLNAME}-operator")
     assert any("secrets" in r["resources"] for r in role["rules"])
+
+
+CA_MATERIAL = ("PRIVATE KEY", "BEGIN CERTIFICATE", "LS0tLS1CRUdJTi")  # PEM, and PEM in base64
+
+
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_renders_hold_no_ca_and_are_reproducible(helm: Helm, tmp_path: Path, name: str) -> None:
+    """`helm template` (also --dry-run and GitOps renders) makes no CA: two renders are equal
+    and neither holds a key or a certificate."""
+    values = write_values(tmp_path, name, VALUE_SETS[name])
+    args = ["template", RELEASE, str(CHART), "--namespace", NAMESPACE, "-f", str(values)]
+    first, second = helm.run(*args), helm.run(*args)
+    assert first == second
+    for needle in CA_MATERIAL:
+        assert needle not in first, needle
+
+
+def test_ca_hook_job_is_least_privilege(rendered: dict[str, list[Manifest]]) -> None:
+    docs = rendered["sqlite-default"]
+    name = f"{FULLNAME}-ca-init"
+    hooks = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["metadata"]["name"] == name}
+    assert set(hooks) == {
+        ("ServiceAccount", name),
+        ("Role", name),
+        ("RoleBinding", name),
+        ("Job", name),
+    }
+    for (kind, _), doc in hooks.items():
+        ann = doc["metadata"]["annotations"]
+        assert ann["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert ann["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        assert int(ann["helm.sh/hook-weight"]) < 0 or kind == "Job"
+        assert doc["metadata"]["namespace"] == NAMESPACE
+    role = hooks[("Role", name)]
+    assert _rule_set(role["rules"]) == {("", "secrets", "create"), ("", "secrets", "get")}
+    getter = next(r for r in role["rules"] if "get" in r["verbs"])
+    assert getter["resourceNames"] == [f"{FULLNAME}-ca"]
+    binding = hooks[("RoleBinding", name)]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}]
+    pod = hooks[("Job", name)]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == name and pod["automountServiceAccountToken"] is False
+    assert pod["restartPolicy"] == "Never"
+    (c,) = pod["containers"]
+    assert c["command"] == ["acme-gateway-operator", "ensure-ca-secret"]
+    assert flag(c, "namespace") == [NAMESPACE]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # No Job (and no ServiceAccount with Secret rights) when the CA is given.
+    assert not find(rendered["byo-ca"], "Job")
+    assert not [d for d in find(rendered["byo-ca"], "Role")]
 
 
 def test_postgresql_runs_replicas_and_a_separate_operator(
@@ -246,9 +301,10 @@ def test_watch_namespaces_uses_roles(rendered: dict[str, list[Manifest]]) -> Non
     docs = rendered["watch-namespaces"]
     operator = containers(one(docs, "Deployment"))["operator"]
     assert flag(operator, "namespace") == WATCHED
-    roles = find(docs, "Role")
+    # The operator's Roles (the CA hook Job has its own, in the release namespace).
+    roles = [r for r in find(docs, "Role") if r["metadata"]["name"].endswith("-operator")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == WATCHED
-    bindings = find(docs, "RoleBinding")
+    bindings = [b for b in find(docs, "RoleBinding") if b["metadata"]["name"].endswith("-operator")]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == WATCHED
     for b in bindings:
         assert b["subjects"] == [
@@ -386,7 +442,12 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_
     cluster_helm = helm.with_kubeconfig(control_plane.kubeconfig)
     release, ns = "lifecycle", "helm-lifecycle"
     full = f"{release}-acme-gateway"
-    out = cluster_helm.run("install", release, str(CHART), "-n", ns, "--create-namespace")
+    # The pre-install hook Job creates the CA Secret (played here: no Pods run).
+    with playing_hook_jobs(control_plane, ns, tmp_path) as played:
+        out = cluster_helm.run("install", release, str(CHART), "-n", ns, "--create-namespace")
+    assert [o.strip() for o in played.outputs] == [
+        f"created CA Secret {ns}/{full}-ca (acme-gateway CA)"
+    ]
     assert "STATUS: deployed" in out
     # NOTES.txt: the directory URL, the caBundle command and the cert-manager Issuer.
     notes = out.split("NOTES:", 1)[1]
@@ -411,12 +472,22 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_
     assert _get(control_plane, "clusterrolebinding", f"{ns}:{full}-operator") is not None
     ca_before = _get(control_plane, "secret", f"{full}-ca", ns)
     assert ca_before is not None and ca_before["type"] == "kubernetes.io/tls"
+    assert b"BEGIN CERTIFICATE" in base64.b64decode(ca_before["data"]["tls.crt"])
+    # The hook's ServiceAccount, Role and Job are gone once it succeeded.
+    for kind in ("job", "serviceaccount", "role", "rolebinding"):
+        assert _get(control_plane, kind, f"{full}-ca-init", ns) is None, kind
+    _assert_release_holds_no_ca(control_plane, release, ns, 1)
 
-    out = cluster_helm.run(
-        "upgrade", release, str(CHART), "-n", ns,
-        "--set", "server.accountCreation=open",
-        "--set", "operator.watchNamespaces={" + ns + "}",
-    )  # fmt: skip
+    with playing_hook_jobs(control_plane, ns, tmp_path) as played:
+        out = cluster_helm.run(
+            "upgrade", release, str(CHART), "-n", ns,
+            "--set", "server.accountCreation=open",
+            "--set", "operator.watchNamespaces={" + ns + "}",
+        )  # fmt: skip
+    assert [o.strip() for o in played.outputs] == [
+        f"CA Secret {ns}/{full}-ca exists; left unchanged"
+    ]
+    _assert_release_holds_no_ca(control_plane, release, ns, 2)
     assert "STATUS: deployed" in out and "REVISION: 2" in out
     dep = _get(control_plane, "deployment", full, ns)
     assert dep is not None
@@ -425,9 +496,10 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_
     assert _get(control_plane, "role", f"{full}-operator", ns) is not None
     # Confined to its namespace, the operator holds nothing cluster-wide any more.
     assert _get(control_plane, "clusterrole", f"{ns}:{full}-operator") is None
-    # The generated CA is read back with `lookup`, never regenerated.
+    # The generated CA is never regenerated (nor even rewritten).
     ca_after = _get(control_plane, "secret", f"{full}-ca", ns)
     assert ca_after is not None and ca_after["data"] == ca_before["data"]
+    assert ca_after["metadata"]["resourceVersion"] == ca_before["metadata"]["resourceVersion"]
 
     out = cluster_helm.run("uninstall", release, "-n", ns)
     assert f'release "{release}" uninstalled' in out
@@ -442,7 +514,18 @@ def test_install_upgrade_uninstall(helm: Helm, control_plane: ControlPlane, tmp_
         assert _get(control_plane, kind, name, ns) is None, (kind, name)
     assert _get(control_plane, "clusterrole", f"{ns}:{full}-operator") is None
     assert _get(control_plane, "clusterrolebinding", f"{ns}:{full}-operator") is None
-    # The CA and the store outlive the release (helm.sh/resource-policy: keep).
+    # The CA (not part of the release) and the store (resource-policy: keep) outlive it.
     kept_ca = _get(control_plane, "secret", f"{full}-ca", ns)
     assert kept_ca is not None and kept_ca["data"] == ca_before["data"]
     assert _get(control_plane, "persistentvolumeclaim", f"{full}-data", ns) is not None
+
+
+def _assert_release_holds_no_ca(cp: ControlPlane, release: str, ns: str, revision: int) -> None:
+    """Helm's release Secret (the rendered manifests and hooks) holds no CA material."""
+    secret = _get(cp, "secret", f"sh.helm.release.v1.{release}.v{revision}", ns)
+    assert secret is not None
+    payload = gzip.decompress(base64.b64decode(base64.b64decode(secret["data"]["release"])))
+    text = json.loads(payload)["manifest"] + json.dumps(json.loads(payload).get("hooks"))
+    assert "ensure-ca-secret" in text  # the hook is recorded, its product is not
+    for needle in CA_MATERIAL:
+        assert needle not in text, needle

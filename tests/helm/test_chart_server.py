@@ -1,6 +1,7 @@
 """The server container the chart renders really starts: its exact arguments, the CA the
-chart generates (ECDSA, via helm's genCAWithKey) and the Service names it asks for in the
-serving certificate all work with the real `acme-gateway serve`."""
+chart's hook Job generates (`ensure-ca-secret`: ECDSA P-256, the server's CA profile) and
+the Service names it asks for in the serving certificate all work with the real
+`acme-gateway serve`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from acme_operator.ca_secret import secret_body
 
 from tests.helm.chart import Helm, Manifest, containers, flag, one
 from tests.helm.operator_proc import local_args
@@ -50,7 +52,11 @@ def test_chart_server_args_run(
     docs: list[Manifest] = render(helm, tmp_path, "server", values)
     server = containers(one(docs, "Deployment"))["server"]
     assert flag(server, "account-creation") == [account_creation]
-    ca_secret = one(docs, "Secret", f"{FULLNAME}-ca")
+    # The Secret the CA hook Job creates (never rendered): built by the code the Job runs.
+    job = one(docs, "Job", f"{FULLNAME}-ca-init")
+    (hook,) = job["spec"]["template"]["spec"]["containers"]
+    assert flag(hook, "name") == [f"{FULLNAME}-ca"]
+    ca_secret = secret_body(flag(hook, "name")[0], flag(hook, "common-name")[0], {})
     # The CA files where the chart mounts them (/etc/acme-gateway/ca), moved under tmp.
     ca_dir = tmp_path / "ca"
     ca_dir.mkdir()

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.helm.chart import REPO, Helm, HelmError, containers
+from tests.helm.hook_jobs import playing_hook_jobs
 from tests.helm.operator_proc import forbidden_lines, running_operator
 from tests.infra.gotools import GoToolError, certmanager_crds_dir
 from tests.infra.kube import ControlPlane, service_account_kubeconfig
@@ -82,8 +83,13 @@ def test_install_block_runs(helm: Helm, control_plane: ControlPlane, tmp_path: P
         )
     log = tmp_path / "operator.log"
     try:
-        # The chart's operator, once `helm install` has created its Deployment and account.
-        _wait_for(cp, proc, "deployment", "acme-gateway", "-n", RELEASE_NS)
+        # The chart's CA hook Job (played: no Pods run here), then its operator, once
+        # `helm install` has created its Deployment and account.
+        with playing_hook_jobs(cp, RELEASE_NS, tmp_path) as played:
+            _wait_for(cp, proc, "deployment", "acme-gateway", "-n", RELEASE_NS, timeout=180)
+        assert [o.strip() for o in played.outputs] == [
+            f"created CA Secret {RELEASE_NS}/acme-gateway-ca (acme-gateway CA)"
+        ]
         deployment = json.loads(
             cp.kubectl("get", "deployment", "acme-gateway", "-n", RELEASE_NS, "-o", "json").stdout
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helm.chart import CHART, Helm, containers, flag
+from tests.helm.hook_jobs import playing_hook_jobs
 from tests.helm.operator_proc import forbidden_lines, kubectl_as, running_operator
 from tests.infra.kube import ControlPlane, service_account_kubeconfig
 
@@ -47,7 +48,8 @@ def test_operator_runs_with_the_chart_service_account(
     args = ["install", release, str(CHART), "-n", system_ns, "--create-namespace"]
     if mode == "namespaced":
         args += ["--set", f"operator.watchNamespaces={{{tenant_ns}}}"]
-    helm.with_kubeconfig(cp.kubeconfig).run(*args)
+    with playing_hook_jobs(cp, system_ns, tmp_path):  # the CA hook Job (no Pods run here)
+        helm.with_kubeconfig(cp.kubeconfig).run(*args)
 
     token_config = service_account_kubeconfig(
         cp, system_ns, f"{full}-operator", tmp_path / "operator.kubeconfig"
@@ -73,6 +75,8 @@ def test_operator_runs_with_the_chart_service_account(
                     "apply", "-n", other_ns, "-f", "-", input=REGISTRATION.format(name="web")
                 )
             cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=REGISTRATION.format(name="web"))
+            # No grant, no names: the registration is Ready once an AllowedDomain grants one.
+            cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=ALLOWED_DOMAIN.format(name="web"))
             cp.kubectl(
                 "wait", "-n", tenant_ns, "acmeregistration/web",
                 "--for=condition=Ready", "--timeout=90s", timeout=100,
@@ -88,7 +92,6 @@ def test_operator_runs_with_the_chart_service_account(
             assert reg["status"]["keyID"] == f"{tenant_ns}.web"
             assert reg["status"]["hmacKeySecretRef"] == {"name": "web-eab", "key": "secret"}
 
-            cp.kubectl("apply", "-n", tenant_ns, "-f", "-", input=ALLOWED_DOMAIN.format(name="web"))
             cp.kubectl(
                 "wait", "-n", tenant_ns, "alloweddomain/web-example-com",
                 "--for=condition=Ready", "--timeout=90s", timeout=100,

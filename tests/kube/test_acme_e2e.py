@@ -54,8 +54,10 @@ def gateway_on_store(
         gw.stop()
 
 
-def _eab(cp: ControlPlane, ns: str, name: str) -> dict[str, str]:
-    obj = wait_condition(cp, ns, "acmeregistration", name, "True", timeout=30)
+def _eab(
+    cp: ControlPlane, ns: str, name: str, ready: str = "True", reason: str | None = None
+) -> dict[str, str]:
+    obj = wait_condition(cp, ns, "acmeregistration", name, ready, reason, timeout=30)
     status = obj["status"]
     secret = get_obj(cp, ns, "secret", status["hmacKeySecretRef"]["name"])
     assert secret is not None
@@ -189,3 +191,33 @@ def _refusal_detail(client: object) -> str | None:
         return str(exc.detail)
     except errors.Error as exc:  # pragma: no cover - surfaced in the assertion message
         raise AssertionError(f"unexpected client error {exc!r}") from exc
+
+
+def test_no_grant_means_no_names_and_any_domain_is_explicit(
+    control_plane: ControlPlane,
+    kube_namespace: str,
+    operator_proc: OperatorProcess,
+    gateway_on_store: GatewayProcess,
+) -> None:
+    """Issue 8 item 1: a tenant's registration alone (no AllowedDomain) gets no certificate."""
+    cp, ns, gw = control_plane, kube_namespace, gateway_on_store
+    apply(cp, ns, registration("tenant"))
+    eab = _eab(cp, ns, "tenant", "False", "NoAllowedDomains")
+    client = new_client(gw)
+    register(client, eab=eab)  # the EAB key works: accounts exist, names do not
+
+    refusal = _refused(gw, client, ["anything.example.org", "*.example.net"])
+    assert refusal.typ == "urn:ietf:params:acme:error:rejectedIdentifier"
+    assert "no domain was granted" in str(refusal.detail)
+
+    # An administrator's explicit "any name" grant opens every name.
+    grant = allowed_domain("everything", "tenant", "")
+    grant["spec"] = {"registrationName": "tenant", "anyDomain": True}
+    apply(cp, ns, grant)
+    wait_for("the anyDomain grant", lambda: _allowed(client, "a.example.org"), timeout=30)
+    assert _allowed(client, "b.unrelated.test")
+    # Withdrawn, the registration is back to nothing (never to "everything").
+    cp.kubectl("delete", "-n", ns, "alloweddomain", "everything", "--timeout=60s")
+    wait_for("the grant withdrawn", lambda: not _allowed(client, "c.example.org"), timeout=30)
+    refusal = _refused(gw, client, ["d.example.org"])
+    assert "no domain was granted" in str(refusal.detail)

@@ -383,3 +383,88 @@ def test_namespace_deletion_removes_custom_resources(control_plane: ControlPlane
     create(cp, ns, allowed_domain("d", {"registrationName": "r", "domain": "example.com"}))
     cp.kubectl("delete", "namespace", ns, "--wait=false")
     _wait_gone(cp, "namespace", ns, timeout=90)
+
+
+# ---------------------------------------------------------------- issue 8: grants and limits
+
+ANY_AND_DOMAIN = "anyDomain: true grants every DNS name and cannot be combined with domain"
+DOMAIN_REQUIRED = "domain is required (a DNS name like example.com); to grant every name set"
+WILDCARD_NEEDS_SUBDOMAINS = "includeSubdomains: false needs allowWildcard: false too"
+
+
+def test_alloweddomain_any_domain_is_its_own_form(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    cp, ns = control_plane, kube_namespace
+    both = {"registrationName": "r", "domain": "example.com", "anyDomain": True}
+    assert ANY_AND_DOMAIN in refused_create(cp, ns, allowed_domain("both", both))
+    assert DOMAIN_REQUIRED in refused_create(
+        cp, ns, allowed_domain("none", {"registrationName": "r"})
+    )
+    off = {"registrationName": "r", "anyDomain": False}
+    assert DOMAIN_REQUIRED in refused_create(cp, ns, allowed_domain("off", off))
+
+    create(cp, ns, allowed_domain("any", {"registrationName": "r", "anyDomain": True}))
+    assert get_json(cp, ns, "alloweddomain", "any")["spec"]["anyDomain"] is True
+    err = refused(cp, *merge_patch(ns, "alloweddomain", "any", {"spec": {"anyDomain": False}}))
+    assert "anyDomain is immutable" in err
+    err = refused(cp, *merge_patch(ns, "alloweddomain", "any", {"spec": {"domain": "a.example"}}))
+    assert "cannot be added or removed after creation" in err or ANY_AND_DOMAIN in err
+    wide = cp.kubectl("get", "-n", ns, "alloweddomain", "any", "-o", "wide").stdout.splitlines()
+    assert "ANYDOMAIN" in wide[0].split() and "true" in wide[1].split()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"includeSubdomains": False},  # allowWildcard defaults to true
+        {"includeSubdomains": False, "allowWildcard": True},
+    ],
+)
+def test_alloweddomain_wildcard_needs_subdomains(
+    control_plane: ControlPlane, kube_namespace: str, spec: dict[str, Any]
+) -> None:
+    cp, ns = control_plane, kube_namespace
+    full = {"registrationName": "r", "domain": "example.com", **spec}
+    err = refused_create(cp, ns, allowed_domain("exact", full))
+    assert WILDCARD_NEEDS_SUBDOMAINS in err and "set allowWildcard: false" in err
+
+
+def test_alloweddomain_exact_name_form(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    spec = {
+        "registrationName": "r",
+        "domain": "example.com",
+        "includeSubdomains": False,
+        "allowWildcard": False,
+    }
+    create(cp, ns, allowed_domain("exact", spec))
+    assert get_json(cp, ns, "alloweddomain", "exact")["spec"] == spec
+    # Turning the wildcard back on later is refused the same way.
+    err = refused(cp, *merge_patch(ns, "alloweddomain", "exact", {"spec": {"allowWildcard": True}}))
+    assert WILDCARD_NEEDS_SUBDOMAINS in err
+    create(cp, ns, allowed_domain("wide", {"registrationName": "r", "domain": "example.org"}))
+    err = refused(
+        cp, *merge_patch(ns, "alloweddomain", "wide", {"spec": {"includeSubdomains": False}})
+    )
+    assert WILDCARD_NEEDS_SUBDOMAINS in err
+
+
+def test_registration_limits(control_plane: ControlPlane, kube_namespace: str) -> None:
+    cp, ns = control_plane, kube_namespace
+    for field in ("maxPendingOrders", "maxPendingAuthorizations"):
+        err = refused_create(cp, ns, registration("r", {"limits": {field: 0}}))
+        assert f"limits.{field} must be at least 1" in err
+    limits = {"maxPendingOrders": 5, "maxPendingAuthorizations": 20}
+    create(cp, ns, registration("limited", {"limits": limits}))
+    assert get_json(cp, ns, "areg", "limited")["spec"]["limits"] == limits
+    out = cp.kubectl("explain", "acmeregistration.spec.keyID").stdout
+    assert "prefixes" in out and "team-a.web" in out
+
+
+def test_registration_key_id_leaves_room_for_the_namespace(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    err = refused_create(control_plane, kube_namespace, registration("r", {"keyID": "k" * 191}))
+    assert "spec.keyID" in err and "190" in err
+    create(control_plane, kube_namespace, registration("ok", {"keyID": "k" * 190}))

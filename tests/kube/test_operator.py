@@ -16,11 +16,22 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from acme_operator.ca_secret import generate_ca
 from acme_operator.cert_secret import secret_name as cert_secret_name
 from acme_operator.domains import allow_list, entry_from_spec
-from acme_operator.hmac_secret import InvalidKeyError, SecretRef, check_key_text
+from acme_operator.hmac_secret import (
+    InvalidKeyError,
+    Ownership,
+    SecretRef,
+    build_secret,
+    check_key_text,
+    ownership,
+)
 from acme_operator.labels import label_value
+from acme_operator.owners import registration_owner
+from acme_operator.reconcile import effective_kid
 
+from acme_server.ca.given import load_given
 from acme_server.policy import DomainRule
 from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane, merge_patch, service_account_kubeconfig
@@ -55,6 +66,7 @@ def test_registration_generates_secret_and_store_row(
     control_plane: ControlPlane, kube_namespace: str, operator_proc: OperatorProcess, store_url: str
 ) -> None:
     ns, cp = kube_namespace, control_plane
+    apply(cp, ns, allowed_domain("team-a-dom", "team-a", "team-a.example"))  # the grant
     apply(cp, ns, registration("team-a", maxAccounts=3))
     reg = wait_condition(cp, ns, "acmeregistration", "team-a", "True", "Reconciled")
     status = reg["status"]
@@ -87,6 +99,7 @@ def test_suspend_rotate_and_delete_registration(
 ) -> None:
     ns, cp = kube_namespace, control_plane
     name = f"{ns}/team-b"
+    apply(cp, ns, allowed_domain("team-b-dom", "team-b", "team-b.example"))  # the grant
     apply(cp, ns, registration("team-b"))
     wait_condition(cp, ns, "acmeregistration", "team-b", "True")
 
@@ -168,17 +181,30 @@ def test_allowed_domains_follow_objects(
         lambda: _domains(store_url, name) == {DomainRule("example.com", True, True)},
     )
 
-    # Accepted by the API server's rules, refused by the store's: reported, and never
-    # widening the allow-list to "anything".
+    # Removing the last AllowedDomain narrows the registration to nothing, never widens it.
     cp.kubectl("delete", "-n", ns, "alloweddomain", "example")
     wait_for("allow-list empty", lambda: _domains(store_url, name) == set())
+    wait_condition(cp, ns, "acmeregistration", "web", "False", "NoAllowedDomains", timeout=30)
+    row = store_registration(store_url, name)
+    assert row is not None and (row.any_domain, row.suspended) == (False, False)
+    # Accepted by the API server's rules, refused by the store's: reported, and granting
+    # nothing (the store refuses every order with "no domain was granted").
     apply(cp, ns, allowed_domain("numeric", "web", "host.123"))
     cond = condition(wait_condition(cp, ns, "alloweddomain", "numeric", "False", "InvalidDomain"))
     assert cond is not None and "example.com" in cond["message"]
-    wait_condition(cp, ns, "acmeregistration", "web", "False", "InvalidDomains")
-    assert wait_for("held suspended", lambda: _suspended(store_url, name) is True)
+    wait_for(
+        "the registration to name the invalid AllowedDomain",
+        lambda: (
+            (c := condition(get_obj(cp, ns, "acmeregistration", "web"))) is not None
+            and c["reason"] == "NoAllowedDomains"
+            and "invalid AllowedDomains: numeric" in c["message"]
+        ),
+        timeout=30,
+    )
+    assert _domains(store_url, name) == set() and _suspended(store_url, name) is False
     cp.kubectl("delete", "-n", ns, "alloweddomain", "numeric")
-    wait_condition(cp, ns, "acmeregistration", "web", "True", "Reconciled")
+    apply(cp, ns, allowed_domain("example", "web", "example.com"))
+    wait_condition(cp, ns, "acmeregistration", "web", "True", "Reconciled", timeout=30)
     assert _suspended(store_url, name) is False
 
 
@@ -189,6 +215,7 @@ def test_admin_provided_secret(
     good = base64.urlsafe_b64encode(os.urandom(40)).rstrip(b"=").decode()
     short = base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
     cp.kubectl("create", "secret", "generic", "-n", ns, "given", f"--from-literal=hmac={short}")
+    apply(cp, ns, allowed_domain("ops-dom", "ops", "ops.example"))  # the grant
     apply(
         cp,
         ns,
@@ -204,9 +231,9 @@ def test_admin_provided_secret(
     patch = {"data": {"hmac": base64.b64encode(good.encode()).decode()}}
     cp.kubectl(*merge_patch(ns, "secret", "given", patch))
     reg = wait_condition(cp, ns, "acmeregistration", "ops", "True", "Reconciled")
-    assert reg["status"]["keyID"] == "ops-kid"
+    assert reg["status"]["keyID"] == f"{ns}.ops-kid"  # key IDs stay inside the namespace
     row = store_registration(store_url, f"{ns}/ops")
-    assert row is not None and (row.kid, row.hmac_key) == ("ops-kid", good)
+    assert row is not None and (row.kid, row.hmac_key) == (f"{ns}.ops-kid", good)
     secret = _get(cp, ns, "secret", "given")
     assert not secret["metadata"].get("ownerReferences")  # the admin's Secret stays theirs
 
@@ -253,6 +280,7 @@ def test_certificate_export_status_and_garbage_collection(
     ).start()
     try:
         root = ensure_ca_root(store_url)
+        apply(cp, ns, allowed_domain("issuer-dom", "issuer", "example.com"))  # the grant
         apply(cp, ns, registration("issuer"))
         reg = wait_condition(cp, ns, "acmeregistration", "issuer", "True")
         cert = insert_certificate(store_url, f"{ns}/issuer", ["a.example.com", "b.example.com"])
@@ -334,7 +362,8 @@ def test_crash_and_restart_converges_without_duplicates(
     try:
         ensure_ca_root(store_url)
         apply(cp, ns, registration("crash"))
-        wait_condition(cp, ns, "acmeregistration", "crash", "True")
+        # Reconciled (its store row exists); no AllowedDomain yet, so it grants nothing.
+        wait_condition(cp, ns, "acmeregistration", "crash", "False", "NoAllowedDomains")
         first = insert_certificate(store_url, f"{ns}/crash", ["one.example.com"])
         wait_for("first exported", lambda: _exported(store_url, first.id))
 
@@ -476,11 +505,32 @@ def test_all_invalid_domains_fail_closed() -> None:
     bad = entry_from_spec("bad", {"domain": "host.123"})
     good = entry_from_spec("good", {"domain": "Example.COM", "includeSubdomains": False})
     assert bad.rule is None and bad.error and "example.com" in bad.error
-    assert allow_list([bad]).all_invalid
+    assert allow_list([bad]).grants_nothing
     mixed = allow_list([bad, good])
-    assert not mixed.all_invalid
-    assert mixed.rules == [DomainRule("example.com", False, True)]
-    assert not allow_list([]).all_invalid  # no domains: the seed's "anything" semantics
+    assert not mixed.grants_nothing
+    # includeSubdomains: false never allows *.example.com, whatever allowWildcard says.
+    assert mixed.rules == [DomainRule("example.com", False, False)]
+    assert allow_list([]).grants_nothing  # no AllowedDomain: no name (issue 8)
+    assert not allow_list([]).any_domain
+
+
+def test_any_domain_is_an_explicit_grant() -> None:
+    everything = entry_from_spec("all", {"anyDomain": True})
+    assert everything.error is None and everything.any_domain and everything.rule is None
+    listed = allow_list([everything, entry_from_spec("one", {"domain": "a.example"})])
+    assert listed.any_domain and not listed.grants_nothing
+    both = entry_from_spec("both", {"anyDomain": True, "domain": "a.example"})
+    assert both.error is not None and not both.any_domain
+    assert allow_list([both]).grants_nothing  # an invalid grant grants nothing
+    assert not entry_from_spec("off", {"anyDomain": False, "domain": "a.example"}).any_domain
+
+
+def test_key_ids_are_forced_into_the_namespace() -> None:
+    assert effective_kid("team-a", "web", {}) == "team-a.web"
+    assert effective_kid("team-a", "web", {"keyID": "custom"}) == "team-a.custom"
+    assert effective_kid("team-a", "web", {"keyID": "team-a.custom"}) == "team-a.custom"
+    # Another namespace's default cannot be reached: it gets this namespace's prefix.
+    assert effective_kid("team-b", "x", {"keyID": "team-a.web"}) == "team-b.team-a.web"
 
 
 def test_certificate_secret_names_are_dns_safe() -> None:
@@ -499,6 +549,7 @@ def test_cluster_wide_operator(
     assert cp.kubeconfig is not None
     op = OperatorProcess(cp.kubeconfig, store_url, tmp_path).start()
     try:
+        apply(cp, ns, allowed_domain("wide-dom", "wide", "wide.example"))  # the grant
         apply(cp, ns, registration("wide"))
         reg = wait_condition(cp, ns, "acmeregistration", "wide", "True")
         assert reg["status"]["keyID"] == f"{ns}.wide"
@@ -506,3 +557,30 @@ def test_cluster_wide_operator(
     finally:
         op.stop()
         print(op.logs())
+
+
+def test_hmac_secret_ownership_needs_our_marker_for_this_registration() -> None:
+    ref = SecretRef("shared", "secret")
+    made_for_a = build_secret(namespace="ns", registration="a", uid="uid-a", ref=ref, hmac_key="k")
+    assert ownership(made_for_a, "a", "uid-a") is Ownership.MINE
+    assert ownership(made_for_a, "b", "uid-b") is Ownership.OTHER_REGISTRATION
+    # "a" deleted and re-created (new uid) before garbage collection: adoptable by "a" only.
+    assert ownership(made_for_a, "a", "uid-a2") is Ownership.ADOPTABLE
+    orphan = {**made_for_a, "metadata": {**made_for_a["metadata"], "ownerReferences": []}}
+    assert ownership(orphan, "a", "uid-a2") is Ownership.ADOPTABLE
+    assert ownership(orphan, "b", "uid-b") is Ownership.OTHER_REGISTRATION
+    admin = {"metadata": {"name": "shared"}, "data": {}}
+    assert ownership(admin, "a", "uid-a") is Ownership.FOREIGN
+    # Our labels copied onto a Secret owned by another registration do not make it adoptable.
+    forged = {**made_for_a, "metadata": {**made_for_a["metadata"]}}
+    forged["metadata"]["ownerReferences"] = [registration_owner("c", "uid-c")]
+    assert ownership(forged, "a", "uid-a2") is Ownership.OTHER_REGISTRATION
+
+
+def test_generated_ca_is_a_usable_issuing_ca(tmp_path: Path) -> None:
+    cert_pem, key_pem = generate_ca("test CA")
+    (tmp_path / "tls.crt").write_bytes(cert_pem)
+    (tmp_path / "tls.key").write_bytes(key_pem)
+    ca = load_given(tmp_path / "tls.crt", tmp_path / "tls.key")
+    assert ca.issuer == ca.root  # one self-signed CA, as the chart always generated
+    assert generate_ca("test CA") != (cert_pem, key_pem)  # a new key each time

@@ -29,7 +29,7 @@ async def _verdict(
     reg_entry: reconcile.RegistrationEntry | None,
 ) -> tuple[bool, str, str]:
     """(ok, reason, message) for the Ready condition, judged against the store itself."""
-    if entry.rule is None:
+    if entry.error is not None:
         return False, "InvalidDomain", f"spec.domain {entry.domain!r}: {entry.error}"
     if reg_entry is None:
         return (
@@ -39,18 +39,27 @@ async def _verdict(
             "fix spec.registrationName (this domain takes effect once it exists)",
         )
     row = await registrations.get(ctx.db, store_name(namespace, registration))
-    if row is None or entry.rule not in row.domains:
+    if row is None or not in_force(entry, row):
         return (
             False,
             "RegistrationNotReady",
             f"waiting for AcmeRegistration {registration!r} to be reconciled (see its Ready "
             "condition)",
         )
+    if entry.rule is None:
+        return True, "Active", f"every DNS name may be requested by registration {registration}"
     scope = entry.rule.domain
     if entry.rule.include_subdomains:
         scope += " and its subdomains"
     wildcard = "wildcards allowed" if entry.rule.allow_wildcard else "no wildcards"
     return True, "Active", f"{scope} may be requested by registration {registration} ({wildcard})"
+
+
+def in_force(entry: DomainEntry, row: registrations.Registration) -> bool:
+    """The store row carries this AllowedDomain's grant."""
+    if entry.any_domain:
+        return row.any_domain
+    return entry.rule is not None and entry.rule in row.domains
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -117,7 +126,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         row = await registrations.get(
             from_memo(kwargs["memo"]).db, store_name(kwargs["namespace"], registration)
         )
-        if entry.rule is not None and row is not None and entry.rule not in row.domains:
+        if entry.error is None and row is not None and not in_force(entry, row):
             await sync(kwargs, registration)
         await report(kwargs, registration)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from acme_operator import reconcile, usage
+from acme_operator import hmac_secret, reconcile, usage
 from acme_operator.config import OperatorConfig
 from acme_operator.constants import GROUP, REGISTRATIONS, VERSION
 from acme_operator.context import from_memo
@@ -21,10 +21,25 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.index(*res, id="registration_index", when=not_deleting, registry=registry)
     def registration_index(**kwargs: Any) -> dict[tuple[str, str], reconcile.RegistrationEntry]:
         spec = kwargs["spec"]
+        orders, authzs = reconcile.limits(spec)
         entry = reconcile.RegistrationEntry(
-            uid=kwargs["uid"], suspended=bool(spec.get("suspended", False))
+            uid=kwargs["uid"],
+            suspended=bool(spec.get("suspended", False)),
+            max_pending_orders=orders,
+            max_pending_authorizations=authzs,
         )
         return {(kwargs["namespace"], kwargs["name"]): entry}
+
+    @kopf.index(*res, id="secret_index", when=not_deleting, registry=registry)
+    def secret_index(**kwargs: Any) -> dict[tuple[str, str], reconcile.SecretClaim]:
+        """Which registrations name which HMAC Secret: two on one Secret is a conflict."""
+        ref = hmac_secret.effective_ref(kwargs["name"], kwargs["spec"])
+        claim = reconcile.SecretClaim(
+            created=str(kwargs["meta"].get("creationTimestamp") or ""),
+            name=kwargs["name"],
+            uid=kwargs["uid"],
+        )
+        return {(kwargs["namespace"], ref.name): claim}
 
     async def run(kwargs: dict[str, Any], *, allow_rotation: bool) -> None:
         body: kopf.Body = kwargs["body"]
@@ -41,6 +56,10 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             annotations=kwargs["meta"].get("annotations") or {},
             domains=index_values(kwargs["domain_index"], (namespace, name)),
             allow_rotation=allow_rotation,
+            secret_claims=index_values(
+                kwargs["secret_index"],
+                (namespace, hmac_secret.effective_ref(name, kwargs["spec"]).name),
+            ),
         )
         for type_, reason, message in out.actions:
             kopf.event(body, type=type_, reason=reason, message=message)

@@ -131,6 +131,16 @@ seccomp = obj(
     required=["type"],
 )
 
+
+def cidr_list(desc: str) -> dict[str, Any]:
+    return {
+        "type": "array",
+        "items": s(pattern="^[0-9A-Fa-f:.]+/[0-9]{1,3}$"),
+        "uniqueItems": True,
+        "description": desc,
+    }
+
+
 server = obj(
     {
         "replicaCount": i("Server replicas; more than 1 needs store.type=postgresql.", minimum=1),
@@ -151,6 +161,25 @@ server = obj(
             "description": "HOST:PORT resolvers for validation lookups.",
         },
         "containerPort": i(minimum=1024, maximum=65535, description="Listen port (unprivileged)."),
+        "clientAuthEKU": b("Leaves also carry the clientAuth EKU (default: serverAuth only)."),
+        "validation": obj(
+            {
+                "allowCIDRs": cidr_list(
+                    "Ranges validation may reach despite the built-in deny list."
+                ),
+                "denyCIDRs": cidr_list("Ranges validation must never reach (wins over allow)."),
+                "concurrencyPerAccount": i("Validations per account at once.", minimum=1),
+                "concurrencyPerRegistration": i("Validations per registration.", minimum=1),
+            }
+        ),
+        "limits": obj(
+            {
+                "maxPendingOrders": i("Unfinished orders per account.", minimum=1),
+                "maxPendingAuthorizations": i("Pending authorizations per account.", minimum=1),
+                "maxConnections": i("Open client connections per server process.", minimum=1),
+                "purgeAfter": {**duration, "description": "Purge dead orders/authzs this old."},
+            }
+        ),
         "tls": obj(
             {
                 "enabled": b("Serve HTTPS (false: --insecure-http)."),

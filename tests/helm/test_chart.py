@@ -160,6 +160,10 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert flag(server, "listen") == ["0.0.0.0:14000"]
     assert f"{FULLNAME}.{NAMESPACE}.svc.cluster.local" in flag(server, "tls-name")
     assert flag(server, "ca-cert") == ["/etc/acme-gateway/ca/tls.crt"]
+    # Validation refuses loopback/link-local by default: the chart allows nothing extra.
+    assert flag(server, "validation-allow-cidr") == []
+    assert "--client-auth-eku" not in server["args"]
+    assert flag(server, "max-pending-orders") == ["300"]
     assert operator["command"] == ["acme-gateway-operator"]
     assert flag(operator, "data-dir") == ["/data"]
     assert flag(operator, "namespace") == []
@@ -295,6 +299,15 @@ def test_bring_your_own_ca_and_tls(rendered: dict[str, list[Manifest]]) -> None:
     assert flag(server, "cert-validity") == ["30d"]
     assert flag(server, "http01-port") == ["8080"]
     assert flag(server, "dns-resolver") == ["10.0.0.10:53", "10.0.0.11:53"]
+    assert flag(server, "validation-allow-cidr") == ["127.0.0.0/8"]
+    assert flag(server, "validation-deny-cidr") == ["10.96.0.1/32", "10.0.0.0/24"]
+    assert flag(server, "validation-concurrency-per-account") == ["2"]
+    assert flag(server, "validation-concurrency-per-registration") == ["4"]
+    assert flag(server, "max-pending-orders") == ["30"]
+    assert flag(server, "max-pending-authorizations") == ["100"]
+    assert flag(server, "max-connections") == ["256"]
+    assert flag(server, "purge-after") == ["7d"]
+    assert "--client-auth-eku" in server["args"]
 
 
 def test_watch_namespaces_uses_roles(rendered: dict[str, list[Manifest]]) -> None:

@@ -40,6 +40,19 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "certValidity": "30d",
             "http01Port": 8080,
             "dnsResolvers": ["10.0.0.10:53", "10.0.0.11:53"],
+            "clientAuthEKU": True,
+            "validation": {
+                "allowCIDRs": ["127.0.0.0/8"],
+                "denyCIDRs": ["10.96.0.1/32", "10.0.0.0/24"],
+                "concurrencyPerAccount": 2,
+                "concurrencyPerRegistration": 4,
+            },
+            "limits": {
+                "maxPendingOrders": 30,
+                "maxPendingAuthorizations": 100,
+                "maxConnections": 256,
+                "purgeAfter": "7d",
+            },
         },
     },
     # The operator confined to listed namespaces (Roles, not a ClusterRole, for Secrets).

@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
+from acme_server.domain.problems import problem_json
+from acme_server.domain.statuses import ChallengeStatus
 from acme_server.metrics import VALIDATIONS
-from acme_server.problems import problem_json
 from acme_server.store import orders as order_store
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, authorizations, challenges
@@ -217,7 +218,7 @@ class ValidationScheduler:
                     attempts,
                 )
                 return
-            VALIDATIONS.labels(chal_type, "valid").inc()
+            VALIDATIONS.labels(chal_type, ChallengeStatus.VALID).inc()
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
             async with self._db.transaction() as conn:
                 await order_store.finish_challenge(
@@ -257,7 +258,7 @@ class ValidationScheduler:
         final = not exc.transient or attempt >= self._settings.validation_max_attempts
         async with self._db.transaction() as conn:
             if final:
-                VALIDATIONS.labels(chal_type, "invalid").inc()
+                VALIDATIONS.labels(chal_type, ChallengeStatus.INVALID).inc()
                 log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
                 await order_store.finish_challenge(
                     conn,

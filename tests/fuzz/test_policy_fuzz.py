@@ -11,7 +11,12 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
+from acme_server.domain.identifiers import (
+    DomainRule,
+    IdentifierError,
+    is_allowed,
+    normalise_dns_name,
+)
 from tests.fuzz.strategies import FUZZ
 
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

@@ -21,7 +21,7 @@ from acme_operator.domains import allow_list, entry_from_spec
 from acme_operator.hmac_secret import InvalidKeyError, SecretRef, check_key_text
 from acme_operator.labels import label_value
 
-from acme_server.policy import DomainRule
+from acme_server.domain.identifiers import DomainRule
 from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane, merge_patch, service_account_kubeconfig
 from tests.kube.operator_proc import (

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
 from acme_server.domain.problems import problem_json
-from acme_server.domain.statuses import ChallengeStatus
+from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATIONS
 from acme_server.store import orders as order_store
 from acme_server.store.database import Database
@@ -192,7 +192,7 @@ class ValidationScheduler:
             chal_type, token, name, thumbprint, attempts = job
             key_authorization = f"{token}.{thumbprint}"
             try:
-                if chal_type == "http-01":
+                if chal_type == ChallengeType.HTTP_01:
                     await validate_http01(
                         name,
                         token,

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
-from acme_server.domain.problems import problem_json
+from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATIONS
 from acme_server.store import orders as order_store
@@ -214,7 +214,9 @@ class ValidationScheduler:
                     challenge_id,
                     chal_type,
                     name,
-                    ValidationError("serverInternal", f"validation failed: {type(exc).__name__}"),
+                    ValidationError(
+                        ProblemType.SERVER_INTERNAL, f"validation failed: {type(exc).__name__}"
+                    ),
                     attempts,
                 )
                 return

@@ -152,11 +152,6 @@ def check_finalizable(status: OrderStatus) -> None:
 # --- authorizations -----------------------------------------------------------------------
 
 
-def authz_expired(status: AuthorizationStatus, expires_at: datetime, now: datetime) -> bool:
-    """Whether a pending or valid authorization has passed its expiry."""
-    return status in EXPIRABLE_AUTHZ and expires_at <= now
-
-
 def deactivate_authz(status: AuthorizationStatus, requested: object) -> AuthorizationStatus:
     """The status a client's authorization update asks for, or `malformed`."""
     if requested != AuthorizationStatus.DEACTIVATED:

@@ -117,20 +117,6 @@ def test_only_ready_orders_finalize() -> None:
         assert info.value.detail == f"order is {status.value}; it can be finalized only when ready"
 
 
-@pytest.mark.parametrize(
-    ("status", "expires_at", "expired"),
-    [
-        (A.PENDING, NOW, True),
-        (A.VALID, NOW - timedelta(seconds=1), True),
-        (A.VALID, LATER, False),
-        (A.INVALID, NOW, False),
-        (A.DEACTIVATED, NOW, False),
-    ],
-)
-def test_authz_expiry(status: AuthorizationStatus, expires_at: datetime, expired: bool) -> None:
-    assert lifecycle.authz_expired(status, expires_at, NOW) is expired
-
-
 def test_challenge_result_decides_only_pending_authorizations() -> None:
     assert lifecycle.authz_after_challenge(A.PENDING, True) is A.VALID
     assert lifecycle.authz_after_challenge(A.PENDING, False) is A.INVALID

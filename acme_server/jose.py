@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acme_server import strict_json
+from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.encoding import b64url_decode, b64url_encode
-from acme_server.problems import AcmeProblem
 
 # alg -> (kty, curve or None)
 SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
@@ -128,52 +128,56 @@ def load_jwk(obj: Any) -> AccountKey:
 
 def _member(obj: dict[str, Any], name: str) -> bytes:
     if name not in obj:
-        raise AcmeProblem("badPublicKey", f"{obj['kty']} jwk has no {name!r} member")
+        raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, f"{obj['kty']} jwk has no {name!r} member")
     return b64u_decode(obj[name], f"jwk.{name}")
 
 
 def _canonical_members(obj: Any) -> tuple[dict[str, str], dict[str, bytes]]:
     """The RFC 7638 required members (canonical spellings) and their decoded octets."""
     if not isinstance(obj, dict) or not isinstance(obj.get("kty"), str):
-        raise AcmeProblem("malformed", "jwk must be a JSON object with a kty member")
+        raise AcmeProblem(ProblemType.MALFORMED, "jwk must be a JSON object with a kty member")
     kty = obj["kty"]
     if PRIVATE_MEMBERS & set(obj):
-        raise AcmeProblem("badPublicKey", "jwk must not contain private key material")
+        raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, "jwk must not contain private key material")
     if kty == "OKP":
         if obj.get("crv") != "Ed25519":
-            raise AcmeProblem("badPublicKey", "only Ed25519 OKP keys are supported")
+            raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, "only Ed25519 OKP keys are supported")
         x = _member(obj, "x")
         _check_ed25519_point(x)
         return {"crv": "Ed25519", "kty": "OKP", "x": b64url_encode(x)}, {"x": x}
     if kty == "EC":
         crv = obj.get("crv")
         if not isinstance(crv, str) or crv not in EC_CURVES:
-            raise AcmeProblem("badPublicKey", f"unsupported EC curve {crv!r}")
+            raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, f"unsupported EC curve {crv!r}")
         size = EC_CURVES[crv][1]
         x, y = _member(obj, "x"), _member(obj, "y")
         if len(x) != size or len(y) != size:
-            raise AcmeProblem("badPublicKey", f"{crv} coordinates x and y must be {size} octets")
+            raise AcmeProblem(
+                ProblemType.BAD_PUBLIC_KEY, f"{crv} coordinates x and y must be {size} octets"
+            )
         members = {"crv": crv, "kty": "EC", "x": b64url_encode(x), "y": b64url_encode(y)}
         return members, {"x": x, "y": y}
     if kty == "RSA":
         n, e = _member(obj, "n"), _member(obj, "e")
         if not n or not e or n[0] == 0 or e[0] == 0:
             raise AcmeProblem(
-                "badPublicKey",
+                ProblemType.BAD_PUBLIC_KEY,
                 "RSA n and e must use the minimum number of octets (RFC 7518 §2, no leading zero)",
             )
         return {"e": b64url_encode(e), "kty": "RSA", "n": b64url_encode(n)}, {"n": n, "e": e}
-    raise AcmeProblem("badPublicKey", f"unsupported key type {kty!r}")
+    raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, f"unsupported key type {kty!r}")
 
 
 def _check_ed25519_point(x: bytes) -> None:
     """32 octets encoding y < p, and no sign bit on the two points whose x is zero (RFC 8032)."""
     if len(x) != 32:
-        raise AcmeProblem("badPublicKey", "Ed25519 public key must be 32 bytes")
+        raise AcmeProblem(ProblemType.BAD_PUBLIC_KEY, "Ed25519 public key must be 32 bytes")
     y = int.from_bytes(x, "little") & ((1 << 255) - 1)
     sign = x[31] >> 7
     if y >= ED25519_P or (sign and y in (1, ED25519_P - 1)):
-        raise AcmeProblem("badPublicKey", "Ed25519 public key is not a canonical point encoding")
+        raise AcmeProblem(
+            ProblemType.BAD_PUBLIC_KEY, "Ed25519 public key is not a canonical point encoding"
+        )
 
 
 def _build_key(canonical: dict[str, str], raw: dict[str, bytes], thumb: str) -> AccountKey:
@@ -195,19 +199,21 @@ def _build_key(canonical: dict[str, str], raw: dict[str, bytes], thumb: str) -> 
         bits = numbers_rsa.n.bit_length()
         if not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
             raise AcmeProblem(
-                "badPublicKey",
+                ProblemType.BAD_PUBLIC_KEY,
                 f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, got {bits}",
             )
         return AccountKey(canonical, thumb, numbers_rsa.public_key(), "RSA", None)
     except ValueError:
-        raise AcmeProblem("badPublicKey", f"jwk is not a valid {kty} public key") from None
+        raise AcmeProblem(
+            ProblemType.BAD_PUBLIC_KEY, f"jwk is not a valid {kty} public key"
+        ) from None
 
 
 def _verify_signature(key: AccountKey, alg: str, signing_input: bytes, sig: bytes) -> bool:
     kty, crv = SIGNATURE_ALGORITHMS[alg]
     if key.kty != kty or (crv is not None and key.crv != crv):
         raise AcmeProblem(
-            "badSignatureAlgorithm",
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
             f"algorithm {alg} does not match the {key.kty} {key.crv or ''} key".replace("  ", " "),
             extra={"algorithms": sorted(SIGNATURE_ALGORITHMS)},
         )
@@ -240,7 +246,7 @@ class ParsedJWS:
         """The payload as a JSON object; POST-as-GET (empty payload) is refused here."""
         value = strict_json.loads(self.payload, "JWS payload")
         if not isinstance(value, dict):
-            raise AcmeProblem("malformed", "JWS payload must be a JSON object")
+            raise AcmeProblem(ProblemType.MALFORMED, "JWS payload must be a JSON object")
         return value
 
     @property
@@ -251,25 +257,28 @@ class ParsedJWS:
 def parse_flattened(obj: Any, *, what: str = "request") -> ParsedJWS:
     """Strictly a flattened JSON serialization with a protected header and no other header."""
     if not isinstance(obj, dict):
-        raise AcmeProblem("malformed", f"{what} must be a flattened JWS JSON object")
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what} must be a flattened JWS JSON object")
     if "signatures" in obj:
-        raise AcmeProblem("malformed", f"{what}: only the flattened JWS serialization is accepted")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, f"{what}: only the flattened JWS serialization is accepted"
+        )
     if "header" in obj:
-        raise AcmeProblem("malformed", f"{what}: unprotected JWS headers are not allowed")
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what}: unprotected JWS headers are not allowed")
     extra = set(obj) - {"protected", "payload", "signature"}
     if extra or not {"protected", "payload", "signature"} <= set(obj):
         raise AcmeProblem(
-            "malformed", f"{what} must have exactly the members protected, payload, signature"
+            ProblemType.MALFORMED,
+            f"{what} must have exactly the members protected, payload, signature",
         )
     protected_b64 = obj["protected"]
     payload_b64 = obj["payload"]
     if not isinstance(payload_b64, str):
-        raise AcmeProblem("malformed", f"{what}: payload must be a string")
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what}: payload must be a string")
     protected = strict_json.loads(
         b64u_decode(protected_b64, f"{what}: protected header"), f"{what}: protected header"
     )
     if not isinstance(protected, dict):
-        raise AcmeProblem("malformed", f"{what}: protected header must be a JSON object")
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what}: protected header must be a JSON object")
     _check_critical(protected, what)
     return ParsedJWS(
         protected=protected,
@@ -285,17 +294,19 @@ def _check_critical(protected: dict[str, Any], what: str) -> None:
     RFC 7797 unencoded payloads (`b64: false`) would change what the signature covers."""
     if "b64" in protected and protected["b64"] is not True:
         raise AcmeProblem(
-            "malformed", f"{what}: unencoded payloads (b64 header, RFC 7797) are not supported"
+            ProblemType.MALFORMED,
+            f"{what}: unencoded payloads (b64 header, RFC 7797) are not supported",
         )
     if "crit" in protected:
         crit = protected["crit"]
         if not isinstance(crit, list) or not crit or not all(isinstance(n, str) for n in crit):
             raise AcmeProblem(
-                "malformed", f"{what}: crit header must be a non-empty list of extension names"
+                ProblemType.MALFORMED,
+                f"{what}: crit header must be a non-empty list of extension names",
             )
         names = ", ".join(repr(n[:40]) for n in crit[:5])
         raise AcmeProblem(
-            "malformed", f"{what}: critical header extension(s) {names} are not supported"
+            ProblemType.MALFORMED, f"{what}: critical header extension(s) {names} are not supported"
         )
 
 
@@ -304,7 +315,7 @@ def check_signature_alg(jws: ParsedJWS) -> str:
     if not isinstance(alg, str) or alg not in SIGNATURE_ALGORITHMS:
         shown = repr(alg)[:40] if isinstance(alg, str) else "missing or not a string"
         raise AcmeProblem(
-            "badSignatureAlgorithm",
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
             f"unsupported JWS algorithm {shown}; use one of {', '.join(sorted(SIGNATURE_ALGORITHMS))}",
             extra={"algorithms": sorted(SIGNATURE_ALGORITHMS)},
         )
@@ -315,7 +326,7 @@ def verify(jws: ParsedJWS, key: AccountKey) -> None:
     """Check the signature; a key that verified one is worth caching (see KeyCache)."""
     alg = check_signature_alg(jws)
     if not _verify_signature(key, alg, jws.signing_input, jws.signature):
-        raise AcmeProblem("malformed", "JWS signature is invalid")
+        raise AcmeProblem(ProblemType.MALFORMED, "JWS signature is invalid")
     KEY_CACHE.put(key)
 
 
@@ -327,20 +338,22 @@ def verify_eab(eab: Any, *, outer_key: AccountKey, url: str) -> tuple[str, Parse
     if not isinstance(alg, str) or alg not in MAC_ALGORITHMS:
         shown = repr(alg[:40]) if isinstance(alg, str) else "a missing or non-string alg"
         raise AcmeProblem(
-            "badSignatureAlgorithm",
+            ProblemType.BAD_SIGNATURE_ALGORITHM,
             f"externalAccountBinding must use HS256, HS384 or HS512, not {shown}",
         )
     if "nonce" in header:
-        raise AcmeProblem("malformed", "externalAccountBinding must not carry a nonce")
+        raise AcmeProblem(ProblemType.MALFORMED, "externalAccountBinding must not carry a nonce")
     if header.get("url") != url:
-        raise AcmeProblem("malformed", "externalAccountBinding url must be the newAccount URL")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "externalAccountBinding url must be the newAccount URL"
+        )
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise AcmeProblem("malformed", "externalAccountBinding must name a kid")
+        raise AcmeProblem(ProblemType.MALFORMED, "externalAccountBinding must name a kid")
     bound = strict_json.loads(jws.payload, "externalAccountBinding payload")
     if load_jwk(bound).thumbprint != outer_key.thumbprint:
         raise AcmeProblem(
-            "malformed", "externalAccountBinding payload must be the account's public key"
+            ProblemType.MALFORMED, "externalAccountBinding payload must be the account's public key"
         )
     return kid, jws
 

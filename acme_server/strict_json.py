@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from acme_server.problems import AcmeProblem
+from acme_server.domain.problems import AcmeProblem, ProblemType
 
 # ACME and JOSE objects are a few levels deep; anything deeper is hostile.
 MAX_DEPTH = 32
@@ -52,12 +52,14 @@ def loads(data: bytes | str, what: str) -> Any:
     raw = data.encode() if isinstance(data, str) else data
     brackets = raw.count(b"[") + raw.count(b"{")  # cheap: most bodies need no scan
     if brackets > MAX_DEPTH and nesting_depth(raw) > MAX_DEPTH:
-        raise AcmeProblem("malformed", f"{what} is nested deeper than {MAX_DEPTH} levels")
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what} is nested deeper than {MAX_DEPTH} levels")
     try:
         return json.loads(raw, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
     except ValueError as exc:  # includes JSONDecodeError and UnicodeDecodeError
         if "duplicate member" in str(exc):
-            raise AcmeProblem("malformed", f"{what} has a duplicate member name") from None
-        raise AcmeProblem("malformed", f"{what} is not valid JSON") from None
+            raise AcmeProblem(
+                ProblemType.MALFORMED, f"{what} has a duplicate member name"
+            ) from None
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what} is not valid JSON") from None
     except RecursionError:  # unreachable after the depth check; never a 500
-        raise AcmeProblem("malformed", f"{what} is nested too deeply") from None
+        raise AcmeProblem(ProblemType.MALFORMED, f"{what} is nested too deeply") from None

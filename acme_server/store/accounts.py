@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from acme_server.domain.statuses import AccountStatus
 from acme_server.store.ids import new_id
 from acme_server.store.schema import accounts, registrations
 
@@ -18,7 +19,7 @@ class Account:
     id: str
     key_thumbprint: str
     jwk: dict[str, Any]
-    status: str
+    status: AccountStatus
     contact: list[str]
     tos_agreed: bool
     registration_id: int | None
@@ -32,7 +33,7 @@ def _account(row: Any) -> Account:
         id=row.id,
         key_thumbprint=row.key_thumbprint,
         jwk=row.jwk,
-        status=row.status,
+        status=AccountStatus(row.status),
         contact=list(row.contact),
         tos_agreed=row.tos_agreed,
         registration_id=row.registration_id,
@@ -61,7 +62,10 @@ async def count_for_registration(conn: AsyncConnection, registration_id: int) ->
             await conn.execute(
                 sa.select(sa.func.count())
                 .select_from(accounts)
-                .where(accounts.c.registration_id == registration_id, accounts.c.status == "valid")
+                .where(
+                    accounts.c.registration_id == registration_id,
+                    accounts.c.status == AccountStatus.VALID,
+                )
             )
         ).scalar_one()
     )
@@ -93,7 +97,7 @@ async def create(
         "id": account_id,
         "key_thumbprint": thumbprint,
         "jwk": jwk,
-        "status": "valid",
+        "status": AccountStatus.VALID,
         "contact": contact,
         "tos_agreed": tos_agreed,
         "registration_id": registration_id,

@@ -14,10 +14,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from acme_server.domain.lifecycle import UNFINISHED_ORDER
+from acme_server.domain.statuses import AuthorizationStatus
 from acme_server.store.schema import accounts, authorizations, orders
-
-# Orders that still hold resources: not yet valid or invalid.
-UNFINISHED_ORDER = ("pending", "ready", "processing")
 
 
 @dataclass(frozen=True)
@@ -63,7 +62,11 @@ async def check_new_order(
     if not new:
         return
     count, first_expiry = await _pending(
-        conn, authorizations, authorizations.c.status == "pending", account_id, now
+        conn,
+        authorizations,
+        authorizations.c.status == AuthorizationStatus.PENDING,
+        account_id,
+        now,
     )
     if count + new > limits.authorizations:
         raise PendingLimitExceeded(
@@ -99,7 +102,7 @@ async def _reusable(conn: AsyncConnection, account_id: str, names: list[str], no
         .where(
             authorizations.c.account_id == account_id,
             authorizations.c.identifier_value.in_({value for value, _ in wanted}),
-            authorizations.c.status == "valid",
+            authorizations.c.status == AuthorizationStatus.VALID,
             authorizations.c.expires_at > now,
         )
         .distinct()

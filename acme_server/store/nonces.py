@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from acme_server.domain.problems import AcmeProblem
 from acme_server.encoding import b64url_decode, b64url_encode
-from acme_server.problems import AcmeProblem
 from acme_server.store import meta
 from acme_server.store.database import Database
 from acme_server.store.schema import meta as meta_table

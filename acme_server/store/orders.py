@@ -1,4 +1,8 @@
-"""Orders, authorizations and challenges, and the state rules that tie them together."""
+"""Orders, authorizations and challenges: their rows, persisted as the domain core decides.
+
+The state rules themselves live in `acme_server.domain.lifecycle`; this module only reads
+the statuses it needs and writes the outcome.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from acme_server.domain import lifecycle
+from acme_server.domain.lifecycle import InvalidCause
+from acme_server.domain.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from acme_server.store.ids import new_id
 from acme_server.store.schema import authorizations, challenges, order_authorizations, orders
-
-FINAL_AUTHZ = {"invalid", "deactivated", "expired", "revoked"}
 
 
 @dataclass(frozen=True)
@@ -22,7 +27,7 @@ class Challenge:
     authz_id: str
     type: str
     token: str
-    status: str
+    status: ChallengeStatus
     validated_at: datetime | None
     error: dict[str, Any] | None
     attempts: int
@@ -34,7 +39,7 @@ class Authorization:
     account_id: str
     identifier_value: str
     wildcard: bool
-    status: str
+    status: AuthorizationStatus
     expires_at: datetime
     challenges: tuple[Challenge, ...]
 
@@ -47,7 +52,7 @@ class Authorization:
 class Order:
     id: str
     account_id: str
-    status: str
+    status: OrderStatus
     identifiers: list[dict[str, str]]
     error: dict[str, Any] | None
     certificate_id: str | None
@@ -66,7 +71,7 @@ def _challenge(row: Any) -> Challenge:
         row.authz_id,
         row.type,
         row.token,
-        row.status,
+        ChallengeStatus(row.status),
         row.validated_at,
         row.error,
         row.attempts,
@@ -98,7 +103,7 @@ async def get_authz(conn: AsyncConnection, authz_id: str) -> Authorization | Non
         row.account_id,
         row.identifier_value,
         row.wildcard,
-        row.status,
+        AuthorizationStatus(row.status),
         row.expires_at,
         tuple(chals),
     )
@@ -123,7 +128,7 @@ async def get_order(conn: AsyncConnection, order_id: str) -> Order | None:
     return Order(
         row.id,
         row.account_id,
-        row.status,
+        OrderStatus(row.status),
         row.identifiers,
         row.error,
         row.certificate_id,
@@ -144,7 +149,7 @@ async def find_reusable_authz(
                 authorizations.c.account_id == account_id,
                 authorizations.c.identifier_value == value,
                 authorizations.c.wildcard == wildcard,
-                authorizations.c.status == "valid",
+                authorizations.c.status == AuthorizationStatus.VALID,
                 authorizations.c.expires_at > now,
             )
             .order_by(authorizations.c.expires_at.desc())
@@ -179,12 +184,11 @@ async def create_order(
                 account_id=account_id,
                 identifier_value=value,
                 wildcard=wildcard,
-                status="pending",
+                status=AuthorizationStatus.PENDING,
                 expires_at=order_expires,
                 created_at=now,
             )
         )
-        types = ["dns-01"] if wildcard else ["http-01", "dns-01"]
         await conn.execute(
             challenges.insert(),
             [
@@ -193,10 +197,10 @@ async def create_order(
                     "authz_id": authz_id,
                     "type": t,
                     "token": secrets.token_urlsafe(32),
-                    "status": "pending",
+                    "status": ChallengeStatus.PENDING,
                     "attempts": 0,
                 }
-                for t in types
+                for t in lifecycle.challenge_types(wildcard)
             ],
         )
         authz_ids.append(authz_id)
@@ -205,8 +209,7 @@ async def create_order(
         orders.insert().values(
             id=order_id,
             account_id=account_id,
-            # Reused authorizations are valid by construction: only new ones are pending.
-            status="pending" if any_new else "ready",
+            status=lifecycle.new_order_status(any_new),
             identifiers=[{"type": "dns", "value": n} for n in names],
             expires_at=order_expires,
             created_at=now,
@@ -238,64 +241,50 @@ async def list_order_ids(
 
 
 async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
-    """Apply expiry and authorization outcomes to a pending/ready order; persist changes.
-
-    A ready order also turns invalid when one of its authorizations was deactivated or
-    expired meanwhile (as Boulder does): finalizing must not use a given-up authorization.
-    """
+    """Apply expiry and authorization outcomes to a pending/ready order (as
+    `lifecycle.order_outcome` decides) and persist the change."""
     now = datetime.now(UTC)
-    if order.status not in ("pending", "ready"):
+    if order.status not in lifecycle.REFRESHABLE_ORDER:
         return order
     await expire_authzs(conn, list(order.authz_ids), now)
-    new_status, error = order.status, order.error
-    if order.expires_at <= now:
-        new_status = "invalid"
-        error = {
-            "type": "urn:ietf:params:acme:error:malformed",
-            "detail": "order expired before it was finalized",
-            "status": 400,
-        }
-    else:
-        rows = (
-            await conn.execute(
-                sa.select(authorizations.c.status, authorizations.c.id).where(
-                    authorizations.c.id.in_(order.authz_ids)
-                )
-            )
-        ).all()
-        statuses = {r.status for r in rows}
-        if statuses & FINAL_AUTHZ:
-            new_status = "invalid"
-            error = await _first_challenge_error(
-                conn, [r.id for r in rows if r.status in FINAL_AUTHZ]
-            )
-        elif order.status == "pending" and statuses == {"valid"}:
-            new_status = "ready"
-    if new_status != order.status:
+    rows = (
         await conn.execute(
-            orders.update()
-            .where(orders.c.id == order.id, orders.c.status == order.status)
-            .values(status=new_status, error=error)
+            sa.select(authorizations.c.status, authorizations.c.id).where(
+                authorizations.c.id.in_(order.authz_ids)
+            )
         )
-        fresh = await get_order(conn, order.id)
-        assert fresh is not None
-        return fresh
-    return order
+    ).all()
+    statuses = [AuthorizationStatus(r.status) for r in rows]
+    outcome = lifecycle.order_outcome(order.status, order.expires_at, now, statuses)
+    if outcome is None:
+        return order
+    error = order.error
+    if outcome.cause is InvalidCause.EXPIRED:
+        error = lifecycle.order_expired_error()
+    elif outcome.cause is InvalidCause.AUTHZ_FAILED:
+        failed = [r.id for r in rows if r.status in lifecycle.FINAL_AUTHZ]
+        error = await _first_challenge_error(conn, failed) or lifecycle.authz_failed_error()
+    await conn.execute(
+        orders.update()
+        .where(orders.c.id == order.id, orders.c.status == order.status)
+        .values(status=outcome.status, error=error)
+    )
+    fresh = await get_order(conn, order.id)
+    assert fresh is not None
+    return fresh
 
 
-async def _first_challenge_error(conn: AsyncConnection, authz_ids: list[str]) -> dict[str, Any]:
-    err = (
+async def _first_challenge_error(
+    conn: AsyncConnection, authz_ids: list[str]
+) -> dict[str, Any] | None:
+    err: dict[str, Any] | None = (
         await conn.execute(
             sa.select(challenges.c.error)
             .where(challenges.c.authz_id.in_(authz_ids), challenges.c.error.is_not(None))
             .limit(1)
         )
     ).scalar()
-    return err or {
-        "type": "urn:ietf:params:acme:error:unauthorized",
-        "detail": "an authorization of this order is no longer valid",
-        "status": 403,
-    }
+    return err
 
 
 async def expire_authzs(conn: AsyncConnection, authz_ids: list[str], now: datetime) -> None:
@@ -304,10 +293,10 @@ async def expire_authzs(conn: AsyncConnection, authz_ids: list[str], now: dateti
             authorizations.update()
             .where(
                 authorizations.c.id.in_(authz_ids),
-                authorizations.c.status.in_(("pending", "valid")),
+                authorizations.c.status.in_(lifecycle.EXPIRABLE_AUTHZ),
                 authorizations.c.expires_at <= now,
             )
-            .values(status="expired")
+            .values(status=AuthorizationStatus.EXPIRED)
         )
 
 
@@ -328,8 +317,13 @@ async def orders_of_authz(conn: AsyncConnection, authz_id: str) -> list[Order]:
 
 
 async def set_authz_status(
-    conn: AsyncConnection, authz_id: str, status: str, *, expires_at: datetime | None = None
+    conn: AsyncConnection,
+    authz_id: str,
+    status: AuthorizationStatus,
+    *,
+    expires_at: datetime | None = None,
 ) -> None:
+    """Persist an authorization status the core decided, then refresh the orders using it."""
     values: dict[str, Any] = {"status": status}
     if expires_at is not None:
         values["expires_at"] = expires_at
@@ -344,8 +338,8 @@ async def start_challenge(conn: AsyncConnection, challenge_id: str) -> bool:
     """pending -> processing, due now. False when it was not pending (already started)."""
     result = await conn.execute(
         challenges.update()
-        .where(challenges.c.id == challenge_id, challenges.c.status == "pending")
-        .values(status="processing", next_attempt_at=datetime.now(UTC), attempts=0)
+        .where(challenges.c.id == challenge_id, challenges.c.status == ChallengeStatus.PENDING)
+        .values(status=ChallengeStatus.PROCESSING, next_attempt_at=datetime.now(UTC), attempts=0)
     )
     return bool(result.rowcount)
 
@@ -358,7 +352,7 @@ async def claim_due_challenges(
         await conn.execute(
             sa.select(challenges.c.id)
             .where(
-                challenges.c.status == "processing",
+                challenges.c.status == ChallengeStatus.PROCESSING,
                 challenges.c.next_attempt_at <= now,
                 sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
             )
@@ -372,7 +366,7 @@ async def claim_due_challenges(
             challenges.update()
             .where(
                 challenges.c.id == cid,
-                challenges.c.status == "processing",
+                challenges.c.status == ChallengeStatus.PROCESSING,
                 sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
             )
             .values(lease_until=now + lease)
@@ -390,15 +384,16 @@ async def finish_challenge(
     error: dict[str, Any] | None,
     authz_lifetime: timedelta,
 ) -> None:
+    """Record a validation result and let the core decide the authorization's fate."""
     chal = await get_challenge(conn, challenge_id)
-    if chal is None or chal.status != "processing":
+    if chal is None or chal.status != ChallengeStatus.PROCESSING:
         return
     now = datetime.now(UTC)
     await conn.execute(
         challenges.update()
         .where(challenges.c.id == challenge_id)
         .values(
-            status="valid" if valid else "invalid",
+            status=lifecycle.challenge_result(valid),
             validated_at=now if valid else None,
             error=error,
             lease_until=None,
@@ -407,12 +402,13 @@ async def finish_challenge(
         )
     )
     authz = await get_authz(conn, chal.authz_id)
-    if authz is None or authz.status != "pending":
+    if authz is None:
         return
-    if valid:
-        await set_authz_status(conn, authz.id, "valid", expires_at=now + authz_lifetime)
-    else:
-        await set_authz_status(conn, authz.id, "invalid")
+    decided = lifecycle.authz_after_challenge(authz.status, valid)
+    if decided is AuthorizationStatus.VALID:
+        await set_authz_status(conn, authz.id, decided, expires_at=now + authz_lifetime)
+    elif decided is not None:
+        await set_authz_status(conn, authz.id, decided)
 
 
 async def retry_challenge(
@@ -420,7 +416,7 @@ async def retry_challenge(
 ) -> None:
     await conn.execute(
         challenges.update()
-        .where(challenges.c.id == challenge_id, challenges.c.status == "processing")
+        .where(challenges.c.id == challenge_id, challenges.c.status == ChallengeStatus.PROCESSING)
         .values(
             error=error,
             attempts=challenges.c.attempts + 1,
@@ -431,8 +427,15 @@ async def retry_challenge(
 
 
 async def set_order_status(
-    conn: AsyncConnection, order_id: str, *, expect: str, status: str, **values: Any
+    conn: AsyncConnection,
+    order_id: str,
+    *,
+    expect: OrderStatus,
+    status: OrderStatus,
+    **values: Any,
 ) -> bool:
+    """Compare-and-set: move the order from `expect` to `status`; False if it was not `expect`."""
+    assert lifecycle.can_transition(lifecycle.ORDER_TRANSITIONS, expect, status), (expect, status)
     result = await conn.execute(
         orders.update()
         .where(orders.c.id == order_id, orders.c.status == expect)
@@ -446,7 +449,7 @@ async def valid_authz_names(conn: AsyncConnection, account_id: str, now: datetim
     rows = await conn.execute(
         sa.select(authorizations.c.identifier_value).where(
             authorizations.c.account_id == account_id,
-            authorizations.c.status == "valid",
+            authorizations.c.status == AuthorizationStatus.VALID,
             authorizations.c.expires_at > now,
         )
     )

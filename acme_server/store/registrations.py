@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from acme_server.policy import DomainRule, normalise_dns_name
+from acme_server.domain.identifiers import DomainRule, normalise_dns_name
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, allowed_domains, certificates, registrations
 

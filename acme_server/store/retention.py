@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from acme_server.domain.lifecycle import FINAL_AUTHZ
+from acme_server.domain.statuses import OrderStatus
 from acme_server.store.database import Database
 from acme_server.store.schema import (
     authorizations,
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 INTERVAL_SECONDS = 300.0
-DEAD_AUTHZ = ("invalid", "deactivated", "revoked", "expired")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Purged:
 def _purgeable_orders(cutoff: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(
         orders.c.expires_at < cutoff,
-        sa.and_(orders.c.status == "invalid", orders.c.created_at < cutoff),
+        sa.and_(orders.c.status == OrderStatus.INVALID, orders.c.created_at < cutoff),
     )
 
 
@@ -54,7 +55,10 @@ def _purgeable_authzs(cutoff: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(
         sa.or_(
             authorizations.c.expires_at < cutoff,
-            sa.and_(authorizations.c.status.in_(DEAD_AUTHZ), authorizations.c.created_at < cutoff),
+            sa.and_(
+                authorizations.c.status.in_(sorted(FINAL_AUTHZ)),
+                authorizations.c.created_at < cutoff,
+            ),
         ),
         ~linked,
     )

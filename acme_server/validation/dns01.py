@@ -18,6 +18,7 @@ import dns.name
 import dns.rdatatype
 import dns.resolver
 
+from acme_server.domain.problems import ProblemType
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.resolver import dns_problem
 
@@ -46,12 +47,15 @@ async def validate_dns01(
     if expected in values:
         return
     if not values:
-        raise ValidationError("unauthorized", f"No TXT record found at {qname}", transient=True)
+        raise ValidationError(
+            ProblemType.UNAUTHORIZED, f"No TXT record found at {qname}", transient=True
+        )
     # The values are not repeated: a CNAME may lead the (cluster) resolver to records an
     # ACME client must not be able to read through us.
     found = f"{len(values)} other TXT record{'s' if len(values) > 1 else ''}"
     raise ValidationError(
-        "unauthorized", f'Incorrect TXT record at {qname}: expected "{expected}", found {found}'
+        ProblemType.UNAUTHORIZED,
+        f'Incorrect TXT record at {qname}: expected "{expected}", found {found}',
     )
 
 
@@ -78,6 +82,6 @@ async def _txt_values(resolver: dns.asyncresolver.Resolver, qname: str) -> list[
             return []
         current = answer.canonical_name
     raise ValidationError(
-        "dns",
+        ProblemType.DNS,
         f"DNS problem: too many CNAMEs (more than {MAX_CNAME_HOPS}) looking up TXT for {qname}",
     )

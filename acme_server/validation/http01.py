@@ -26,6 +26,7 @@ import dns.asyncresolver
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
+from acme_server.domain.problems import ProblemType
 from acme_server.validation.addresses import STRICT, AddressPolicy
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.resolver import resolve_addresses
@@ -157,14 +158,14 @@ class _Progress:
             if self.hop:
                 what = f"the host of redirect {self.hop} from {self.challenge_url}"
                 return ValidationError(
-                    "dns",
+                    ProblemType.DNS,
                     f"DNS problem: query timed out looking up {what} (no answer within "
                     f"{timeout:g}s)",
                     transient=True,
                 )
             host = URL(self.url).host or self.url
             return ValidationError(
-                "dns",
+                ProblemType.DNS,
                 f"DNS problem: query timed out looking up A for {host} (no answer within "
                 f"{timeout:g}s)",
                 transient=True,
@@ -175,7 +176,9 @@ class _Progress:
             else "reading the response body from"
         )
         return ValidationError(
-            "connection", f"Timeout after {timeout:g}s {doing} {self.where}", transient=True
+            ProblemType.CONNECTION,
+            f"Timeout after {timeout:g}s {doing} {self.where}",
+            transient=True,
         )
 
 
@@ -203,7 +206,9 @@ async def validate_http01(
     validation (resolution, connections, redirects and reads) as well as each socket step.
     """
     if name.startswith("*."):
-        raise ValidationError("malformed", f"http-01 cannot validate the wildcard name {name}")
+        raise ValidationError(
+            ProblemType.MALFORMED, f"http-01 cannot validate the wildcard name {name}"
+        )
     progress = _Progress(url=challenge_url(name, port, token))
     fetch = _Fetch(progress, port, resolver, session, max_redirects, policy, timeout)
     try:
@@ -217,7 +222,7 @@ async def validate_http01(
         if progress.hop:
             source += f" after {progress.hop} redirect{'s' if progress.hop > 1 else ''}"
         raise ValidationError(
-            "unauthorized",
+            ProblemType.UNAUTHORIZED,
             "The key authorization file from the server did not match this challenge: "
             f'expected "{key_authorization}", but the response body ({len(body)} bytes, '
             f"from {source}) is not the key authorization",
@@ -254,23 +259,23 @@ class _Fetch:
                     detail = f"Invalid response from {progress.url} [{progress.address}]"
                 else:
                     detail = f"Invalid response from {progress.where}"
-                raise ValidationError("unauthorized", f"{detail}: HTTP {status}")
+                raise ValidationError(ProblemType.UNAUTHORIZED, f"{detail}: HTTP {status}")
             if location is None:
                 raise ValidationError(
-                    "unauthorized",
+                    ProblemType.UNAUTHORIZED,
                     f"Redirect (HTTP {status}) without a Location header from {progress.where}",
                 )
             target = _redirect_target(progress.url, location, self.port)
             progress.hop += 1
             if str(target) in visited:
                 raise ValidationError(
-                    "connection",
+                    ProblemType.CONNECTION,
                     f"Redirect loop detected following {progress.challenge_url}: redirect "
                     f"{progress.hop} leads back to an earlier URL",
                 )
             if progress.hop > self.max_redirects:
                 raise ValidationError(
-                    "connection",
+                    ProblemType.CONNECTION,
                     f"Too many redirects (more than {self.max_redirects}) following "
                     f"{progress.challenge_url}",
                 )
@@ -301,7 +306,7 @@ class _Fetch:
         else:
             what = f"redirect {progress.hop} from {progress.challenge_url} leads to an address"
         raise ValidationError(
-            "connection",
+            ProblemType.CONNECTION,
             f"{what} not allowed for validation ({', '.join(reasons)})",
         )
 
@@ -345,29 +350,33 @@ class _Fetch:
                 self.body = await _read_limited(response, source)
                 return response.status, None
         except aiohttp.ClientSSLError:
-            raise ValidationError("connection", f"TLS error connecting to {where}") from None
+            raise ValidationError(
+                ProblemType.CONNECTION, f"TLS error connecting to {where}"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             if exc.os_error.errno == errno.ECONNREFUSED:
                 error = ValidationError(
-                    "connection", f"Connection refused to {where}", transient=True
+                    ProblemType.CONNECTION, f"Connection refused to {where}", transient=True
                 )
             else:
                 reason = exc.os_error.strerror or type(exc.os_error).__name__
                 error = ValidationError(
-                    "connection", f"Error connecting to {where}: {reason}", transient=True
+                    ProblemType.CONNECTION, f"Error connecting to {where}: {reason}", transient=True
                 )
             raise _ConnectFailed(error) from None
         except aiohttp.ServerDisconnectedError:
             raise ValidationError(
-                "connection",
+                ProblemType.CONNECTION,
                 f"Connection closed without a response by {where}",
                 transient=True,
             ) from None
         except aiohttp.ClientResponseError:
-            raise ValidationError("connection", f"Invalid HTTP response from {where}") from None
+            raise ValidationError(
+                ProblemType.CONNECTION, f"Invalid HTTP response from {where}"
+            ) from None
         except aiohttp.ClientError as exc:
             raise ValidationError(
-                "connection",
+                ProblemType.CONNECTION,
                 f"Error fetching from {where}: {type(exc).__name__}",
                 transient=True,
             ) from None
@@ -394,18 +403,18 @@ def _redirect_target(current: str, location: str, port: int) -> URL:
         _ = target.host, target.raw_host, target.port  # IDNA/port errors surface here
     except ValueError:
         raise ValidationError(
-            "connection", "Invalid redirect: the Location header is not a valid URL"
+            ProblemType.CONNECTION, "Invalid redirect: the Location header is not a valid URL"
         ) from None
     if target.scheme not in ("http", "https"):
         raise ValidationError(
-            "connection", "Invalid redirect: only http and https targets are followed"
+            ProblemType.CONNECTION, "Invalid redirect: only http and https targets are followed"
         )
     if not target.raw_host:
-        raise ValidationError("connection", "Invalid redirect: the target has no host")
+        raise ValidationError(ProblemType.CONNECTION, "Invalid redirect: the target has no host")
     allowed = {port, 80} if target.scheme == "http" else {443}
     if target.port not in allowed:
         raise ValidationError(
-            "connection",
+            ProblemType.CONNECTION,
             f"Invalid redirect: the target's port is not allowed "
             f"({' or '.join(str(p) for p in sorted(allowed))} for {target.scheme})",
         )
@@ -423,7 +432,7 @@ class _ConnectFailed(Exception):
 async def _read_limited(response: aiohttp.ClientResponse, where: str) -> bytes:
     """At most MAX_BODY_BYTES of body; anything bigger is refused rather than read."""
     too_big = ValidationError(
-        "unauthorized",
+        ProblemType.UNAUTHORIZED,
         f"The response from {where} is larger than {MAX_BODY_BYTES} bytes; a key "
         "authorization file is much shorter",
     )

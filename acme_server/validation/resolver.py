@@ -19,6 +19,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from acme_server.domain.problems import ProblemType
 from acme_server.validation.errors import ValidationError
 
 DEFAULT_DNS_PORT = 53
@@ -88,7 +89,9 @@ def make_resolver(nameservers: list[str], *, timeout: float = 5.0) -> dns.asyncr
 def dns_problem(exc: Exception, rdtype: str, qname: str) -> ValidationError:
     """Turn a dnspython failure into a precise `dns` problem; only NXDOMAIN is final."""
     if isinstance(exc, dns.resolver.NXDOMAIN):
-        return ValidationError("dns", f"DNS problem: NXDOMAIN looking up {rdtype} for {qname}")
+        return ValidationError(
+            ProblemType.DNS, f"DNS problem: NXDOMAIN looking up {rdtype} for {qname}"
+        )
     if isinstance(exc, dns.exception.Timeout):
         what = "query timed out"
     elif isinstance(exc, dns.resolver.NoNameservers):
@@ -98,7 +101,7 @@ def dns_problem(exc: Exception, rdtype: str, qname: str) -> ValidationError:
     else:
         what = f"{type(exc).__name__}: {exc}"
     return ValidationError(
-        "dns", f"DNS problem: {what} looking up {rdtype} for {qname}", transient=True
+        ProblemType.DNS, f"DNS problem: {what} looking up {rdtype} for {qname}", transient=True
     )
 
 
@@ -136,7 +139,7 @@ async def resolve_addresses(resolver: dns.asyncresolver.Resolver, name: str) -> 
             raise dns_problem(result, rdtype, name)
         if isinstance(result, BaseException):
             raise result
-    raise ValidationError("dns", f"DNS problem: No valid IP addresses found for {name}")
+    raise ValidationError(ProblemType.DNS, f"DNS problem: No valid IP addresses found for {name}")
 
 
 async def _addresses(

@@ -22,8 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
+from acme_server.domain.problems import ProblemType, problem_json
+from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATIONS
-from acme_server.problems import problem_json
 from acme_server.store import orders as order_store
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, authorizations, challenges
@@ -191,7 +192,7 @@ class ValidationScheduler:
             chal_type, token, name, thumbprint, attempts = job
             key_authorization = f"{token}.{thumbprint}"
             try:
-                if chal_type == "http-01":
+                if chal_type == ChallengeType.HTTP_01:
                     await validate_http01(
                         name,
                         token,
@@ -213,11 +214,13 @@ class ValidationScheduler:
                     challenge_id,
                     chal_type,
                     name,
-                    ValidationError("serverInternal", f"validation failed: {type(exc).__name__}"),
+                    ValidationError(
+                        ProblemType.SERVER_INTERNAL, f"validation failed: {type(exc).__name__}"
+                    ),
                     attempts,
                 )
                 return
-            VALIDATIONS.labels(chal_type, "valid").inc()
+            VALIDATIONS.labels(chal_type, ChallengeStatus.VALID).inc()
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
             async with self._db.transaction() as conn:
                 await order_store.finish_challenge(
@@ -257,7 +260,7 @@ class ValidationScheduler:
         final = not exc.transient or attempt >= self._settings.validation_max_attempts
         async with self._db.transaction() as conn:
             if final:
-                VALIDATIONS.labels(chal_type, "invalid").inc()
+                VALIDATIONS.labels(chal_type, ChallengeStatus.INVALID).inc()
                 log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
                 await order_store.finish_challenge(
                     conn,

@@ -11,6 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server import strict_json
 from acme_server.config import Settings
+from acme_server.domain.problems import AcmeProblem, ProblemType
+from acme_server.domain.statuses import AccountStatus
 from acme_server.jose import (
     AccountKey,
     ParsedJWS,
@@ -19,7 +21,6 @@ from acme_server.jose import (
     parse_flattened,
     verify,
 )
-from acme_server.problems import AcmeProblem
 from acme_server.store import accounts as account_store
 from acme_server.store import registrations as registration_store
 from acme_server.store.accounts import Account
@@ -41,7 +42,7 @@ class SignedRequest:
 async def read_jws(request: web.Request, state: AppState) -> ParsedJWS:
     if request.content_type != JOSE_JSON:
         raise AcmeProblem(
-            "malformed",
+            ProblemType.MALFORMED,
             f"Content-Type must be {JOSE_JSON}, not {request.content_type or 'missing'}",
             status=415,
         )
@@ -53,7 +54,9 @@ async def read_body(request: web.Request, settings: Settings) -> bytes:
     """The whole body, however many TCP reads it takes, up to `max_body_bytes` (413 beyond)
     and within `body_timeout` (408, so a slow sender cannot hold a handler)."""
     limit = settings.max_body_bytes
-    too_large = AcmeProblem("malformed", f"request body exceeds {limit} bytes", status=413)
+    too_large = AcmeProblem(
+        ProblemType.MALFORMED, f"request body exceeds {limit} bytes", status=413
+    )
     if request.content_length is not None and request.content_length > limit:
         raise too_large
     try:
@@ -64,7 +67,7 @@ async def read_body(request: web.Request, settings: Settings) -> bytes:
         raise too_large from None
     except TimeoutError:
         raise AcmeProblem(
-            "malformed",
+            ProblemType.MALFORMED,
             f"request body did not arrive within {settings.body_timeout:g} seconds",
             status=408,
         ) from None
@@ -81,15 +84,21 @@ async def authenticate(
     check_signature_alg(jws)
     if header.get("url") != url:
         raise AcmeProblem(
-            "unauthorized", f"JWS url header {header.get('url')!r} does not match {url!r}"
+            ProblemType.UNAUTHORIZED, f"JWS url header {header.get('url')!r} does not match {url!r}"
         )
     has_jwk, has_kid = "jwk" in header, "kid" in header
     if has_jwk == has_kid:
-        raise AcmeProblem("malformed", "JWS protected header must have exactly one of jwk or kid")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "JWS protected header must have exactly one of jwk or kid"
+        )
     if require_jwk and not has_jwk:
-        raise AcmeProblem("malformed", "this request must be signed with an embedded jwk, not kid")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "this request must be signed with an embedded jwk, not kid"
+        )
     if has_jwk and not (require_jwk or allow_jwk):
-        raise AcmeProblem("malformed", "this request must be signed with the account kid, not jwk")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "this request must be signed with the account kid, not jwk"
+        )
     await state.nonces.consume(header.get("nonce"))
     account: Account | None = None
     registration: Registration | None = None
@@ -107,11 +116,13 @@ async def authenticate(
 async def _account_for_kid(state: AppState, kid: Any) -> tuple[Account, Registration | None]:
     account_id = state.urls.account_id_from_url(kid) if isinstance(kid, str) else None
     if account_id is None:
-        raise AcmeProblem("malformed", f"kid {kid!r} is not an account URL of this server")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, f"kid {kid!r} is not an account URL of this server"
+        )
     async with state.db.transaction() as conn:
         account = await account_store.by_id(conn, account_id)
         if account is None:
-            raise AcmeProblem("accountDoesNotExist", f"no account at {kid}")
+            raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"no account at {kid}")
         return account, await registration_of(conn, account)
 
 
@@ -126,26 +137,29 @@ def check_account_access(
     state: AppState, account: Account, registration: Registration | None
 ) -> None:
     """Refuse deactivated accounts and accounts whose pre-registration is gone or suspended."""
-    if account.status != "valid":
-        raise AcmeProblem("unauthorized", f"account is {account.status}")
+    if account.status != AccountStatus.VALID:
+        raise AcmeProblem(ProblemType.UNAUTHORIZED, f"account is {account.status}")
     if registration is None:
         if account.eab_kid is not None:
             raise AcmeProblem(
-                "unauthorized",
+                ProblemType.UNAUTHORIZED,
                 f"the pre-registration {account.eab_kid!r} this account was bound to was deleted",
             )
         if state.settings.eab_required:
             raise AcmeProblem(
-                "unauthorized",
+                ProblemType.UNAUTHORIZED,
                 "this server requires pre-registration and the account is not bound to one",
             )
         return
     if registration.suspended:
         raise AcmeProblem(
-            "unauthorized", f"the account's pre-registration {registration.kid!r} is suspended"
+            ProblemType.UNAUTHORIZED,
+            f"the account's pre-registration {registration.kid!r} is suspended",
         )
 
 
 def require_post_as_get(signed: SignedRequest) -> None:
     if not signed.jws.is_post_as_get:
-        raise AcmeProblem("malformed", "this resource expects POST-as-GET (an empty payload)")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "this resource expects POST-as-GET (an empty payload)"
+        )

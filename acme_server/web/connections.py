@@ -16,7 +16,7 @@ import ssl
 
 from aiohttp import web
 
-from acme_server.problems import problem_json
+from acme_server.domain.problems import ProblemType, problem_json
 
 
 class ConnectionLimiter:
@@ -38,7 +38,11 @@ class ConnectionLimiter:
 
 def _busy_response() -> bytes:
     body = json.dumps(
-        problem_json("serverInternal", "the server has too many open connections; retry later", 503)
+        problem_json(
+            ProblemType.SERVER_INTERNAL,
+            "the server has too many open connections; retry later",
+            503,
+        )
     ).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\n"

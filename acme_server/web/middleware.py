@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from acme_server.problems import AcmeProblem, problem_json
+from acme_server.domain.problems import AcmeProblem, ProblemType, problem_json
 from acme_server.web.responses import link
 from acme_server.web.state import state_of
 
@@ -49,7 +49,9 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
         log.exception("internal error handling %s %s", request.method, request.path)
         response = _problem_response(
             problem_json(
-                "serverInternal", "the server hit an internal error; try again later", 500
+                ProblemType.SERVER_INTERNAL,
+                "the server hit an internal error; try again later",
+                500,
             ),
             500,
             {"Retry-After": "5"},
@@ -75,4 +77,6 @@ def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:
         detail = "request body is too large"
     else:
         detail = exc.reason
-    return _problem_response(problem_json("malformed", detail, exc.status), exc.status, headers)
+    return _problem_response(
+        problem_json(ProblemType.MALFORMED, detail, exc.status), exc.status, headers
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from acme_server.domain.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from acme_server.store.accounts import Account
 from acme_server.store.orders import Authorization, Challenge, Order
 from acme_server.web.urls import Urls
@@ -43,9 +44,9 @@ def challenge_json(chal: Challenge, urls: Urls) -> dict[str, Any]:
 
 def authz_json(authz: Authorization, urls: Urls) -> dict[str, Any]:
     chals = authz.challenges
-    if authz.status == "valid":
+    if authz.status == AuthorizationStatus.VALID:
         # Only the challenge that proved control is relevant once valid.
-        chals = tuple(c for c in chals if c.status == "valid") or chals
+        chals = tuple(c for c in chals if c.status == ChallengeStatus.VALID) or chals
     body: dict[str, Any] = {
         "identifier": {"type": "dns", "value": authz.identifier_value},
         "status": authz.status,
@@ -67,6 +68,6 @@ def order_json(order: Order, urls: Urls) -> dict[str, Any]:
     }
     if order.error is not None:
         body["error"] = order.error
-    if order.certificate_id is not None and order.status == "valid":
+    if order.certificate_id is not None and order.status == OrderStatus.VALID:
         body["certificate"] = urls.certificate(order.certificate_id)
     return body

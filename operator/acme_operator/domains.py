@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from acme_server.policy import DomainRule, normalise_dns_name
+from acme_server.domain.identifiers import DomainRule, normalise_dns_name
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from acme_server.domain.problems import AcmeProblem
 from acme_server.encoding import b64url_encode
 from acme_server.jose import eab_mac_valid, load_jwk, verify_eab
-from acme_server.problems import AcmeProblem
 from tests.fuzz.strategies import FUZZ, Signer, b64_texts, jose_objects, json_values
 
 URL = "https://acme.test/acme/new-account"

@@ -12,9 +12,9 @@ from typing import Any
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from acme_server.domain.problems import AcmeProblem
 from acme_server.encoding import b64url_encode
 from acme_server.jose import AccountKey, ParsedJWS, load_jwk, parse_flattened, verify
-from acme_server.problems import AcmeProblem
 from tests.fuzz.strategies import (
     FUZZ,
     Signer,

@@ -1,4 +1,4 @@
-"""Identifier normalisation and allow-list matching (acme_server/policy.py).
+"""Identifier normalisation and allow-list matching (acme_server/domain/identifiers.py).
 
 Properties: a name normalises or raises IdentifierError; normalising is idempotent and
 yields lower-case A-label DNS syntax; a rule covers only names on a label boundary.
@@ -11,7 +11,12 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
+from acme_server.domain.identifiers import (
+    DomainRule,
+    IdentifierError,
+    is_allowed,
+    normalise_dns_name,
+)
 from tests.fuzz.strategies import FUZZ
 
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"

@@ -32,7 +32,7 @@ from acme_operator.owners import registration_owner
 from acme_operator.reconcile import effective_kid
 
 from acme_server.ca.given import load_given
-from acme_server.policy import DomainRule
+from acme_server.domain.identifiers import DomainRule
 from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane, merge_patch, service_account_kubeconfig
 from tests.kube.operator_proc import (

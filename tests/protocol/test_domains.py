@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from acme_server.policy import DomainRule
+from acme_server.domain.identifiers import DomainRule
 from acme_server.store import registrations
 from acme_server.store.database import Database, default_database_url
 from tests.gateway_proc import GatewayProcess

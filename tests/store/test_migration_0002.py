@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from acme_server.policy import DomainRule
+from acme_server.domain.identifiers import DomainRule
 from acme_server.store import registrations
 from acme_server.store.database import MIGRATIONS_DIR, Database, normalise_url
 

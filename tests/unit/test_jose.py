@@ -14,8 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acme_server import jose, strict_json
+from acme_server.domain.problems import AcmeProblem
 from acme_server.encoding import b64url_decode, b64url_encode
-from acme_server.problems import AcmeProblem
 
 P = 2**255 - 19
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from acme_server.policy import DomainRule, IdentifierError, is_allowed, normalise_dns_name
+from acme_server.domain.identifiers import (
+    DomainRule,
+    IdentifierError,
+    is_allowed,
+    normalise_dns_name,
+)
 
 EXAMPLE = [DomainRule("example.com")]
 

@@ -8,7 +8,8 @@ from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
 from acme_server import jose, strict_json
-from acme_server.problems import AcmeProblem
+from acme_server.domain.lifecycle import account_update_status
+from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.store import accounts as account_store
 from acme_server.store import registrations as registration_store
 from acme_server.store.accounts import Account
@@ -25,17 +26,22 @@ def _contacts(value: Any) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
-        raise AcmeProblem("invalidContact", "contact must be a list of strings")
+        raise AcmeProblem(ProblemType.INVALID_CONTACT, "contact must be a list of strings")
     if len(value) > MAX_CONTACTS:
-        raise AcmeProblem("invalidContact", f"at most {MAX_CONTACTS} contacts are allowed")
+        raise AcmeProblem(
+            ProblemType.INVALID_CONTACT, f"at most {MAX_CONTACTS} contacts are allowed"
+        )
     for contact in value:
         scheme, _, address = contact.partition(":")
         if scheme.lower() != "mailto":
             raise AcmeProblem(
-                "unsupportedContact", f"only mailto: contacts are supported, got {contact!r}"
+                ProblemType.UNSUPPORTED_CONTACT,
+                f"only mailto: contacts are supported, got {contact!r}",
             )
         if "?" in address or "," in address or "@" not in address or address.startswith("@"):
-            raise AcmeProblem("invalidContact", f"{contact!r} is not a single plain email address")
+            raise AcmeProblem(
+                ProblemType.INVALID_CONTACT, f"{contact!r} is not a single plain email address"
+            )
     return list(value)
 
 
@@ -57,19 +63,19 @@ async def new_account(request: web.Request) -> web.Response:
             location=state.urls.account(existing.id),
         )
     if payload.get("onlyReturnExisting") is True:
-        raise AcmeProblem("accountDoesNotExist", "no account exists for this key")
+        raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
     contact = _contacts(payload.get("contact"))
     tos = payload.get("termsOfServiceAgreed") is True
     if state.settings.terms_of_service and not tos:
         raise AcmeProblem(
-            "userActionRequired",
+            ProblemType.USER_ACTION_REQUIRED,
             "you must agree to the terms of service (termsOfServiceAgreed: true)",
             headers={"Link": f'<{state.settings.terms_of_service}>;rel="terms-of-service"'},
         )
     eab = payload.get("externalAccountBinding")
     if eab is None and state.settings.eab_required:
         raise AcmeProblem(
-            "externalAccountRequired",
+            ProblemType.EXTERNAL_ACCOUNT_REQUIRED,
             "this server requires an externalAccountBinding (pre-registration key ID and HMAC key)",
         )
     account = await _create(state, signed.key, contact, tos, eab)
@@ -98,15 +104,17 @@ async def _create(
                 # used to find out which key IDs exist. Only a caller that proved it holds
                 # the HMAC key learns more (e.g. that the registration is suspended).
                 if registration is None or not jose.eab_mac_valid(eab_jws, hmac_key):
-                    raise AcmeProblem("unauthorized", EAB_REFUSED)
+                    raise AcmeProblem(ProblemType.UNAUTHORIZED, EAB_REFUSED)
                 if registration.suspended:
-                    raise AcmeProblem("unauthorized", f"pre-registration {eab_kid!r} is suspended")
+                    raise AcmeProblem(
+                        ProblemType.UNAUTHORIZED, f"pre-registration {eab_kid!r} is suspended"
+                    )
                 await account_store.lock_registration(conn, registration.id)
                 if registration.max_accounts is not None:
                     bound = await account_store.count_for_registration(conn, registration.id)
                     if bound >= registration.max_accounts:
                         raise AcmeProblem(
-                            "unauthorized",
+                            ProblemType.UNAUTHORIZED,
                             f"pre-registration {eab_kid!r} already has its maximum of "
                             f"{registration.max_accounts} account(s)",
                         )
@@ -135,7 +143,7 @@ async def account(request: web.Request) -> web.Response:
     signed = await authenticate(request)
     assert signed.account is not None
     if signed.account.id != request.match_info["account_id"]:
-        raise AcmeProblem("unauthorized", "the request is signed by a different account")
+        raise AcmeProblem(ProblemType.UNAUTHORIZED, "the request is signed by a different account")
     current = signed.account
     if not signed.jws.is_post_as_get:
         payload = signed.jws.payload_json()
@@ -145,9 +153,7 @@ async def account(request: web.Request) -> web.Response:
         if payload.get("termsOfServiceAgreed") is True:
             changes["tos_agreed"] = True
         if "status" in payload:
-            if payload["status"] != "deactivated":
-                raise AcmeProblem("malformed", "an account's status can only be set to deactivated")
-            changes["status"] = "deactivated"
+            changes["status"] = account_update_status(payload["status"])
         if changes:
             async with state.db.transaction() as conn:
                 current = await account_store.update(conn, current.id, **changes)
@@ -163,27 +169,33 @@ async def key_change(request: web.Request) -> web.Response:
     inner = jose.parse_flattened(signed.jws.payload_json(), what="keyChange inner JWS")
     header = inner.protected
     if "jwk" not in header or "kid" in header:
-        raise AcmeProblem("malformed", "the inner keyChange JWS must carry the new key as jwk")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "the inner keyChange JWS must carry the new key as jwk"
+        )
     if "nonce" in header:
-        raise AcmeProblem("malformed", "the inner keyChange JWS must not carry a nonce")
+        raise AcmeProblem(ProblemType.MALFORMED, "the inner keyChange JWS must not carry a nonce")
     if header.get("url") != signed.url:
-        raise AcmeProblem("malformed", "the inner keyChange JWS url must equal the outer url")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "the inner keyChange JWS url must equal the outer url"
+        )
     new_key = jose.load_jwk(header["jwk"])
     jose.verify(inner, new_key)
     body = strict_json.loads(inner.payload, "the inner keyChange payload")
     if not isinstance(body, dict) or body.get("account") != state.urls.account(signed.account.id):
         raise AcmeProblem(
-            "malformed", "keyChange payload account does not match the signing account"
+            ProblemType.MALFORMED, "keyChange payload account does not match the signing account"
         )
     old_key = jose.load_jwk(body.get("oldKey"))
     if old_key.thumbprint != signed.key.thumbprint:
-        raise AcmeProblem("malformed", "keyChange oldKey is not the account's current key")
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "keyChange oldKey is not the account's current key"
+        )
     try:
         async with state.db.transaction() as conn:
             holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
             if holder is not None:
                 raise AcmeProblem(
-                    "malformed",
+                    ProblemType.MALFORMED,
                     "the new key is already in use by an account",
                     status=409,
                     headers={"Location": state.urls.account(holder.id)},
@@ -196,7 +208,7 @@ async def key_change(request: web.Request) -> web.Response:
         async with state.db.transaction() as conn:
             holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
         raise AcmeProblem(
-            "malformed",
+            ProblemType.MALFORMED,
             "the new key is already in use by an account",
             status=409,
             headers={"Location": state.urls.account(holder.id)} if holder else None,

@@ -11,14 +11,17 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from acme_server.ca import CSRError, check_csr, parse_csr, spki_sha256
+from acme_server.domain.identifiers import check_allowed
+from acme_server.domain.lifecycle import check_finalizable
+from acme_server.domain.problems import AcmeProblem, ProblemType
+from acme_server.domain.statuses import OrderStatus
 from acme_server.jose import b64u_decode
 from acme_server.metrics import CERTIFICATES_ISSUED, REVOCATIONS
-from acme_server.problems import AcmeProblem
 from acme_server.store import certificates as cert_store
 from acme_server.store import orders as order_store
 from acme_server.store.ids import new_id
 from acme_server.web.auth import authenticate, require_post_as_get
-from acme_server.web.handlers.orders import check_allowed, load_order_for
+from acme_server.web.handlers.orders import load_order_for
 from acme_server.web.responses import acme_json, link
 from acme_server.web.state import state_of
 from acme_server.web.views import order_json
@@ -35,25 +38,21 @@ async def finalize(request: web.Request) -> web.Response:
     assert signed.account is not None
     payload = signed.jws.payload_json()
     current = await load_order_for(request, signed)
-    if current.status != "ready":
-        raise AcmeProblem(
-            "orderNotReady",
-            f"order is {current.status}; it can be finalized only when ready",
-        )
+    check_finalizable(current.status)
     csr_der = b64u_decode(payload.get("csr"), "csr")
     try:
         csr = parse_csr(csr_der)
         check_csr(csr, current.names, account_key_spki_sha256=signed.key.spki_sha256())
     except CSRError as exc:
-        raise AcmeProblem("badCSR", str(exc)) from None
+        raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
     # The allow-list may have shrunk since the order was placed.
     check_allowed(current.names, signed.registration)
     # One transaction: the order is either still ready or valid with its certificate.
     async with state.db.transaction() as conn:
         if not await order_store.set_order_status(
-            conn, current.id, expect="ready", status="processing"
+            conn, current.id, expect=OrderStatus.READY, status=OrderStatus.PROCESSING
         ):
-            raise AcmeProblem("orderNotReady", "order is already being finalized")
+            raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         try:
             issued = await asyncio.get_running_loop().run_in_executor(
                 None,
@@ -62,7 +61,7 @@ async def finalize(request: web.Request) -> web.Response:
         except ValueError as exc:
             log.error("cannot issue for order %s: %s", current.id, exc)
             raise AcmeProblem(
-                "serverInternal", f"the CA cannot issue right now: {exc}", status=500
+                ProblemType.SERVER_INTERNAL, f"the CA cannot issue right now: {exc}", status=500
             ) from None
         cert_id = new_id()
         await cert_store.insert(
@@ -79,7 +78,11 @@ async def finalize(request: web.Request) -> web.Response:
             not_after=issued.not_after,
         )
         await order_store.set_order_status(
-            conn, current.id, expect="processing", status="valid", certificate_id=cert_id
+            conn,
+            current.id,
+            expect=OrderStatus.PROCESSING,
+            status=OrderStatus.VALID,
+            certificate_id=cert_id,
         )
         done = await order_store.get_order(conn, current.id)
     assert done is not None
@@ -96,7 +99,7 @@ async def certificate(request: web.Request) -> web.Response:
     async with state.db.transaction() as conn:
         cert = await cert_store.by_id(conn, request.match_info["cert_id"])
     if cert is None or cert.account_id != signed.account.id:
-        raise AcmeProblem("malformed", "no such certificate for this account", status=404)
+        raise AcmeProblem(ProblemType.MALFORMED, "no such certificate for this account", status=404)
     response = web.Response(body=(cert.chain_pem).encode(), headers={"Content-Type": PEM_CHAIN})
     response.headers.add("Link", link(state.urls.issuer, "up"))
     return response
@@ -117,11 +120,13 @@ async def revoke(request: web.Request) -> web.Response:
     try:
         leaf = x509.load_der_x509_certificate(der)
     except ValueError:
-        raise AcmeProblem("malformed", "certificate is not a DER X.509 certificate") from None
+        raise AcmeProblem(
+            ProblemType.MALFORMED, "certificate is not a DER X.509 certificate"
+        ) from None
     reason = payload.get("reason", 0)
     if not isinstance(reason, int) or isinstance(reason, bool) or reason not in REVOCATION_REASONS:
         raise AcmeProblem(
-            "badRevocationReason",
+            ProblemType.BAD_REVOCATION_REASON,
             f"revocation reason {reason!r} is not allowed; use 0, 1, 3, 4 or 5",
         )
     serial = format(leaf.serial_number, "x")
@@ -129,15 +134,21 @@ async def revoke(request: web.Request) -> web.Response:
     async with state.db.transaction() as conn:
         stored = await cert_store.by_serial(conn, serial)
         if stored is None or not _same_leaf(stored.chain_pem, der):
-            raise AcmeProblem("malformed", "certificate was not issued by this server", status=404)
+            raise AcmeProblem(
+                ProblemType.MALFORMED, "certificate was not issued by this server", status=404
+            )
         if stored.revoked_at is not None:
-            raise AcmeProblem("alreadyRevoked", f"certificate {serial} is already revoked")
+            raise AcmeProblem(
+                ProblemType.ALREADY_REVOKED, f"certificate {serial} is already revoked"
+            )
         if stored.not_after <= now:
-            raise AcmeProblem("unauthorized", f"certificate {serial} expired; it cannot be revoked")
+            raise AcmeProblem(
+                ProblemType.UNAUTHORIZED, f"certificate {serial} expired; it cannot be revoked"
+            )
         if signed.account is None:
             if signed.key.spki_sha256() != spki_sha256(leaf.public_key()):
                 raise AcmeProblem(
-                    "unauthorized",
+                    ProblemType.UNAUTHORIZED,
                     "the JWS key is not the certificate's key; sign with it or an account",
                 )
         elif signed.account.id != stored.account_id:
@@ -145,12 +156,14 @@ async def revoke(request: web.Request) -> web.Response:
             missing = [n for n in stored.names if (n[2:] if n.startswith("*.") else n) not in held]
             if missing:
                 raise AcmeProblem(
-                    "unauthorized",
+                    ProblemType.UNAUTHORIZED,
                     "the account neither issued this certificate nor holds valid authorizations "
                     f"for all its names (missing: {', '.join(missing)})",
                 )
         if not await cert_store.revoke(conn, stored.id, reason):
-            raise AcmeProblem("alreadyRevoked", f"certificate {serial} is already revoked")
+            raise AcmeProblem(
+                ProblemType.ALREADY_REVOKED, f"certificate {serial} is already revoked"
+            )
     REVOCATIONS.inc()
     log.info("revoked serial %s reason %s", serial, reason)
     return web.Response(status=200)

@@ -70,6 +70,7 @@ class CertificateAuthority:
         previous_issuers: Sequence[x509.Certificate] = (),
         leaf_client_auth: bool = False,
     ) -> None:
+        self.root_certificate = root
         self.leaf_client_auth = leaf_client_auth
         self.issuer_certificate = issuer
         self._issuer_key = issuer_key

@@ -80,6 +80,13 @@ class Settings:
     request_head_timeout: float = 10.0  # TLS handshake + request head, and keep-alive idle
     body_timeout: float = 30.0  # a whole request body
     max_connections: int = 1024  # concurrent client connections per process
+    # Start-up (issue 9 item 5): TLS and CA files, once keyword arguments beside Settings.
+    tls_cert: Path | None = None  # with tls_key: serve this pair instead of our own leaf
+    tls_key: Path | None = None
+    insecure_http: bool = False  # plain HTTP, only behind a TLS-terminating proxy
+    ca_cert: Path | None = None  # with ca_key: issue under this CA, not the generated one
+    ca_key: Path | None = None
+    replace_ca_root: bool = False  # make this CA the store's root even if another was recorded
 
     @property
     def eab_required(self) -> bool:

@@ -19,10 +19,10 @@ from typing import Any
 
 import josepy
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from acme_server import strict_json
+from acme_server.ca.keys import RSA_MAX_BITS, RSA_MIN_BITS, spki_sha256
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.encoding import b64url_decode, b64url_encode
 
@@ -37,8 +37,6 @@ SIGNATURE_ALGORITHMS: dict[str, tuple[str, str | None]] = {
     "EdDSA": ("OKP", "Ed25519"),
 }
 MAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-MIN_RSA_BITS = 2048
-MAX_RSA_BITS = 8192
 # curve name -> (cryptography curve, coordinate length in octets)
 EC_CURVES: dict[str, tuple[ec.EllipticCurve, int]] = {
     "P-256": (ec.SECP256R1(), 32),
@@ -55,7 +53,9 @@ def b64u_decode(text: Any, what: str) -> bytes:
     try:
         return b64url_decode(text)
     except ValueError:
-        raise AcmeProblem("malformed", f"{what} is not canonical unpadded base64url") from None
+        raise AcmeProblem(
+            ProblemType.MALFORMED, f"{what} is not canonical unpadded base64url"
+        ) from None
 
 
 b64u_encode = b64url_encode
@@ -71,15 +71,8 @@ class AccountKey:
     kty: str
     crv: str | None
 
-    def spki_der(self) -> bytes:
-        return bytes(
-            self.public_key.public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
-
     def spki_sha256(self) -> str:
-        return hashlib.sha256(self.spki_der()).hexdigest()
+        return spki_sha256(self.public_key)
 
 
 class KeyCache:
@@ -197,10 +190,10 @@ def _build_key(canonical: dict[str, str], raw: dict[str, bytes], thumb: str) -> 
             int.from_bytes(raw["e"], "big"), int.from_bytes(raw["n"], "big")
         )
         bits = numbers_rsa.n.bit_length()
-        if not MIN_RSA_BITS <= bits <= MAX_RSA_BITS:
+        if not RSA_MIN_BITS <= bits <= RSA_MAX_BITS:
             raise AcmeProblem(
                 ProblemType.BAD_PUBLIC_KEY,
-                f"RSA keys must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits, got {bits}",
+                f"RSA keys must be {RSA_MIN_BITS} to {RSA_MAX_BITS} bits, got {bits}",
             )
         return AccountKey(canonical, thumb, numbers_rsa.public_key(), "RSA", None)
     except ValueError:

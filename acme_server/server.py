@@ -1,4 +1,5 @@
-"""Running the ACME server: start-up (store, CA, nonces, TLS), the validation loop, shutdown."""
+"""Running the ACME server: composed from `Settings` (store, CA, nonces, TLS, validation,
+listener) on one exit stack, so shutdown and a failed start-up unwind the same way."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from acme_server import jose, metrics
 from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
+from acme_server.nonces import NonceService
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
-from acme_server.store.nonces import NonceService, load_or_create_key
+from acme_server.store.nonces import SpentNonces, load_or_create_key
 from acme_server.store.registrations import warn_ungranted
 from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
@@ -44,58 +46,104 @@ def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def serve(
-    settings: Settings,
-    *,
-    tls_cert: Path | None = None,
-    tls_key: Path | None = None,
-    insecure_http: bool = False,
-    ca_cert: Path | None = None,
-    ca_key: Path | None = None,
-    replace_ca_root: bool = False,
-) -> None:
-    """Run until SIGINT/SIGTERM."""
-    private_dir(settings.data_dir)
-    try:
-        db = await Database.open(settings.database_url)
-    except (OSError, DBAPIError) as exc:
-        raise StartupError(
-            f"cannot open the store {redact_url(settings.database_url)}: {exc}"
-        ) from None
+async def run_server(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM.
+
+    Every part started is registered on one exit stack as it starts, so shutdown, and a
+    start-up that fails half way (a bad CA after the store opened, a busy port), stop exactly
+    what was started, newest first.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        await start(settings, stack)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+            stack.callback(loop.remove_signal_handler, sig)
+        await stop.wait()
+
+
+async def start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppState:
+    """Compose the server from `settings`: store, CA, nonces, validation, HTTP(S) listener and
+    background loops; each pushes its own shutdown onto `stack`."""
+    db = await _open_store(settings)
+    stack.push_async_callback(db.close)
     await warn_ungranted(db)
-    loop = asyncio.get_running_loop()
-    ca = await loop.run_in_executor(
-        None,
-        lambda: CertificateAuthority.load_or_create(
-            settings.data_dir,
-            ca_cert=ca_cert,
-            ca_key=ca_key,
-            constraints=NameConstraintsSpec.from_domains(
-                settings.ca_permitted_domains, settings.ca_excluded_domains
-            ),
-            leaf_client_auth=settings.leaf_client_auth,
-        ),
-    )
-    await _record_ca_root(db, ca.root_pem, replace=replace_ca_root)
+    ca = await _load_ca(settings)
+    await _record_ca_root(db, ca.root_pem, replace=settings.replace_ca_root)
     nonces = NonceService(
-        db, await load_or_create_key(db), int(settings.nonce_lifetime.total_seconds())
+        SpentNonces(db), await load_or_create_key(db), int(settings.nonce_lifetime.total_seconds())
     )
     state = AppState(settings=settings, db=db, ca=ca, nonces=nonces, urls=Urls(settings.base_url))
     resolver = make_resolver(list(settings.dns_resolvers), timeout=settings.validation_timeout)
     session = make_http_session(resolver, timeout=settings.validation_timeout)
+    stack.push_async_callback(session.close)
+    ssl_context = await _ssl_context(settings, ca)
+    await _listen(settings, state, ssl_context, stack)
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
+    stack.push_async_callback(scheduler.close)
+    tasks = [
+        asyncio.create_task(scheduler.run(), name="validation"),
+        asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"),
+        asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge"),
+    ]
+    stack.push_async_callback(_cancel, tasks)
+    stack.callback(log.info, "shutting down")
+    log.info(
+        "acme-gateway serving %s (directory %s, account creation %s)",
+        "https" if ssl_context else "http",
+        state.urls.directory,
+        settings.account_creation,
+    )
+    return state
 
-    ssl_context: ssl.SSLContext | None = None
-    if not insecure_http:
-        if tls_cert is not None and tls_key is not None:
-            pair = (tls_cert, tls_key)
-        else:
-            names = list(settings.tls_names)
-            pair = await loop.run_in_executor(
-                None, lambda: ca.ensure_serving_certificate(settings.data_dir, names)
-            )
-        ssl_context = _tls_context(*pair)
 
+async def _open_store(settings: Settings) -> Database:
+    private_dir(settings.data_dir)
+    try:
+        return await Database.open(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise StartupError(
+            f"cannot open the store {redact_url(settings.database_url)}: {exc}"
+        ) from None
+
+
+async def _load_ca(settings: Settings) -> CertificateAuthority:
+    """The given CA (--ca-cert/--ca-key) or the generated one; file work off the loop."""
+    constraints = NameConstraintsSpec.from_domains(
+        settings.ca_permitted_domains, settings.ca_excluded_domains
+    )
+    return await asyncio.get_running_loop().run_in_executor(
+        None,
+        lambda: CertificateAuthority.load_or_create(
+            settings.data_dir,
+            ca_cert=settings.ca_cert,
+            ca_key=settings.ca_key,
+            constraints=constraints,
+            leaf_client_auth=settings.leaf_client_auth,
+        ),
+    )
+
+
+async def _ssl_context(settings: Settings, ca: CertificateAuthority) -> ssl.SSLContext | None:
+    """None for --insecure-http; else the given --tls-cert/--tls-key or our own leaf."""
+    if settings.insecure_http:
+        return None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return _tls_context(settings.tls_cert, settings.tls_key)
+    names = list(settings.tls_names)
+    pair = await asyncio.get_running_loop().run_in_executor(
+        None, lambda: ca.ensure_serving_certificate(settings.data_dir, names)
+    )
+    return _tls_context(*pair)
+
+
+async def _listen(
+    settings: Settings,
+    state: AppState,
+    ssl_context: ssl.SSLContext | None,
+    stack: contextlib.AsyncExitStack,
+) -> None:
     # keepalive_timeout doubles as the request-head timeout (see web.connections).
     runner = web.AppRunner(
         build_app(state),
@@ -106,6 +154,7 @@ async def serve(
         lingering_time=LINGERING_SECONDS,
     )
     await runner.setup()
+    stack.push_async_callback(runner.cleanup)
     _raise_open_files_limit(settings.max_connections)
     limiter = ConnectionLimiter(settings.max_connections)
     metrics.OPEN_CONNECTIONS.set_function(lambda: limiter.open)
@@ -120,33 +169,14 @@ async def serve(
         backlog=512,
     )
     await site.start()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    tasks = [
-        asyncio.create_task(scheduler.run(), name="validation"),
-        asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"),
-        asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge"),
-    ]
-    log.info(
-        "acme-gateway serving %s (directory %s, account creation %s)",
-        "https" if ssl_context else "http",
-        state.urls.directory,
-        settings.account_creation,
-    )
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await scheduler.close()
-        await runner.cleanup()
-        await session.close()
-        await db.close()
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class StartupError(RuntimeError):
@@ -157,7 +187,6 @@ async def _record_ca_root(db: Database, root_pem: str, *, replace: bool) -> None
     """Every process on one store must issue under one root; refuse a second, silent CA."""
     stored = await meta.get(db, meta.CA_ROOT_PEM)
     if stored is not None and stored != root_pem and not replace:
-        await db.close()
         raise StartupError(
             "this store already serves certificates under a different CA root: start every "
             "server on it with the same CA (the same --data-dir, or the same --ca-cert/--ca-key), "

@@ -13,10 +13,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from acme_server.ca.keys import spki_sha256
+from acme_server.ca.keys import RSA_MAX_BITS, RSA_MIN_BITS, spki_sha256
 
-RSA_MIN_BITS = 2048
-RSA_MAX_BITS = 8192
 ALLOWED_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 _CURVE_NAMES = {"secp521r1": "P-521", **ALLOWED_CURVES}
 
@@ -81,7 +79,8 @@ def _check_key(key: Any) -> None:
     }
     name = next((v for k, v in kind.items() if isinstance(key, k)), type(key).__name__)
     raise CSRError(
-        f"{name} keys are not allowed (allowed: RSA 2048-8192 bits, ECDSA P-256/P-384, Ed25519)"
+        f"{name} keys are not allowed (allowed: RSA {RSA_MIN_BITS}-{RSA_MAX_BITS} bits, "
+        "ECDSA P-256/P-384, Ed25519)"
     )
 
 

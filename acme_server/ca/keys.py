@@ -1,4 +1,5 @@
-"""Key helpers shared by the CA and the CSR checks: fingerprints, signature hashes, key files."""
+"""Key helpers shared by the CA, the CSR checks and JOSE: the RSA size policy, the SPKI
+fingerprint, signature hashes, key files."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
+
+# One RSA size policy for account keys (JWK) and certificate keys (CSR).
+RSA_MIN_BITS = 2048
+RSA_MAX_BITS = 8192
 
 
 def spki_sha256(public_key: Any) -> str:
@@ -49,10 +54,6 @@ def signature_hash(
 def same_public_key(a: Any, b: Any) -> bool:
     """True when two public keys are the same key (compared as DER SPKI)."""
     return spki_sha256(a) == spki_sha256(b)
-
-
-def is_rsa(public_key: Any) -> bool:
-    return isinstance(public_key, rsa.RSAPublicKey)
 
 
 def private_key_pem(key: CertificateIssuerPrivateKeyTypes) -> bytes:

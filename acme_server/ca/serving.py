@@ -7,21 +7,40 @@ so clients that pinned nothing but the root never notice.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from acme_server.ca.constraints import of_certificate, permits
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import atomic_write, private_key_pem, same_public_key
 from acme_server.ca.locking import file_lock
 
-if TYPE_CHECKING:
-    from acme_server.ca.authority import CertificateAuthority
+
+class _Issued(Protocol):
+    @property
+    def chain_pem(self) -> str: ...
+
+
+class Issuer(Protocol):
+    """What this module needs of the CA (`authority.CertificateAuthority`), named here so the
+    import goes one way only: authority -> serving."""
+
+    @property
+    def issuer_certificate(self) -> x509.Certificate: ...
+
+    def issued_by_us(self, cert: x509.Certificate) -> bool: ...
+
+    def issue_for_key(
+        self, public_key: CertificatePublicKeyTypes, names: Sequence[str], *, validity: timedelta
+    ) -> _Issued: ...
+
 
 CERT_FILE = "server.crt"
 KEY_FILE = "server.key"
@@ -51,7 +70,7 @@ def _san_set(cert: x509.Certificate) -> set[str] | None:
     return values
 
 
-def _reusable(ca: CertificateAuthority, cert_path: Path, key_path: Path, names: list[str]) -> bool:
+def _reusable(ca: Issuer, cert_path: Path, key_path: Path, names: list[str]) -> bool:
     if not (cert_path.exists() and key_path.exists()):
         return False
     try:
@@ -67,9 +86,7 @@ def _reusable(ca: CertificateAuthority, cert_path: Path, key_path: Path, names: 
     return leaf.not_valid_after_utc - datetime.now(UTC) > lifetime / 3
 
 
-def ensure(
-    ca: CertificateAuthority, tls_dir: Path, names: list[str], validity: timedelta
-) -> tuple[Path, Path]:
+def ensure(ca: Issuer, tls_dir: Path, names: list[str], validity: timedelta) -> tuple[Path, Path]:
     wanted = normalise_names(names)
     if not wanted:
         raise ValueError("the serving certificate needs at least one name")

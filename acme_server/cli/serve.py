@@ -224,8 +224,7 @@ def serve(
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
-    from acme_server.server import StartupError
-    from acme_server.server import serve as run_server
+    from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
     from acme_server.validation.resolver import parse_nameserver
 
@@ -278,19 +277,15 @@ def serve(
         leaf_client_auth=leaf_client_auth,
         ca_permitted_domains=constraints.permitted,
         ca_excluded_domains=constraints.excluded,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        insecure_http=insecure_http,
+        ca_cert=ca_cert,
+        ca_key=ca_key,
+        replace_ca_root=replace_ca_root,
     )
     try:
-        asyncio.run(
-            run_server(
-                settings,
-                tls_cert=tls_cert,
-                tls_key=tls_key,
-                insecure_http=insecure_http,
-                ca_cert=ca_cert,
-                ca_key=ca_key,
-                replace_ca_root=replace_ca_root,
-            )
-        )
+        asyncio.run(run_server(settings))
     except (StartupError, CAConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:

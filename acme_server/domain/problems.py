@@ -63,15 +63,11 @@ _STATUS = {
 
 
 class AcmeProblem(Exception):
-    """Raised anywhere in request handling; the web layer renders it as problem+json.
-
-    `type_` is a `ProblemType`; a plain short name is still accepted (and checked, so a typo
-    fails loudly) for code not yet converted.
-    """
+    """Raised anywhere in request handling; the web layer renders it as problem+json."""
 
     def __init__(
         self,
-        type_: ProblemType | str,
+        type_: ProblemType,
         detail: str,
         *,
         status: int | None = None,
@@ -80,7 +76,7 @@ class AcmeProblem(Exception):
         extra: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(detail)
-        self.type = ProblemType(type_)
+        self.type = type_
         self.detail = detail
         self.status = status or self.type.status
         self.subproblems = subproblems

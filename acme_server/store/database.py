@@ -118,8 +118,3 @@ def _upgrade_to_head(sync_conn: sa.Connection) -> None:
     if sync_conn.dialect.name == "postgresql":
         sync_conn.exec_driver_sql("SELECT pg_advisory_xact_lock(8555)")
     command.upgrade(cfg, "head")
-
-
-def run_sync(coro: Any) -> Any:
-    """Run a coroutine from synchronous CLI code."""
-    return asyncio.run(coro)

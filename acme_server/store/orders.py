@@ -344,38 +344,6 @@ async def start_challenge(conn: AsyncConnection, challenge_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def claim_due_challenges(
-    conn: AsyncConnection, *, now: datetime, lease: timedelta, limit: int
-) -> list[str]:
-    """Lease due validations to this process (works on SQLite and PostgreSQL alike)."""
-    candidates = (
-        await conn.execute(
-            sa.select(challenges.c.id)
-            .where(
-                challenges.c.status == ChallengeStatus.PROCESSING,
-                challenges.c.next_attempt_at <= now,
-                sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
-            )
-            .order_by(challenges.c.next_attempt_at)
-            .limit(limit)
-        )
-    ).scalars()
-    claimed = []
-    for cid in list(candidates):
-        result = await conn.execute(
-            challenges.update()
-            .where(
-                challenges.c.id == cid,
-                challenges.c.status == ChallengeStatus.PROCESSING,
-                sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
-            )
-            .values(lease_until=now + lease)
-        )
-        if result.rowcount:
-            claimed.append(cid)
-    return claimed
-
-
 async def finish_challenge(
     conn: AsyncConnection,
     challenge_id: str,

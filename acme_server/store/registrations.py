@@ -6,7 +6,6 @@ ACME server reads. Every function is one transaction.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import logging
 import secrets
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.identifiers import DomainRule, normalise_dns_name
+from acme_server.encoding import b64url_decode, b64url_encode
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, allowed_domains, certificates, registrations
 
@@ -84,7 +84,7 @@ class BoundAccount:
 
 def generate_hmac_key() -> str:
     """32 random bytes as unpadded base64url: the form cert-manager and certbot read."""
-    return base64.urlsafe_b64encode(secrets.token_bytes(HMAC_KEY_BYTES)).rstrip(b"=").decode()
+    return b64url_encode(secrets.token_bytes(HMAC_KEY_BYTES))
 
 
 def generate_kid() -> str:
@@ -92,13 +92,29 @@ def generate_kid() -> str:
 
 
 def validate_hmac_key(key: str) -> str:
+    """`key` if it is canonical unpadded base64url of at least 32 bytes: the EAB check
+    decodes the stored key strictly, so a key it could not read must never be stored."""
     try:
-        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4))
-    except (ValueError, TypeError):
-        raise RegistrationError("HMAC key must be base64url") from None
+        raw = b64url_decode(key)
+    except ValueError as exc:
+        raise RegistrationError(
+            f"HMAC key must be unpadded base64url: {_key_fault(key, exc)}"
+        ) from None
     if len(raw) < HMAC_KEY_BYTES:
-        raise RegistrationError(f"HMAC key must hold at least {HMAC_KEY_BYTES} bytes")
-    return key.rstrip("=")
+        raise RegistrationError(
+            f"HMAC key must hold at least {HMAC_KEY_BYTES} bytes, it holds {len(raw)}"
+        )
+    return key
+
+
+def _key_fault(key: str, exc: ValueError) -> str:
+    """What is wrong with a key text, in words an operator can act on."""
+    if key.endswith("="):
+        return "drop the trailing '=' padding"
+    if bad := sorted({c for c in key if not (c.isascii() and (c.isalnum() or c in "-_"))}):
+        shown = " ".join(repr(c) for c in bad)
+        return f"{shown} not allowed (only A-Z a-z 0-9 - _; '+' and '/' are plain base64)"
+    return str(exc)
 
 
 def _check_positive(what: str, value: int | None) -> None:

@@ -9,7 +9,6 @@ check here; what the records say is never echoed to the client.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 
 import dns.asyncresolver
@@ -19,6 +18,7 @@ import dns.rdatatype
 import dns.resolver
 
 from acme_server.domain.problems import ProblemType
+from acme_server.encoding import b64url_encode
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.resolver import dns_problem
 
@@ -28,7 +28,7 @@ MAX_CNAME_HOPS = 8
 def dns01_txt_value(key_authorization: str) -> str:
     """base64url(SHA-256(key authorization)) without padding: the TXT record's content."""
     digest = hashlib.sha256(key_authorization.encode("utf-8")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return b64url_encode(digest)
 
 
 def challenge_name(name: str) -> str:

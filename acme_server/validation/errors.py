@@ -13,11 +13,9 @@ from acme_server.domain.problems import ProblemType
 class ValidationError(Exception):
     """A challenge validation attempt failed; `detail` is shown to the ACME client."""
 
-    def __init__(
-        self, problem_type: ProblemType | str, detail: str, *, transient: bool = False
-    ) -> None:
+    def __init__(self, problem_type: ProblemType, detail: str, *, transient: bool = False) -> None:
         super().__init__(detail)
-        self.problem_type = ProblemType(problem_type)
+        self.problem_type = problem_type
         self.detail = detail
         self.transient = transient
 

@@ -1,8 +1,9 @@
 """Background challenge validation shared by every server process.
 
 Accepted challenges sit in the store as `processing` with a due time. Each process leases
-due ones (a conditional UPDATE, so two processes never validate the same attempt), runs the
-validator, and records the outcome. Nothing lives only in memory: after a restart, or
+due ones (store/validation_queue.py: a conditional UPDATE, so two processes never validate
+the same attempt), runs the validator, and records the outcome. This module is the policy
+(how many at once, fairness, backoff); it writes no SQL itself. Nothing lives only in memory: after a restart, or
 when another process dies mid-attempt and its lease runs out, the work is picked up again.
 
 Leasing is fair: due challenges of an account or registration already at its cap of
@@ -18,16 +19,14 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import dns.asyncresolver
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.config import Settings
 from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATIONS
-from acme_server.store import orders as order_store
+from acme_server.store import validation_queue as queue
 from acme_server.store.database import Database
-from acme_server.store.schema import accounts, authorizations, challenges
 from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.dns01 import validate_dns01
 from acme_server.validation.errors import ValidationError
@@ -88,13 +87,7 @@ class ValidationScheduler:
         for task in list(self._running):
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)
-        if held:
-            async with self._db.transaction() as conn:
-                await conn.execute(
-                    challenges.update()
-                    .where(challenges.c.id.in_(held), challenges.c.status == "processing")
-                    .values(lease_until=None)
-                )
+        await queue.release(self._db, held)
 
     async def _round(self) -> None:
         free = self._settings.validation_concurrency - len(self._running)
@@ -124,54 +117,27 @@ class ValidationScheduler:
         leases nothing, so a round is a few queries however many challenges wait.
         """
         while free > 0:
-            rows = (await conn.execute(self._due_query(now, free))).all()
+            due = await queue.due(
+                conn,
+                now=now,
+                limit=free,
+                skip_accounts=self._tenants.full_accounts(),
+                skip_registrations=self._tenants.full_registrations(),
+            )
             leased_any = False
-            for row in rows:
-                tenant = Tenant(row.account_id, row.registration_id)
+            for challenge in due:
+                tenant = Tenant(challenge.account_id, challenge.registration_id)
                 if not self._tenants.fits(tenant):
                     continue
-                result = await conn.execute(
-                    challenges.update()
-                    .where(
-                        challenges.c.id == row.id,
-                        challenges.c.status == "processing",
-                        sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
-                    )
-                    .values(lease_until=now + LEASE)
-                )
-                if result.rowcount:
+                if await queue.lease(conn, challenge.id, now=now, until=now + LEASE):
                     self._tenants.take(tenant)
-                    claimed.append((row.id, tenant))
+                    claimed.append((challenge.id, tenant))
                     leased_any = True
                     free -= 1
                     if free == 0:
                         break
             if not leased_any:
                 break
-
-    def _due_query(self, now: datetime, limit: int) -> sa.Select[tuple[str, str, int | None]]:
-        query = (
-            sa.select(challenges.c.id, authorizations.c.account_id, accounts.c.registration_id)
-            .join(authorizations, authorizations.c.id == challenges.c.authz_id)
-            .join(accounts, accounts.c.id == authorizations.c.account_id)
-            .where(
-                challenges.c.status == "processing",
-                challenges.c.next_attempt_at <= now,
-                sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now),
-            )
-            .order_by(challenges.c.next_attempt_at)
-            .limit(limit)
-        )
-        if full := self._tenants.full_accounts():
-            query = query.where(authorizations.c.account_id.not_in(full))
-        if full_regs := self._tenants.full_registrations():
-            query = query.where(
-                sa.or_(
-                    accounts.c.registration_id.is_(None),
-                    accounts.c.registration_id.not_in(full_regs),
-                )
-            )
-        return query
 
     async def _attempt(self, challenge_id: str, tenant: Tenant) -> None:
         try:
@@ -186,16 +152,16 @@ class ValidationScheduler:
 
     async def _validate(self, challenge_id: str) -> None:
         async with self._slots:
-            job = await self._load(challenge_id)
+            job = await queue.load_job(self._db, challenge_id)
             if job is None:
                 return
-            chal_type, token, name, thumbprint, attempts = job
-            key_authorization = f"{token}.{thumbprint}"
+            chal_type, name, attempts = job.type, job.name, job.attempts
+            key_authorization = f"{job.token}.{job.key_thumbprint}"
             try:
                 if chal_type == ChallengeType.HTTP_01:
                     await validate_http01(
                         name,
-                        token,
+                        job.token,
                         key_authorization,
                         port=self._settings.http01_port,
                         resolver=self._resolver,
@@ -222,34 +188,13 @@ class ValidationScheduler:
                 return
             VALIDATIONS.labels(chal_type, ChallengeStatus.VALID).inc()
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
-            async with self._db.transaction() as conn:
-                await order_store.finish_challenge(
-                    conn,
-                    challenge_id,
-                    valid=True,
-                    error=None,
-                    authz_lifetime=self._settings.authz_lifetime,
-                )
-
-    async def _load(self, challenge_id: str) -> tuple[str, str, str, str, int] | None:
-        async with self._db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(
-                        challenges.c.type,
-                        challenges.c.token,
-                        challenges.c.attempts,
-                        authorizations.c.identifier_value,
-                        accounts.c.key_thumbprint,
-                    )
-                    .join(authorizations, authorizations.c.id == challenges.c.authz_id)
-                    .join(accounts, accounts.c.id == authorizations.c.account_id)
-                    .where(challenges.c.id == challenge_id, challenges.c.status == "processing")
-                )
-            ).first()
-        if row is None:
-            return None
-        return row.type, row.token, row.identifier_value, row.key_thumbprint, row.attempts
+            await queue.finish(
+                self._db,
+                challenge_id,
+                valid=True,
+                error=None,
+                authz_lifetime=self._settings.authz_lifetime,
+            )
 
     async def _failed(
         self, challenge_id: str, chal_type: str, name: str, exc: ValidationError, attempts: int
@@ -258,27 +203,24 @@ class ValidationScheduler:
         error["identifier"] = {"type": "dns", "value": name}
         attempt = attempts + 1
         final = not exc.transient or attempt >= self._settings.validation_max_attempts
-        async with self._db.transaction() as conn:
-            if final:
-                VALIDATIONS.labels(chal_type, ChallengeStatus.INVALID).inc()
-                log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
-                await order_store.finish_challenge(
-                    conn,
-                    challenge_id,
-                    valid=False,
-                    error=error,
-                    authz_lifetime=self._settings.authz_lifetime,
-                )
-            else:
-                delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
-                log.info(
-                    "%s for %s attempt %d failed, retry in %ds: %s",
-                    chal_type,
-                    name,
-                    attempt,
-                    delay,
-                    exc.detail,
-                )
-                await order_store.retry_challenge(
-                    conn, challenge_id, error=error, delay=timedelta(seconds=delay)
-                )
+        if final:
+            VALIDATIONS.labels(chal_type, ChallengeStatus.INVALID).inc()
+            log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
+            await queue.finish(
+                self._db,
+                challenge_id,
+                valid=False,
+                error=error,
+                authz_lifetime=self._settings.authz_lifetime,
+            )
+        else:
+            delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+            log.info(
+                "%s for %s attempt %d failed, retry in %ds: %s",
+                chal_type,
+                name,
+                attempt,
+                delay,
+                exc.detail,
+            )
+            await queue.retry(self._db, challenge_id, error=error, delay=timedelta(seconds=delay))

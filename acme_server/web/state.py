@@ -9,8 +9,8 @@ from aiohttp import web
 
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
+from acme_server.nonces import NonceService
 from acme_server.store.database import Database
-from acme_server.store.nonces import NonceService
 from acme_server.web.urls import Urls
 
 

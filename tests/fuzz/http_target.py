@@ -20,9 +20,10 @@ from aiohttp import web
 
 from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
+from acme_server.nonces import NonceService
 from acme_server.store import registrations
 from acme_server.store.database import Database, default_database_url
-from acme_server.store.nonces import NonceService, load_or_create_key
+from acme_server.store.nonces import SpentNonces, load_or_create_key
 from acme_server.store.registrations import Registration
 from acme_server.web.app import build_app
 from acme_server.web.state import AppState
@@ -117,7 +118,7 @@ class ServerThread:
                 db, "fuzz", max_accounts=3, domains=("example.com",)
             )
         ca = CertificateAuthority.load_or_create(self.data_dir)
-        nonces = NonceService(db, await load_or_create_key(db), 3600)
+        nonces = NonceService(SpentNonces(db), await load_or_create_key(db), 3600)
         state = AppState(settings=settings, db=db, ca=ca, nonces=nonces, urls=Urls(self.base_url))
         self._runner = web.AppRunner(build_app(state))
         await self._runner.setup()

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from acme_server.policy import DomainRule
 from acme_server.store import exports, meta, registrations
-from acme_server.store.database import Database, SchemaMismatch
+from acme_server.store.database import Database, SchemaMismatch, default_database_url
 from acme_server.store.exports import CertificateExport
 from acme_server.store.registrations import (
     HMAC_KEY_BYTES,
@@ -35,6 +35,7 @@ __all__ = [
     "RegistrationError",
     "SchemaMismatch",
     "Usage",
+    "default_database_url",
     "generate_hmac_key",
 ]
 

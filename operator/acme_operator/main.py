@@ -14,8 +14,7 @@ from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext
 from acme_operator.handlers import register_all
 from acme_operator.kube import KubeClient, load_configuration
-from acme_server.store.database import default_database_url
-from acme_server.store.operator_facade import OperatorStore, SchemaMismatch
+from acme_server.store.operator_facade import OperatorStore, SchemaMismatch, default_database_url
 
 
 class _QuietTimers(logging.Filter):

@@ -134,3 +134,17 @@ def test_operator_exits_1_on_an_older_store(url: str, tmp_path: Path) -> None:
         f"{head_revision()}: run `acme-gateway store migrate` (or upgrade the ACME server) first"
     )
     assert asyncio.run(_revision(url)) == "0001"
+
+
+async def test_revision_check_on_postgresql(postgres_url: str) -> None:
+    await _store_at(postgres_url, "0001")
+    with pytest.raises(SchemaMismatch, match="older than this code's"):
+        await OperatorStore.open(postgres_url)
+    assert await _revision(postgres_url) == "0001"
+    db = await Database.open(postgres_url)  # the server side migrates
+    await db.close()
+    store = await OperatorStore.open(postgres_url)
+    try:
+        await store.ping()
+    finally:
+        await store.close()

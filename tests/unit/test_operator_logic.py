@@ -107,3 +107,16 @@ def test_generated_ca_is_a_usable_issuing_ca(tmp_path: Path) -> None:
     ca = load_given(tmp_path / "tls.crt", tmp_path / "tls.key")
     assert ca.issuer == ca.root  # one self-signed CA, as the chart always generated
     assert generate_ca("test CA") != (cert_pem, key_pem)  # a new key each time
+
+
+def test_hmac_key_must_be_canonical_base64url() -> None:
+    """The project's one strict codec decides: a second spelling of a key is refused."""
+    ref = SecretRef("eab", "secret")
+    good = base64.urlsafe_b64encode(bytes(32)).rstrip(b"=").decode()  # 43 chars, ends "A"
+    assert check_key_text(good, ref) == good
+    other_spelling = good[:-1] + "B"  # same 32 bytes, non-zero padding bits
+    assert base64.urlsafe_b64decode(other_spelling + "=") == bytes(32)
+    with pytest.raises(InvalidKeyError, match="not valid base64url"):
+        check_key_text(other_spelling, ref)
+    with pytest.raises(InvalidKeyError, match="not valid base64url"):
+        check_key_text(good + "AA", ref)  # 45 characters: an impossible length

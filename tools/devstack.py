@@ -38,6 +38,9 @@ def main() -> int:
         # certbot --standalone on this machine answers http-01 on loopback, which validation
         # refuses unless allowed (ACME_GATEWAY_VALIDATION_ALLOW_CIDR, if set, takes over).
         env.setdefault("ACME_GATEWAY_VALIDATION_ALLOW_CIDR", "127.0.0.0/8 ::1/128")
+        # The one migration step (as the chart's init container): the operator only checks
+        # the schema revision, so it must not race the server to a fresh store.
+        subprocess.run([str(BIN / "acme-gateway"), "store", "migrate"], env=env, check=True)
         procs.append(subprocess.Popen([str(BIN / "acme-gateway"), "serve"], env=env))
         procs.append(subprocess.Popen([str(BIN / "acme-gateway-operator")], env=env))
         time.sleep(3)

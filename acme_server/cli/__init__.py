@@ -1,4 +1,4 @@
-"""The `acme-gateway` console script: serve, registration admin, CA export."""
+"""The `acme-gateway` console script: serve, registration admin, CA export, store schema."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from acme_server.cli.ca import ca
 from acme_server.cli.options import ENV
 from acme_server.cli.registration import registration
 from acme_server.cli.serve import serve
+from acme_server.cli.store import store
 
 
 @click.group()
@@ -37,3 +38,4 @@ def main(log_level: str) -> None:
 main.add_command(serve)
 main.add_command(registration)
 main.add_command(ca)
+main.add_command(store)

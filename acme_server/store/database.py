@@ -1,4 +1,11 @@
-"""Opening the store: one async engine per process, migrated to the newest schema on open."""
+"""Opening the store: one async engine per process; who migrates it, and the revision check.
+
+Migrations have one owner: the ACME server (`serve` migrates on start, `Database.open`'s
+default) and the explicit `acme-gateway store migrate` (a Helm init step). Every other
+process (the operator) opens with `migrate=False` and calls `check_schema()`, which refuses
+a store at any other revision than this code's head: a newer operator never migrates the
+database under an older server, and an older one never writes a schema it does not know.
+"""
 
 from __future__ import annotations
 
@@ -56,6 +63,50 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+class SchemaMismatch(RuntimeError):
+    """The store's schema revision is not the one this code was written for."""
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS_DIR))
+
+
+def head_revision() -> str:
+    """The newest migration this code ships (what `store migrate` upgrades to)."""
+    head = _script().get_current_head()
+    assert head is not None
+    return str(head)
+
+
+def _current_revision(sync_conn: sa.Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(sync_conn).get_current_revision()
+
+
+def mismatch_message(current: str | None, head: str) -> str | None:
+    """One line saying why a store at `current` cannot be used by code at `head`; None if it can."""
+    if current == head:
+        return None
+    if current is None:
+        return (
+            f"the store has no schema yet (this code needs revision {head}): "
+            "run `acme-gateway store migrate` (or start the ACME server) first"
+        )
+    known = {rev.revision for rev in _script().walk_revisions()}
+    if current in known:
+        return (
+            f"the store's schema is at revision {current}, older than this code's {head}: "
+            "run `acme-gateway store migrate` (or upgrade the ACME server) first"
+        )
+    return (
+        f"the store's schema is at revision {current}, unknown to this code (head {head}): "
+        "it was migrated by a newer acme-gateway; run the matching version"
+    )
+
+
 class Database:
     """The process's handle on the store."""
 
@@ -90,8 +141,20 @@ class Database:
         return db
 
     async def migrate(self) -> None:
+        """Upgrade to this code's head (only the server and `store migrate` call this)."""
         async with self.engine.begin() as conn:
             await conn.run_sync(_upgrade_to_head)
+
+    async def schema_revision(self) -> str | None:
+        """The Alembic revision the store is at; None when it was never migrated."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_current_revision)
+
+    async def check_schema(self) -> None:
+        """Raise SchemaMismatch (one-line message) unless the store is at this code's head."""
+        message = mismatch_message(await self.schema_revision(), head_revision())
+        if message is not None:
+            raise SchemaMismatch(message)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:

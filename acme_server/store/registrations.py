@@ -1,7 +1,8 @@
 """Pre-registrations (EAB key ID + HMAC key) and their allowed domains.
 
-Shared by the admin CLI and the Kubernetes operator, so both write exactly the rows the
-ACME server reads. Every function is one transaction.
+Shared by the admin CLI and the Kubernetes operator (through its facade), so both write
+exactly the rows the ACME server reads. Functions taking `db` are one transaction each;
+`load_by_kid`/`load_by_id` take `conn` and run inside the caller's (see store/__init__.py).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from acme_operator.constants import (
 )
 from acme_operator.labels import label_value
 from acme_operator.owners import registration_owner
-from acme_server.store.exports import CertificateExport
+from acme_server.store.operator_facade import CertificateExport
 
 # RFC 5280 CRLReason codes, named as in the RFC.
 REVOCATION_REASONS = {

@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+
+import kopf
 
 from acme_operator.config import OperatorConfig
 from acme_operator.kube import KubeClient
-from acme_server.store.database import Database
+from acme_server.store.operator_facade import OperatorStore
 
 
 @dataclass
 class OperatorContext:
-    db: Database
+    store: OperatorStore
     config: OperatorConfig
     kube: KubeClient
     locks: defaultdict[str, asyncio.Lock] = field(default_factory=lambda: defaultdict(asyncio.Lock))
@@ -27,7 +28,7 @@ class OperatorContext:
         return self.locks[store_name]
 
 
-def from_memo(memo: Any) -> OperatorContext:
+def from_memo(memo: kopf.Memo) -> OperatorContext:
     ctx = memo["ctx"] if "ctx" in memo else None
     if not isinstance(ctx, OperatorContext):
         raise RuntimeError("operator context missing from kopf memo")

@@ -14,7 +14,6 @@ from kubernetes.client.exceptions import ApiException
 
 from acme_operator import cert_secret
 from acme_operator.context import OperatorContext
-from acme_server.store import exports, meta
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +23,10 @@ BATCH = 100
 
 async def export_batch(ctx: OperatorContext) -> int:
     """Export what is pending now; returns how many certificates were marked exported."""
-    batch = await exports.pending(ctx.db, ctx.config.namespaces, limit=BATCH)
+    batch = await ctx.store.pending_exports(ctx.config.namespaces, limit=BATCH)
     if not batch:
         return 0
-    ca_root = await meta.get(ctx.db, meta.CA_ROOT_PEM)
+    ca_root = await ctx.store.ca_root_pem()
     if ca_root is None:
         log.warning(
             "%d certificate(s) wait for export: the store has no CA root yet "
@@ -59,7 +58,7 @@ async def export_batch(ctx: OperatorContext) -> int:
             account=ctx.config.account_url(cert.account_id),
         )
         created = await _write(ctx, namespace, wanted)
-        if await exports.mark_exported(ctx.db, cert.id, cert.revision):
+        if await ctx.store.mark_exported(cert.id, cert.revision):
             done += 1
         secret = wanted["metadata"]["name"]
         log.info(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +25,11 @@ from acme_operator.constants import (
 )
 from acme_operator.labels import label_value
 from acme_operator.owners import is_owned_by, registration_owner
-from acme_server.store.registrations import HMAC_KEY_BYTES
+from acme_server.encoding import b64url_decode
+from acme_server.store.operator_facade import HMAC_KEY_BYTES
 
-_B64URL = re.compile(r"^[A-Za-z0-9_-]+$")
+# Only for a precise message; decoding itself is the project's one codec (b64url_decode).
+_B64URL_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
 
 class InvalidKeyError(ValueError):
@@ -79,12 +81,12 @@ def check_key_text(text: str, ref: SecretRef) -> str:
         )
     if text.endswith("="):
         raise InvalidKeyError(f"{where} is padded with '='; store unpadded base64url text")
-    if not _B64URL.match(text):
+    if not text or not set(text) <= _B64URL_CHARS:
         raise InvalidKeyError(f"{where} is not base64url text (only A-Z a-z 0-9 - _ are allowed)")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        raise InvalidKeyError(f"{where} is not valid base64url") from None
+        raw = b64url_decode(text)
+    except ValueError as exc:
+        raise InvalidKeyError(f"{where} is not valid base64url ({exc})") from None
     if len(raw) < HMAC_KEY_BYTES:
         raise InvalidKeyError(
             f"{where} decodes to {len(raw)} bytes; use at least {HMAC_KEY_BYTES} random bytes, "

@@ -14,7 +14,7 @@ from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext
 from acme_operator.handlers import register_all
 from acme_operator.kube import KubeClient, load_configuration
-from acme_server.store.database import Database, default_database_url
+from acme_server.store.operator_facade import OperatorStore, SchemaMismatch, default_database_url
 
 
 class _QuietTimers(logging.Filter):
@@ -33,11 +33,17 @@ def _health_url(listen: str) -> str:
 
 
 async def run_operator(config: OperatorConfig) -> None:
+    # The operator never migrates (the server and `acme-gateway store migrate` do): it
+    # refuses, before touching the cluster, a store at any other schema revision.
+    store = await OperatorStore.open(config.database_url)
     registry = kopf.OperatorRegistry()
     register_all(registry, config)
-    kube = KubeClient(load_configuration())
-    db = await Database.open(config.database_url)
-    ctx = OperatorContext(db=db, config=config, kube=kube)
+    try:
+        kube = KubeClient(load_configuration())
+    except BaseException:
+        await store.close()
+        raise
+    ctx = OperatorContext(store=store, config=config, kube=kube)
     try:
         await kopf.operator(
             registry=registry,
@@ -47,7 +53,7 @@ async def run_operator(config: OperatorConfig) -> None:
             memo=kopf.Memo(ctx=ctx),
         )
     finally:
-        await db.close()
+        await store.close()
         kube.close()
 
 
@@ -147,7 +153,10 @@ def main(
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
         logging.getLogger("aiosqlite").setLevel(logging.WARNING)
-    asyncio.run(run_operator(config))
+    try:
+        asyncio.run(run_operator(config))
+    except SchemaMismatch as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 main.add_command(ensure_ca_secret_command)

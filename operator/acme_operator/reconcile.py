@@ -19,8 +19,7 @@ from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import AllowList, DomainEntry, allow_list
 from acme_operator.hmac_secret import Ownership
 from acme_operator.owners import registration_owner
-from acme_server.store import registrations
-from acme_server.store.registrations import RegistrationError
+from acme_server.store.operator_facade import Registration, RegistrationError, generate_hmac_key
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ class _Row:
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
 
-    def matches(self, row: registrations.Registration | None) -> bool:
+    def matches(self, row: Registration | None) -> bool:
         return row is not None and (
             row.kid,
             row.hmac_key,
@@ -105,8 +104,7 @@ class _Row:
 
     async def write(self, ctx: OperatorContext, sname: str) -> None:
         assert self.hmac_key is not None
-        await registrations.upsert(
-            ctx.db,
+        await ctx.store.upsert_registration(
             sname,
             kid=self.kid,
             hmac_key=self.hmac_key,
@@ -156,7 +154,7 @@ async def _hmac_key(
     if secret is None and not first_claim:
         return _KeyResult(None, conflict=_secret_conflict(ref))
     if secret is None:
-        key = registrations.generate_hmac_key()
+        key = generate_hmac_key()
         body = hmac_secret.build_secret(
             namespace=namespace, registration=name, uid=uid, ref=ref, hmac_key=key
         )
@@ -239,7 +237,7 @@ async def _write_new_key(
     rotation: str | None,
     reason: str,
 ) -> _KeyResult:
-    key = registrations.generate_hmac_key()
+    key = generate_hmac_key()
     patch: dict[str, Any] = {"data": {ref.key: hmac_secret.encode_data(key)}}
     if rotation:
         patch["metadata"] = {"annotations": {ROTATION_DONE_ANNOTATION: rotation}}
@@ -253,9 +251,8 @@ async def _write_new_key(
 
 
 async def _kid_taken(ctx: OperatorContext, kid: str, sname: str) -> bool:
-    async with ctx.db.transaction() as conn:
-        other = await registrations.load_by_kid(conn, kid)
-    return other is not None and other.name != sname
+    holder = await ctx.store.kid_holder(kid)
+    return holder is not None and holder != sname
 
 
 def first_claim(claims: Iterable[SecretClaim], uid: str) -> bool:
@@ -294,7 +291,7 @@ async def reconcile_registration(
         )
         allowed = allow_list(domains)
         suspended = bool(spec.get("suspended", False))
-        existing = await registrations.get(ctx.db, sname)
+        existing = await ctx.store.registration(sname)
         store_key = keyres.key or (existing.hmac_key if existing is not None else None)
         store_error = None
         kid_conflict = await _kid_taken(ctx, kid, sname)
@@ -378,7 +375,7 @@ async def sync_domains(
     """Rewrite one registration's grant; False when it has no store row (yet)."""
     sname = store_name(namespace, registration)
     async with ctx.lock(sname):
-        existing = await registrations.get(ctx.db, sname)
+        existing = await ctx.store.registration(sname)
         if existing is None or entry is None:
             return False
         wanted = _Row(
@@ -398,4 +395,4 @@ async def sync_domains(
 async def delete_registration(ctx: OperatorContext, *, namespace: str, name: str) -> bool:
     sname = store_name(namespace, name)
     async with ctx.lock(sname):
-        return await registrations.delete(ctx.db, sname)
+        return await ctx.store.delete_registration(sname)

@@ -3,28 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from acme_operator.conditions import rfc3339
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext, store_name
-from acme_server.store import registrations
-
-USAGE_FIELDS = ("accounts", "accountCount", "certificatesIssued", "lastIssuance")
+from acme_server.store.operator_facade import BoundAccount
 
 
 async def usage_status(ctx: OperatorContext, namespace: str, name: str) -> dict[str, Any]:
-    sname = store_name(namespace, name)
-    accounts = await registrations.bound_accounts(ctx.db, sname)
-    issued, last = await registrations.certificate_count(ctx.db, sname)
-    return build_usage(ctx.config, accounts, issued, last)
+    used = await ctx.store.usage(store_name(namespace, name))
+    return build_usage(ctx.config, used.accounts, used.certificates_issued, used.last_issuance)
 
 
 def build_usage(
     config: OperatorConfig,
-    accounts: list[registrations.BoundAccount],
+    accounts: list[BoundAccount],
     issued: int,
-    last: Any,
+    last: datetime | None,
 ) -> dict[str, Any]:
     return {
         "accounts": [

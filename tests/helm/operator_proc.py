@@ -19,6 +19,7 @@ from tests.infra.kube import ControlPlane, kubeconfig_env
 from tests.procs import free_port, http_ok, stop_process, wait_ready
 
 OPERATOR = Path(sys.executable).parent / "acme-gateway-operator"
+GATEWAY = Path(sys.executable).parent / "acme-gateway"
 
 
 def kubectl_as(cp: ControlPlane, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -45,6 +46,23 @@ def local_args(container: dict[str, Any], data_dir: Path, port: int) -> list[str
             arg = f"{name}={data_dir}{value[len('/data') :]}"
         out.append(arg)
     return out
+
+
+def run_migrate_init(deployment: dict[str, Any], data_dir: Path) -> str:
+    """The server Pod's `store-migrate` init container as a local process (the chart's one
+    migration step, which runs before the operator container starts); returns its output."""
+    inits = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["initContainers"]}
+    init = inits["store-migrate"]
+    assert init["args"][:2] == ["store", "migrate"], init["args"]
+    done = subprocess.run(
+        [str(GATEWAY), *local_args(init, data_dir, free_port())],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 @contextmanager

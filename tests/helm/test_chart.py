@@ -239,6 +239,36 @@ def test_ca_hook_job_is_least_privilege(rendered: dict[str, list[Manifest]]) -> 
     assert not [d for d in find(rendered["byo-ca"], "Role")]
 
 
+@pytest.mark.parametrize("name", sorted(VALUE_SETS))
+def test_only_the_server_pod_migrates(rendered: dict[str, list[Manifest]], name: str) -> None:
+    """One migration step: `store migrate` as the server Pod's init container, on the same
+    store the server uses; no other Pod (the PostgreSQL operator) migrates."""
+    docs = rendered[name]
+    server = one(docs, "Deployment", FULLNAME)
+    pod = server["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["initContainers"]] == ["store-migrate"]
+    init = pod["initContainers"][0]
+    assert init["args"][:2] == ["store", "migrate"]
+    assert init["image"] == containers(server)["server"]["image"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert init["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"] for m in init["volumeMounts"]}
+    assert SA_TOKEN_PATH not in mounts
+    server_c = containers(server)["server"]
+    if flag(server_c, "data-dir") and "ACME_GATEWAY_DATABASE" not in {
+        e["name"] for e in server_c.get("env", [])
+    }:
+        assert flag(init, "data-dir") == flag(server_c, "data-dir") == ["/data"]
+        assert "/data" in mounts
+    else:
+        env = {e["name"]: e for e in init["env"]}
+        server_env = {e["name"]: e for e in server_c["env"]}
+        assert env["ACME_GATEWAY_DATABASE"] == server_env["ACME_GATEWAY_DATABASE"]
+    for dep in find(docs, "Deployment"):
+        if dep is not server:
+            assert not dep["spec"]["template"]["spec"].get("initContainers"), dep["metadata"]
+
+
 def test_postgresql_runs_replicas_and_a_separate_operator(
     rendered: dict[str, list[Manifest]],
 ) -> None:

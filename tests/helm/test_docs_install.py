@@ -21,7 +21,7 @@ import pytest
 
 from tests.helm.chart import REPO, Helm, HelmError, containers
 from tests.helm.hook_jobs import playing_hook_jobs
-from tests.helm.operator_proc import forbidden_lines, running_operator
+from tests.helm.operator_proc import forbidden_lines, run_migrate_init, running_operator
 from tests.infra.gotools import GoToolError, certmanager_crds_dir
 from tests.infra.kube import ControlPlane, service_account_kubeconfig
 
@@ -96,6 +96,7 @@ def test_install_block_runs(helm: Helm, control_plane: ControlPlane, tmp_path: P
         token = service_account_kubeconfig(
             cp, RELEASE_NS, "acme-gateway-operator", tmp_path / "operator.kubeconfig"
         )
+        run_migrate_init(deployment, tmp_path / "data")  # the operator never migrates
         with running_operator(containers(deployment)["operator"], token, tmp_path / "data", log):
             code = proc.wait(timeout=300)
             output = out_path.read_text()

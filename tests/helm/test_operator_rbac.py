@@ -11,7 +11,12 @@ import pytest
 
 from tests.helm.chart import CHART, Helm, containers, flag
 from tests.helm.hook_jobs import playing_hook_jobs
-from tests.helm.operator_proc import forbidden_lines, kubectl_as, running_operator
+from tests.helm.operator_proc import (
+    forbidden_lines,
+    kubectl_as,
+    run_migrate_init,
+    running_operator,
+)
 from tests.infra.kube import ControlPlane, service_account_kubeconfig
 
 REGISTRATION = """
@@ -68,6 +73,7 @@ def test_operator_runs_with_the_chart_service_account(
     assert flag(container, "namespace") == expected_ns
     log = tmp_path / "operator.log"
     try:
+        run_migrate_init(deployment, tmp_path / "data")  # the operator never migrates
         with running_operator(container, token_config, tmp_path / "data", log):
             if mode == "namespaced":
                 # Outside the watched namespaces nothing happens (and nothing could).

@@ -29,9 +29,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from acme_server.store import accounts as account_store
+from acme_server.store import certificates as cert_store
 from acme_server.store import meta, registrations
 from acme_server.store.database import Database
-from acme_server.store.schema import accounts, certificates, orders
+from acme_server.store.schema import certificates, orders
 from tests.infra.kube import ControlPlane, kubeconfig_env
 from tests.polling import wait_for
 from tests.procs import free_port, http_ok, stop_process, wait_ready
@@ -313,7 +315,8 @@ def ensure_ca_root(url: str) -> str:
 def insert_certificate(
     url: str, registration_name: str, names: list[str], account_id: str | None = None
 ) -> IssuedCertificate:
-    """Insert account (when new), order and certificate rows like an issuance does."""
+    """Account (when new), order and certificate rows like an issuance does; the account and
+    the certificate through the store's own functions (accounts.create, certificates.insert)."""
     reg = store_registration(url, registration_name)
     assert reg is not None, f"no store registration {registration_name}"
     pem, serial_int = self_signed_pem(names)
@@ -322,57 +325,58 @@ def insert_certificate(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     now = dt.datetime.now(dt.UTC)
-    acct = account_id or "acct-" + secrets.token_hex(8)
     order_id, cert_id = "ord-" + secrets.token_hex(8), "crt-" + secrets.token_hex(8)
-    serial = format(serial_int, "x")
 
-    def insert(conn: sa.Connection) -> None:
-        exists = conn.execute(sa.select(accounts.c.id).where(accounts.c.id == acct)).first()
-        if exists is None:
-            conn.execute(
-                accounts.insert().values(
-                    id=acct,
-                    key_thumbprint="tp-" + secrets.token_hex(16),
-                    jwk={"kty": "EC"},
-                    status="valid",
-                    contact=[],
-                    tos_agreed=True,
-                    registration_id=reg.id,
-                    eab_kid=reg.kid,
-                    created_at=now,
+    async def go() -> str:
+        db = await Database.open(url, migrate=False)
+        try:
+            async with db.transaction() as conn:
+                if account_id is None:
+                    account = await account_store.create(
+                        conn,
+                        thumbprint="tp-" + secrets.token_hex(16),
+                        jwk={"kty": "EC"},
+                        contact=[],
+                        tos_agreed=True,
+                        registration_id=reg.id,
+                        eab_kid=reg.kid,
+                        eab_binding=None,
+                    )
+                else:
+                    found = await account_store.by_id(conn, account_id)
+                    assert found is not None, f"no account {account_id}"
+                    account = found
+                # The order exists only for the certificate's foreign key.
+                await conn.execute(
+                    orders.insert().values(
+                        id=order_id,
+                        account_id=account.id,
+                        status="valid",
+                        identifiers=[{"type": "dns", "value": n} for n in names],
+                        certificate_id=cert_id,
+                        expires_at=now + dt.timedelta(days=1),
+                        created_at=now,
+                    )
                 )
-            )
-        conn.execute(
-            orders.insert().values(
-                id=order_id,
-                account_id=acct,
-                status="valid",
-                identifiers=[{"type": "dns", "value": n} for n in names],
-                certificate_id=cert_id,
-                expires_at=now + dt.timedelta(days=1),
-                created_at=now,
-            )
-        )
-        conn.execute(
-            certificates.insert().values(
-                id=cert_id,
-                serial=serial,
-                order_id=order_id,
-                account_id=acct,
-                registration_id=reg.id,
-                names=names,
-                chain_pem=pem,
-                spki_sha256=hashlib.sha256(spki).hexdigest(),
-                not_before=cert.not_valid_before_utc,
-                not_after=cert.not_valid_after_utc,
-                created_at=now,
-                revision=1,
-                exported_revision=0,
-            )
-        )
+                await cert_store.insert(
+                    conn,
+                    id=cert_id,
+                    serial=format(serial_int, "x"),
+                    order_id=order_id,
+                    account_id=account.id,
+                    registration_id=reg.id,
+                    names=names,
+                    chain_pem=pem,
+                    spki_sha256=hashlib.sha256(spki).hexdigest(),
+                    not_before=cert.not_valid_before_utc,
+                    not_after=cert.not_valid_after_utc,
+                )
+                return account.id
+        finally:
+            await db.close()
 
-    store_execute(url, insert)
-    return IssuedCertificate(cert_id, serial, pem, acct, names)
+    acct = run(go())
+    return IssuedCertificate(cert_id, format(serial_int, "x"), pem, acct, names)
 
 
 def certificate_row(url: str, cert_id: str) -> Any:

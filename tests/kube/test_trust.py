@@ -45,6 +45,22 @@ def _get(cp: ControlPlane, ns: str, kind: str, name: str) -> dict[str, Any]:
     return obj
 
 
+def _owned_config_map(name: str, owner: dict[str, Any]) -> dict[str, Any]:
+    """A ConfigMap the garbage collector deletes once `owner` is gone."""
+    ref = {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "ownerReferences": [ref]},
+        "data": {},
+    }
+
+
 def _messages(cp: ControlPlane, ns: str, name: str) -> str:
     """Everything the owner of `name` can read about it: its conditions and its Events."""
     obj = _get(cp, ns, "acmeregistration", name)
@@ -227,11 +243,19 @@ def test_second_registration_on_one_secret_is_a_conflict(
     owners = _get(cp, ns, "secret", "shared")["metadata"]["ownerReferences"]
     assert [o["uid"] for o in owners] == [first["metadata"]["uid"]]
 
-    # Deleting the second registration must not take the first one's key with it.
+    # Deleting the second registration must not take the first one's key with it. A
+    # ConfigMap owned by the second one shows when the garbage collector has acted on it.
+    second = _get(cp, ns, "acmeregistration", "second")
+    apply(cp, ns, _owned_config_map("second-marker", second))
     cp.kubectl("delete", "-n", ns, "acmeregistration", "second", "--timeout=60s")
     assert get_obj(cp, ns, "acmeregistration", "second") is None
     # Give the garbage collector time to act on a (wrong) owner reference.
     time.sleep(3)
+    wait_for(
+        "garbage collector ran for the deleted registration",
+        lambda: get_obj(cp, ns, "configmap", "second-marker") is None,
+        timeout=90,
+    )
     secret = get_obj(cp, ns, "secret", "shared")
     assert secret is not None and secret_text(secret, "secret") == key
     row = store_registration(store_url, f"{ns}/first")

@@ -194,3 +194,39 @@ app.kubernetes.io/component: {{ .component }}
       mountPath: /data
     {{- end }}
 {{- end }}
+
+{{- /* The one place the chart migrates the store: an init container of the server Pod runs
+       `acme-gateway store migrate` before the server (and, with SQLite, the operator
+       container of the same Pod) starts. The operator never migrates; it exits with a
+       one-line message until the store is at its schema revision (PostgreSQL mode: until
+       the server Pod's init container has run). */}}
+{{- define "acme-gateway.migrateInitContainer" -}}
+- name: store-migrate
+  image: {{ include "acme-gateway.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args:
+    - store
+    - migrate
+    {{- if eq .Values.store.type "sqlite" }}
+    - --data-dir=/data
+    {{- end }}
+  {{- if eq .Values.store.type "postgresql" }}
+  env:
+    - name: ACME_GATEWAY_DATABASE
+      valueFrom:
+        secretKeyRef:
+          name: {{ .Values.store.postgresql.existingSecret }}
+          key: {{ .Values.store.postgresql.urlKey }}
+  {{- end }}
+  resources:
+    {{- toYaml .Values.server.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.containerSecurityContext | nindent 4 }}
+  volumeMounts:
+    - name: tmp
+      mountPath: /tmp
+    {{- if eq .Values.store.type "sqlite" }}
+    - name: data
+      mountPath: /data
+    {{- end }}
+{{- end }}

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Hashable, Mapping
+from typing import Any, TypeVar
 
 import kopf
 
@@ -15,7 +15,19 @@ def not_deleting(meta: Mapping[str, Any], **_: Any) -> bool:
     return not meta.get("deletionTimestamp")
 
 
-def index_values(index: Any, key: Any) -> list[Any]:
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+def namespaced(namespace: str | None) -> str:
+    """Our CRDs are namespaced; kopf's handler types also cover cluster-scoped resources."""
+    if namespace is None:
+        raise kopf.PermanentError("acme-gateway resources are namespaced")
+    return namespace
+
+
+def index_values(index: kopf.Index[K, V], key: K) -> list[V]:
+    """The values indexed under `key` (none when no object produced that key)."""
     return list(index[key]) if key in index else []
 
 

@@ -6,6 +6,7 @@ sync from; these handlers re-sync on every change and report whether the domain 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -15,10 +16,14 @@ from acme_operator.config import OperatorConfig
 from acme_operator.constants import DOMAINS, GROUP, VERSION
 from acme_operator.context import OperatorContext, from_memo, store_name
 from acme_operator.domains import DomainEntry, entry_from_spec
-from acme_operator.handlers.common import apply_ready, index_values, not_deleting
-from acme_server.store import registrations
+from acme_operator.handlers.common import apply_ready, index_values, namespaced, not_deleting
+from acme_server.store.operator_facade import Registration
 
 RETRY_BACKOFF = 5.0
+
+Key = tuple[str, str]  # (namespace, registration name): how the indices are keyed
+RegistrationIndex = kopf.Index[Key, reconcile.RegistrationEntry]
+DomainIndex = kopf.Index[Key, DomainEntry]
 
 
 async def _verdict(
@@ -38,7 +43,7 @@ async def _verdict(
             f"no AcmeRegistration {registration!r} in namespace {namespace}; create it or "
             "fix spec.registrationName (this domain takes effect once it exists)",
         )
-    row = await registrations.get(ctx.db, store_name(namespace, registration))
+    row = await ctx.store.registration(store_name(namespace, registration))
     if row is None or not in_force(entry, row):
         return (
             False,
@@ -55,7 +60,7 @@ async def _verdict(
     return True, "Active", f"{scope} may be requested by registration {registration} ({wildcard})"
 
 
-def in_force(entry: DomainEntry, row: registrations.Registration) -> bool:
+def in_force(entry: DomainEntry, row: Registration) -> bool:
     """The store row carries this AllowedDomain's grant."""
     if entry.any_domain:
         return row.any_domain
@@ -66,40 +71,57 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     res = (GROUP, VERSION, DOMAINS)
 
     @kopf.index(*res, id="domain_index", when=not_deleting, registry=registry)
-    def domain_index(**kwargs: Any) -> dict[tuple[str, str], DomainEntry]:
-        spec = kwargs["spec"]
-        key = (kwargs["namespace"], str(spec.get("registrationName", "")))
-        return {key: entry_from_spec(kwargs["name"], spec)}
+    def domain_index(
+        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    ) -> dict[Key, DomainEntry]:
+        namespace = namespaced(namespace)
+        key = (namespace, str(spec.get("registrationName", "")))
+        return {key: entry_from_spec(name, spec)}
 
-    async def sync(kwargs: dict[str, Any], registration: str) -> None:
-        namespace = kwargs["namespace"]
-        reg_entries = index_values(kwargs["registration_index"], (namespace, registration))
+    async def sync(
+        ctx: OperatorContext,
+        namespace: str,
+        registration: str,
+        registration_index: RegistrationIndex,
+        domain_index: DomainIndex,
+    ) -> None:
+        reg_entries = index_values(registration_index, (namespace, registration))
         await reconcile.sync_domains(
-            from_memo(kwargs["memo"]),
+            ctx,
             namespace=namespace,
             registration=registration,
             entry=reg_entries[0] if reg_entries else None,
-            domains=index_values(kwargs["domain_index"], (namespace, registration)),
+            domains=index_values(domain_index, (namespace, registration)),
         )
 
-    async def report(kwargs: dict[str, Any], registration: str) -> None:
-        namespace = kwargs["namespace"]
-        reg_entries = index_values(kwargs["registration_index"], (namespace, registration))
-        entry = entry_from_spec(kwargs["name"], kwargs["spec"])
+    async def report(
+        ctx: OperatorContext,
+        registration: str,
+        *,
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        namespace: str,
+        name: str,
+        registration_index: RegistrationIndex,
+    ) -> None:
+        reg_entries = index_values(registration_index, (namespace, registration))
         ok, reason, message = await _verdict(
-            from_memo(kwargs["memo"]),
+            ctx,
             namespace,
-            entry,
+            entry_from_spec(name, spec),
             registration,
             reg_entries[0] if reg_entries else None,
         )
-        generation = kwargs["meta"].get("generation")
-        if kwargs["status"].get("observedGeneration") != generation:
-            kwargs["patch"].status["observedGeneration"] = generation
+        generation = meta.get("generation")
+        if status.get("observedGeneration") != generation:
+            patch.status["observedGeneration"] = generation
         apply_ready(
-            body=kwargs["body"],
-            status=kwargs["status"],
-            patch=kwargs["patch"],
+            body=body,
+            status=status,
+            patch=patch,
             ok=ok,
             reason=reason,
             message=message,
@@ -108,28 +130,85 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
 
     @kopf.on.resume(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
     @kopf.on.create(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
-    @kopf.on.update(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
-    async def domain_changed(**kwargs: Any) -> None:
-        registration = str(kwargs["spec"].get("registrationName", ""))
-        await sync(kwargs, registration)
-        old = kwargs.get("old") or {}
-        previous = str((old.get("spec") or {}).get("registrationName") or "")
+    @kopf.on.update(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)  # type: ignore[arg-type]  # index args
+    async def domain_changed(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        old: Mapping[str, Any] | None,
+        namespace: str | None,
+        name: str,
+        memo: kopf.Memo,
+        registration_index: RegistrationIndex,
+        domain_index: DomainIndex,
+        **_: Any,
+    ) -> None:
+        namespace = namespaced(namespace)
+        ctx = from_memo(memo)
+        registration = str(spec.get("registrationName", ""))
+        await sync(ctx, namespace, registration, registration_index, domain_index)
+        previous = str(((old or {}).get("spec") or {}).get("registrationName") or "")
         if previous and previous != registration:
-            await sync(kwargs, previous)
-        await report(kwargs, registration)
-
-    @kopf.timer(*res, id="status", interval=config.status_interval, registry=registry)
-    async def domain_status(**kwargs: Any) -> None:
-        """Notice the registration appearing/vanishing; repair a sync a crash cut short."""
-        registration = str(kwargs["spec"].get("registrationName", ""))
-        entry = entry_from_spec(kwargs["name"], kwargs["spec"])
-        row = await registrations.get(
-            from_memo(kwargs["memo"]).db, store_name(kwargs["namespace"], registration)
+            await sync(ctx, namespace, previous, registration_index, domain_index)
+        await report(
+            ctx,
+            registration,
+            body=body,
+            meta=meta,
+            spec=spec,
+            status=status,
+            patch=patch,
+            namespace=namespace,
+            name=name,
+            registration_index=registration_index,
         )
-        if entry.error is None and row is not None and not in_force(entry, row):
-            await sync(kwargs, registration)
-        await report(kwargs, registration)
 
-    @kopf.on.delete(*res, id="delete", backoff=RETRY_BACKOFF, registry=registry)
-    async def domain_deleted(**kwargs: Any) -> None:
-        await sync(kwargs, str(kwargs["spec"].get("registrationName", "")))
+    @kopf.timer(*res, id="status", interval=config.status_interval, registry=registry)  # type: ignore[arg-type]  # index args
+    async def domain_status(
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        namespace: str | None,
+        name: str,
+        memo: kopf.Memo,
+        registration_index: RegistrationIndex,
+        domain_index: DomainIndex,
+        **_: Any,
+    ) -> None:
+        """Notice the registration appearing/vanishing; repair a sync a crash cut short."""
+        namespace = namespaced(namespace)
+        ctx = from_memo(memo)
+        registration = str(spec.get("registrationName", ""))
+        entry = entry_from_spec(name, spec)
+        row = await ctx.store.registration(store_name(namespace, registration))
+        if entry.error is None and row is not None and not in_force(entry, row):
+            await sync(ctx, namespace, registration, registration_index, domain_index)
+        await report(
+            ctx,
+            registration,
+            body=body,
+            meta=meta,
+            spec=spec,
+            status=status,
+            patch=patch,
+            namespace=namespace,
+            name=name,
+            registration_index=registration_index,
+        )
+
+    @kopf.on.delete(*res, id="delete", backoff=RETRY_BACKOFF, registry=registry)  # type: ignore[arg-type]  # index args
+    async def domain_deleted(
+        spec: kopf.Spec,
+        namespace: str | None,
+        memo: kopf.Memo,
+        registration_index: RegistrationIndex,
+        domain_index: DomainIndex,
+        **_: Any,
+    ) -> None:
+        namespace = namespaced(namespace)
+        registration = str(spec.get("registrationName", ""))
+        await sync(from_memo(memo), namespace, registration, registration_index, domain_index)

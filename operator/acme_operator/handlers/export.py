@@ -31,11 +31,11 @@ async def export_loop(ctx: OperatorContext) -> None:
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(id="start_exporter", registry=registry)
-    async def start_exporter(memo: Any, **_: Any) -> None:
+    async def start_exporter(memo: kopf.Memo, **_: Any) -> None:
         memo["export_task"] = asyncio.create_task(export_loop(from_memo(memo)), name="exporter")
 
     @kopf.on.cleanup(id="stop_exporter", registry=registry)
-    async def stop_exporter(memo: Any, **_: Any) -> None:
+    async def stop_exporter(memo: kopf.Memo, **_: Any) -> None:
         task = memo.get("export_task")
         if task is not None:
             task.cancel()

@@ -6,7 +6,6 @@ import logging
 from typing import Any
 
 import kopf
-import sqlalchemy as sa
 
 from acme_operator.config import OperatorConfig
 from acme_operator.constants import (
@@ -48,7 +47,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         settings.networking.request_timeout = 60
 
     @kopf.on.startup(id="check_crds", registry=registry)
-    async def check_crds(memo: Any, **_: Any) -> None:
+    async def check_crds(memo: kopf.Memo, **_: Any) -> None:
         """Fail fast (the pod restarts) instead of idling when the CRDs are not installed."""
         missing = await from_memo(memo).kube.missing_resources(GROUP, VERSION, WATCHED)
         if missing:
@@ -58,13 +57,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             )
 
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    def login(
+        logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any
+    ) -> kopf.ConnectionInfo | None:
         """In cluster via the ServiceAccount, else the kubeconfig (the kubernetes client's rules)."""
-        return kopf.login_via_client(**kwargs)
+        return kopf.login_via_client(logger=logger, settings=settings)
 
     @kopf.on.probe(id="store", registry=registry)
-    async def store_reachable(memo: Any, **_: Any) -> str:
+    async def store_reachable(memo: kopf.Memo, **_: Any) -> str:
         """Liveness: the store answers (the Kubernetes watch is kopf's own concern)."""
-        async with from_memo(memo).db.transaction() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await from_memo(memo).store.ping()
         return "ok"

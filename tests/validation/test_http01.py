@@ -21,7 +21,7 @@ from acme_server.validation import (
     validate_http01,
 )
 from acme_server.validation.addresses import AddressPolicy
-from acme_server.validation.http01 import MAX_BODY_BYTES, USER_AGENT, _redirect_target
+from acme_server.validation.http01 import MAX_BODY_BYTES, USER_AGENT
 from tests.infra.bind import BindServer
 from tests.procs import free_port
 
@@ -227,19 +227,6 @@ async def test_redirect_to_other_port_or_scheme_is_refused(
     challenge_server.redirects[token] = (302, f"ftp://{name}/x")
     err = await _failure(challenge_server, resolver, session, name, token, key_auth)
     assert err.detail == "Invalid redirect: only http and https targets are followed"
-
-
-def test_redirect_target_policy() -> None:
-    here = "http://a.acme.test:5002/.well-known/acme-challenge/t"
-    assert str(_redirect_target(here, "https://b.acme.test/p#frag", 5002)) == (
-        "https://b.acme.test/p"
-    )
-    assert str(_redirect_target(here, "http://b.acme.test/p", 5002)) == "http://b.acme.test/p"
-    assert str(_redirect_target(here, "//b.acme.test:5002/p", 5002)) == (
-        "http://b.acme.test:5002/p"
-    )
-    with pytest.raises(ValidationError, match=r"port is not allowed \(443 for https\)"):
-        _redirect_target(here, "https://b.acme.test:8443/p", 5002)
 
 
 async def test_too_large_body_is_refused(
@@ -518,18 +505,6 @@ async def test_session_fails_closed_for_a_host_it_was_not_pinned_to(
         assert "did not check" in str(info.value.os_error) + str(info.value.__cause__)
     finally:
         _PINNED.reset(token)
-
-
-def test_redirect_target_drops_credentials_and_refuses_bad_hosts() -> None:
-    here = "http://a.acme.test/.well-known/acme-challenge/t"
-    assert str(_redirect_target(here, "http://user:pw@b.acme.test/p", 5002)) == (
-        "http://b.acme.test/p"
-    )
-    for bad in ("http://xn--/p", "http://[::1/p", "http://b.acme.test:99999/p"):
-        with pytest.raises(ValidationError) as info:
-            _redirect_target(here, bad, 5002)
-        assert info.value.problem_type == "connection"
-        assert bad not in info.value.detail
 
 
 async def test_cname_chain_to_a_forbidden_address_is_refused(

@@ -5,8 +5,6 @@ responder built with dnspython."""
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import cast
@@ -20,7 +18,6 @@ import dns.rrset
 import pytest
 
 from acme_server.validation import ValidationError, dns01_txt_value, make_resolver, validate_dns01
-from acme_server.validation.resolver import parse_nameserver
 from tests.infra.bind import BindServer
 
 pytest_plugins = ["tests.infra.fixtures"]
@@ -32,52 +29,6 @@ def _key_authorization() -> str:
 
 def _label() -> str:
     return "t" + secrets.token_hex(6)
-
-
-# -- pure functions ----------------------------------------------------------------------
-
-
-def test_txt_value_is_unpadded_base64url_sha256() -> None:
-    key_auth = "token.thumbprint"
-    digest = hashlib.sha256(key_auth.encode()).digest()
-    assert dns01_txt_value(key_auth) == base64.urlsafe_b64encode(digest).decode().rstrip("=")
-    assert len(dns01_txt_value(key_auth)) == 43
-    # RFC 8555 §8.4 example-style check: no padding, URL-safe alphabet only.
-    assert "=" not in dns01_txt_value(key_auth)
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("127.0.0.1", ("127.0.0.1", 53)),
-        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
-        ("[::1]:5300", ("::1", 5300)),
-        ("[::1]", ("::1", 53)),
-        ("::1", ("::1", 53)),
-        ("localhost:54", ("127.0.0.1", 54)),
-    ],
-)
-def test_parse_nameserver(text: str, expected: tuple[str, int]) -> None:
-    if text.startswith("localhost"):
-        assert parse_nameserver(text)[1] == expected[1]
-    else:
-        assert parse_nameserver(text) == expected
-
-
-@pytest.mark.parametrize("text", ["", "1.2.3.4:0", "1.2.3.4:99999", "[::1", "[::1]x", "h:p"])
-def test_parse_nameserver_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match=r"DNS resolver|empty"):
-        parse_nameserver(text)
-
-
-def test_make_resolver_has_no_cache_and_bounded_lifetime() -> None:
-    resolver = make_resolver(["127.0.0.1:5353", "[::1]:53"], timeout=3.0)
-    assert resolver.cache is None
-    assert resolver.lifetime == 3.0
-    assert [(ns.address, ns.port) for ns in resolver.nameservers] == [  # type: ignore[union-attr]
-        ("127.0.0.1", 5353),
-        ("::1", 53),
-    ]
 
 
 # -- against the real BIND9 --------------------------------------------------------------
@@ -274,10 +225,3 @@ async def test_cname_loop_is_reported(fake_dns: FakeZone) -> None:
         await validate_dns01("loop.example", _key_authorization(), resolver=resolver)
     assert info.value.problem_type == "dns"
     assert "too many CNAMEs" in info.value.detail
-
-
-def test_challenge_name_ignores_trailing_dot() -> None:
-    from acme_server.validation.dns01 import challenge_name
-
-    assert challenge_name("*.Foo.example.") == "_acme-challenge.Foo.example"
-    assert dns.name.from_text(challenge_name("a.example")).labels[0] == b"_acme-challenge"

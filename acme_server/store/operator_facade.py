@@ -1,0 +1,137 @@
+"""The operator's one door into the store: the few things it reads and writes, nothing else.
+
+The operator is a separate process (often a separate version) from the ACME server, so it
+never migrates: `OperatorStore.open` checks the schema revision and refuses any other than
+this code's head (see database.py). Everything it needs travels through this class and the
+types re-exported here, so the operator imports no other store module and no SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from acme_server.domain.identifiers import DomainRule
+from acme_server.store import exports, meta, registrations
+from acme_server.store.database import Database, SchemaMismatch, default_database_url
+from acme_server.store.exports import CertificateExport
+from acme_server.store.registrations import (
+    HMAC_KEY_BYTES,
+    BoundAccount,
+    Registration,
+    RegistrationError,
+    generate_hmac_key,
+)
+
+__all__ = [
+    "HMAC_KEY_BYTES",
+    "BoundAccount",
+    "CertificateExport",
+    "OperatorStore",
+    "Registration",
+    "RegistrationError",
+    "SchemaMismatch",
+    "Usage",
+    "default_database_url",
+    "generate_hmac_key",
+]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What an AcmeRegistration's status shows about its use."""
+
+    accounts: list[BoundAccount]
+    certificates_issued: int
+    last_issuance: datetime | None
+
+
+class OperatorStore:
+    """Registrations in, usage and the certificate outbox out; one transaction per call."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, url: str) -> OperatorStore:
+        """Open without migrating; SchemaMismatch unless the store is at this code's head."""
+        db = await Database.open(url, migrate=False)
+        try:
+            await db.check_schema()
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def ping(self) -> None:
+        """Raise unless the store answers a trivial query (the liveness probe)."""
+        async with self._db.transaction() as conn:
+            await conn.execute(sa.select(1))
+
+    # ------------------------------------------------------------ registrations
+
+    async def registration(self, name: str) -> Registration | None:
+        return await registrations.get(self._db, name)
+
+    async def kid_holder(self, kid: str) -> str | None:
+        """The name of the registration using key ID `kid`, if any."""
+        async with self._db.transaction() as conn:
+            reg = await registrations.load_by_kid(conn, kid)
+        return None if reg is None else reg.name
+
+    async def upsert_registration(
+        self,
+        name: str,
+        *,
+        kid: str,
+        hmac_key: str,
+        max_accounts: int | None,
+        suspended: bool,
+        domains: list[DomainRule],
+        any_domain: bool,
+        max_pending_orders: int | None,
+        max_pending_authorizations: int | None,
+    ) -> Registration:
+        """Create or update `name` with exactly this allow-list; RegistrationError if refused."""
+        return await registrations.upsert(
+            self._db,
+            name,
+            kid=kid,
+            hmac_key=hmac_key,
+            max_accounts=max_accounts,
+            suspended=suspended,
+            domains=domains,
+            any_domain=any_domain,
+            max_pending_orders=max_pending_orders,
+            max_pending_authorizations=max_pending_authorizations,
+        )
+
+    async def delete_registration(self, name: str) -> bool:
+        """True when a row was removed (its accounts stay, refused from now on)."""
+        return await registrations.delete(self._db, name)
+
+    async def usage(self, name: str) -> Usage:
+        accounts = await registrations.bound_accounts(self._db, name)
+        issued, last = await registrations.certificate_count(self._db, name)
+        return Usage(accounts, issued, last)
+
+    # ------------------------------------------------------------ certificate outbox
+
+    async def pending_exports(
+        self, namespaces: Sequence[str], *, limit: int
+    ) -> list[CertificateExport]:
+        return await exports.pending(self._db, namespaces, limit=limit)
+
+    async def mark_exported(self, certificate_id: str, revision: int) -> bool:
+        """Compare-and-set: False when this revision (or a newer one) was marked already."""
+        return await exports.mark_exported(self._db, certificate_id, revision)
+
+    async def ca_root_pem(self) -> str | None:
+        """The CA root the server recorded at start; None before the first server start."""
+        return await meta.get(self._db, meta.CA_ROOT_PEM)

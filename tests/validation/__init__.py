@@ -1,0 +1,1 @@
+"""Validation against real servers: BIND9 for DNS, real HTTP challenge servers on sockets."""

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from acme_server.domain.identifiers import DomainRule
 
+from acme_server.domain.identifiers import DomainRule
 from acme_server.store import accounts, certificates, meta
 from acme_server.store.database import Database
 from acme_server.store.operator_facade import (

@@ -22,9 +22,9 @@ from acme_operator.hmac_secret import (
 from acme_operator.labels import label_value
 from acme_operator.owners import registration_owner
 from acme_operator.reconcile import effective_kid
-from acme_server.domain.identifiers import DomainRule
 
 from acme_server.ca.given import load_given
+from acme_server.domain.identifiers import DomainRule
 
 
 def test_hmac_key_validation_says_what_to_fix() -> None:

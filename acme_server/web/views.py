@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from acme_server.domain.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from acme_server.store.accounts import Account
 from acme_server.store.orders import Authorization, Challenge, Order
+from acme_server.timefmt import rfc3339
 from acme_server.web.urls import Urls
-
-
-def rfc3339(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def account_json(account: Account, urls: Urls) -> dict[str, Any]:

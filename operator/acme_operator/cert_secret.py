@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from acme_operator.conditions import rfc3339
 from acme_operator.constants import (
     CERT_SECRET_TYPE,
     GROUP,
@@ -22,6 +21,7 @@ from acme_operator.constants import (
 from acme_operator.labels import label_value
 from acme_operator.owners import registration_owner
 from acme_server.store.operator_facade import CertificateExport
+from acme_server.timefmt import rfc3339
 
 # RFC 5280 CRLReason codes, named as in the RFC.
 REVOCATION_REASONS = {

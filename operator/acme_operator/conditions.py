@@ -6,9 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-
-def rfc3339(when: datetime) -> str:
-    return when.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+from acme_server.timefmt import rfc3339
 
 
 def now() -> str:

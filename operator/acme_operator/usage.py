@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from acme_operator.conditions import rfc3339
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext, store_name
 from acme_server.store.operator_facade import BoundAccount
+from acme_server.timefmt import rfc3339
 
 
 async def usage_status(ctx: OperatorContext, namespace: str, name: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.lifecycle import FINAL_AUTHZ
 from acme_server.domain.statuses import OrderStatus
@@ -64,18 +65,20 @@ def _purgeable_authzs(cutoff: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+async def _take(
+    conn: AsyncConnection,
+    id_column: sa.ColumnElement[str],
+    where: sa.ColumnElement[bool],
+    batch: int,
+) -> list[str]:
+    """Up to `batch` purgeable ids, rows locked so that concurrent purgers skip them."""
+    query = sa.select(id_column).where(where).limit(batch).with_for_update(skip_locked=True)
+    return list((await conn.execute(query)).scalars())
+
+
 async def _purge_order_batch(db: Database, cutoff: datetime, batch: int) -> int:
     async with db.transaction() as conn:
-        ids = list(
-            (
-                await conn.execute(
-                    sa.select(orders.c.id)
-                    .where(_purgeable_orders(cutoff))
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-        )
+        ids = await _take(conn, orders.c.id, _purgeable_orders(cutoff), batch)
         if ids:
             await conn.execute(
                 certificates.update().where(certificates.c.order_id.in_(ids)).values(order_id=None)
@@ -89,16 +92,7 @@ async def _purge_order_batch(db: Database, cutoff: datetime, batch: int) -> int:
 
 async def _purge_authz_batch(db: Database, cutoff: datetime, batch: int) -> int:
     async with db.transaction() as conn:
-        ids = list(
-            (
-                await conn.execute(
-                    sa.select(authorizations.c.id)
-                    .where(_purgeable_authzs(cutoff))
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalars()
-        )
+        ids = await _take(conn, authorizations.c.id, _purgeable_authzs(cutoff), batch)
         if ids:
             await conn.execute(challenges.delete().where(challenges.c.authz_id.in_(ids)))
             await conn.execute(authorizations.delete().where(authorizations.c.id.in_(ids)))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import datetime
 import subprocess
 from pathlib import Path
 
 import pytest
-from acme import challenges, messages
+from acme import messages
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
@@ -15,8 +14,8 @@ from tests.chains import verify_chain
 from tests.gateway_proc import GATEWAY, GatewayProcess, client_env
 from tests.infra.bind import BindServer
 from tests.procs import free_port
-from tests.protocol.acme_client import http01_responder, make_csr, new_client, register
-from tests.protocol.support import unique
+from tests.protocol.acme_client import make_csr, new_client, register
+from tests.protocol.support import new_account, unique
 
 CONSTRAINED = ("--ca-permitted-domain", "acme.test", "--ca-permitted-domain", "localhost")
 
@@ -28,20 +27,8 @@ def _gateway(data_dir: Path, bind_server: BindServer, *extra: str) -> GatewayPro
 
 
 def _issue(gateway: GatewayProcess, names: list[str]) -> x509.Certificate:
-    acme = new_client(gateway)
-    register(acme)
-    csr_pem, _ = make_csr(names)
-    order = acme.new_order(csr_pem)
-    with http01_responder(gateway.http01_port) as tokens:
-        for authz in order.authorizations:
-            chall = next(c for c in authz.body.challenges if isinstance(c.chall, challenges.HTTP01))
-            response, validation = chall.response_and_validation(acme.net.key)
-            tokens[chall.chall.encode("token")] = validation
-            acme.answer_challenge(chall, response)
-        order = acme.poll_and_finalize(
-            order, deadline=datetime.datetime.now() + datetime.timedelta(seconds=60)
-        )
-    return verify_chain(order.fullchain_pem, gateway.root_pem.read_bytes(), names)
+    _, _, chain_pem = new_account(gateway).issue(names)
+    return verify_chain(chain_pem, gateway.root_pem.read_bytes(), names)
 
 
 def _eku(leaf: x509.Certificate) -> list[x509.ObjectIdentifier]:

@@ -73,6 +73,7 @@ class CertificateAuthority:
         self.root_certificate = root
         self.leaf_client_auth = leaf_client_auth
         self.issuer_certificate = issuer
+        self._name_constraints = of_certificate(issuer)  # read once; checked per order
         self._issuer_key = issuer_key
         served = [] if given.is_self_signed(issuer) else [issuer, *intermediates]
         self.issuer_chain_pem = "".join(_pem(c) for c in served)
@@ -186,7 +187,7 @@ class CertificateAuthority:
     def permits(self, name: str) -> bool:
         """Whether verifiers would accept a leaf of ours for `name` under the issuing
         certificate's name constraints (always True for an unconstrained CA)."""
-        return permits(of_certificate(self.issuer_certificate), name)
+        return permits(self._name_constraints, name)
 
     def issued_by_us(self, cert: x509.Certificate) -> bool:
         """True when `cert` was signed by this CA's issuing key (or a retired one of ours)."""

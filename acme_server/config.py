@@ -87,6 +87,11 @@ class Settings:
     ca_cert: Path | None = None  # with ca_key: issue under this CA, not the generated one
     ca_key: Path | None = None
     replace_ca_root: bool = False  # make this CA the store's root even if another was recorded
+    # Performance (issue 10): worker processes on one port, where nonces are spent, and how
+    # long an account and its pre-registration may be served from memory.
+    workers: int = 1
+    nonce_scope: str = "server"  # server: shared memory of this serve's workers | store
+    account_cache_seconds: float = 2.0
 
     @property
     def eab_required(self) -> bool:

@@ -1,18 +1,23 @@
-"""Replay nonces (RFC 8555 §6.5): free to hand out, one store write to spend.
+"""Replay nonces (RFC 8555 §6.5): cheap to hand out, spent exactly once.
 
-A nonce is `expiry || random || MAC(expiry || random)` under a key every process loads once
-from the store, so any process can issue and check nonces. Spending one records it in the
-store's spent-nonce table, whose key refuses a second spend in any process. Spent rows are
-only needed until their expiry, after which the MAC/expiry check alone refuses them.
-A nonce is decoded strictly and spent under its canonical spelling, so no alternative
-spelling of one nonce (trailing bits, padding, other alphabets) can be spent again.
+A nonce is `expiry || token || MAC(expiry || token)` under a key every process loads once
+from the store. The token comes from a ledger, which also records the one spend:
+
+* `WindowLedger` (the default): a counter from the worker processes' shared region
+  (`shared_region`); spending flips a bit in shared memory, no store write. Nonces are good
+  on any worker of this `serve`, and only there.
+* `store.nonces.SpentNonces` (`--nonce-scope store`): a random token, spent by an insert
+  into the store's spent-nonce table, whose key refuses a second spend in any process on the
+  store: for several servers behind a load balancer that does not keep a client on one.
+
+A nonce is decoded strictly before anything else, so no alternative spelling of one nonce
+(trailing bits, padding, other alphabets) reaches a ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import struct
 import time
 from datetime import UTC, datetime
@@ -20,32 +25,52 @@ from typing import Protocol
 
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.encoding import b64url_decode, b64url_encode
+from acme_server.shared_region import SharedRegion
 
 _EXPIRY_BYTES = 8
-_RANDOM_BYTES = 16
+TOKEN_BYTES = 16
 _MAC_BYTES = 16
 
 
-class SpentNonceStore(Protocol):
-    """Where spent nonces are remembered (`store.nonces.SpentNonces` in the server)."""
+class NonceLedger(Protocol):
+    """Hands out nonce tokens and records each one's single spend."""
 
-    async def spend(self, value: str, expires_at: datetime) -> bool: ...
+    def new_token(self) -> bytes: ...
+
+    async def spend(self, token: bytes, expires_at: datetime) -> bool: ...
 
     async def purge_expired(self) -> int: ...
+
+
+class WindowLedger:
+    """Tokens are `epoch || counter` of the shared region; a spend is a bit in it."""
+
+    def __init__(self, region: SharedRegion) -> None:
+        self._region = region
+        self._epoch = region.epoch
+
+    def new_token(self) -> bytes:
+        return self._epoch + struct.pack(">Q", self._region.next_nonce())
+
+    async def spend(self, token: bytes, expires_at: datetime) -> bool:
+        if token[:8] != self._epoch:
+            return False  # issued before this server started
+        return self._region.spend_nonce(struct.unpack(">Q", token[8:])[0])
+
+    async def purge_expired(self) -> int:
+        return 0
 
 
 class NonceService:
     """Issues nonces and spends them exactly once, or raises `badNonce`."""
 
-    def __init__(self, spent: SpentNonceStore, key: bytes, lifetime_seconds: int) -> None:
-        self._spent = spent
+    def __init__(self, ledger: NonceLedger, key: bytes, lifetime_seconds: int) -> None:
+        self._ledger = ledger
         self._key = key
         self._lifetime = lifetime_seconds
 
     def issue(self) -> str:
-        body = struct.pack(">Q", int(time.time()) + self._lifetime) + secrets.token_bytes(
-            _RANDOM_BYTES
-        )
+        body = struct.pack(">Q", int(time.time()) + self._lifetime) + self._ledger.new_token()
         return b64url_encode(body + self._mac(body))
 
     async def consume(self, nonce: object) -> None:
@@ -58,7 +83,7 @@ class NonceService:
             raise AcmeProblem(
                 ProblemType.BAD_NONCE, "nonce is not canonical unpadded base64url"
             ) from None
-        if len(raw) != _EXPIRY_BYTES + _RANDOM_BYTES + _MAC_BYTES:
+        if len(raw) != _EXPIRY_BYTES + TOKEN_BYTES + _MAC_BYTES:
             raise AcmeProblem(ProblemType.BAD_NONCE, "nonce was not issued by this server")
         body, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
         if not hmac.compare_digest(mac, self._mac(body)):
@@ -68,11 +93,15 @@ class NonceService:
             raise AcmeProblem(
                 ProblemType.BAD_NONCE, "nonce has expired; use the fresh Replay-Nonce"
             )
-        if not await self._spent.spend(b64url_encode(raw), datetime.fromtimestamp(expiry, UTC)):
-            raise AcmeProblem(ProblemType.BAD_NONCE, "nonce has already been used")
+        token = body[_EXPIRY_BYTES:]
+        if not await self._ledger.spend(token, datetime.fromtimestamp(expiry, UTC)):
+            raise AcmeProblem(
+                ProblemType.BAD_NONCE,
+                "nonce has already been used, or is too old; use the fresh Replay-Nonce",
+            )
 
     async def purge_expired(self) -> int:
-        return await self._spent.purge_expired()
+        return await self._ledger.purge_expired()
 
     def _mac(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()[:_MAC_BYTES]

@@ -9,6 +9,8 @@ import logging
 import resource
 import signal
 import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
@@ -18,7 +20,8 @@ from acme_server import jose, metrics
 from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
-from acme_server.nonces import NonceService
+from acme_server.nonces import NonceService, WindowLedger
+from acme_server.shared_region import SharedRegion
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
@@ -27,6 +30,7 @@ from acme_server.store.registrations import warn_ungranted
 from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
 from acme_server.validation.scheduler import ValidationScheduler
+from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
 from acme_server.web.state import AppState
@@ -46,15 +50,27 @@ def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
     return context
 
 
-async def run_server(settings: Settings) -> None:
-    """Run until SIGINT/SIGTERM.
+@dataclass(frozen=True)
+class WorkerRole:
+    """One of several processes of a `serve --workers N` (see `workers`): the supervisor
+    prepared the store and CA, created the shared region, and waits on `ready`."""
+
+    index: int
+    region_path: Path
+    ready: Callable[[], None]
+
+
+async def run_server(settings: Settings, role: WorkerRole | None = None) -> None:
+    """Run until SIGINT/SIGTERM, as the only process (`role` None) or as one worker.
 
     Every part started is registered on one exit stack as it starts, so shutdown, and a
     start-up that fails half way (a bad CA after the store opened, a busy port), stop exactly
     what was started, newest first.
     """
     async with contextlib.AsyncExitStack() as stack:
-        await start(settings, stack)
+        await start(settings, stack, role)
+        if role is not None:
+            role.ready()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -63,45 +79,78 @@ async def run_server(settings: Settings) -> None:
         await stop.wait()
 
 
-async def start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppState:
+async def prepare(settings: Settings) -> None:
+    """What one process does once for all workers: migrate the store, create or check the
+    CA and its serving certificate, record the CA root and the nonce key, then close."""
+    async with contextlib.AsyncExitStack() as stack:
+        db = await _open_store(settings, migrate=True)
+        stack.push_async_callback(db.close)
+        await _prepare_store(settings, db, await _load_ca(settings))
+        await load_or_create_key(db)
+
+
+async def _prepare_store(settings: Settings, db: Database, ca: CertificateAuthority) -> None:
+    await warn_ungranted(db)
+    await _record_ca_root(db, ca.root_pem, replace=settings.replace_ca_root)
+    await _ssl_context(settings, ca)  # creates our serving certificate if needed
+
+
+async def start(
+    settings: Settings, stack: contextlib.AsyncExitStack, role: WorkerRole | None = None
+) -> AppState:
     """Compose the server from `settings`: store, CA, nonces, validation, HTTP(S) listener and
     background loops; each pushes its own shutdown onto `stack`."""
-    db = await _open_store(settings)
+    db = await _open_store(settings, migrate=role is None)
     stack.push_async_callback(db.close)
-    await warn_ungranted(db)
     ca = await _load_ca(settings)
-    await _record_ca_root(db, ca.root_pem, replace=settings.replace_ca_root)
+    if role is None:
+        await _prepare_store(settings, db, ca)
+        region = SharedRegion.create()
+        stack.callback(region.remove)
+    else:
+        region = SharedRegion.attach(role.region_path)
+    stack.callback(region.close)
+    ledger = WindowLedger(region) if settings.nonce_scope == "server" else SpentNonces(db)
     nonces = NonceService(
-        SpentNonces(db), await load_or_create_key(db), int(settings.nonce_lifetime.total_seconds())
+        ledger, await load_or_create_key(db), int(settings.nonce_lifetime.total_seconds())
     )
-    state = AppState(settings=settings, db=db, ca=ca, nonces=nonces, urls=Urls(settings.base_url))
+    state = AppState(
+        settings=settings,
+        db=db,
+        ca=ca,
+        nonces=nonces,
+        urls=Urls(settings.base_url),
+        accounts=AccountCache(db, settings.account_cache_seconds, region),
+    )
     resolver = make_resolver(list(settings.dns_resolvers), timeout=settings.validation_timeout)
     session = make_http_session(resolver, timeout=settings.validation_timeout)
     stack.push_async_callback(session.close)
     ssl_context = await _ssl_context(settings, ca)
-    await _listen(settings, state, ssl_context, stack)
+    await _listen(settings, state, ssl_context, stack, reuse_port=role is not None)
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
     stack.push_async_callback(scheduler.close)
-    tasks = [
-        asyncio.create_task(scheduler.run(), name="validation"),
-        asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"),
-        asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge"),
-    ]
+    tasks = [asyncio.create_task(scheduler.run(), name="validation")]
+    if role is None or role.index == 0:  # housekeeping needs one process, not every worker
+        tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
+        tasks.append(
+            asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge")
+        )
     stack.push_async_callback(_cancel, tasks)
     stack.callback(log.info, "shutting down")
     log.info(
-        "acme-gateway serving %s (directory %s, account creation %s)",
+        "acme-gateway serving %s (directory %s, account creation %s%s)",
         "https" if ssl_context else "http",
         state.urls.directory,
         settings.account_creation,
+        "" if role is None else f", worker {role.index + 1} of {settings.workers}",
     )
     return state
 
 
-async def _open_store(settings: Settings) -> Database:
+async def _open_store(settings: Settings, *, migrate: bool) -> Database:
     private_dir(settings.data_dir)
     try:
-        return await Database.open(settings.database_url)
+        return await Database.open(settings.database_url, migrate=migrate)
     except (OSError, DBAPIError) as exc:
         raise StartupError(
             f"cannot open the store {redact_url(settings.database_url)}: {exc}"
@@ -143,6 +192,8 @@ async def _listen(
     state: AppState,
     ssl_context: ssl.SSLContext | None,
     stack: contextlib.AsyncExitStack,
+    *,
+    reuse_port: bool,
 ) -> None:
     # keepalive_timeout doubles as the request-head timeout (see web.connections).
     runner = web.AppRunner(
@@ -167,6 +218,7 @@ async def _listen(
         handshake_timeout=settings.request_head_timeout,
         ssl_context=ssl_context,
         backlog=512,
+        reuse_port=reuse_port,
     )
     await site.start()
 

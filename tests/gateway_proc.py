@@ -8,6 +8,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from tests.procs import free_port, http_ok, log_tail, stop_process, wait_ready
@@ -18,6 +19,12 @@ CA_OPTIONS = ("--ca-cert", "--ca-key")  # serve's options that `ca cert` must se
 # The tests' challenge responders listen on loopback, which validation refuses by default:
 # every test server allows it explicitly, so the product's default stays strict.
 LOOPBACK_ALLOWED = ("--validation-allow-cidr", "127.0.0.0/8", "--validation-allow-cidr", "::1/128")
+# Test servers serve accounts from memory for at most this long (the product default is 2 s):
+# short, so a registration change made by the admin CLI is waited out quickly (see `cli`),
+# but not zero, so the tests run through the cache as production does.
+TEST_ACCOUNT_CACHE_SECONDS = 0.5
+# `registration` subcommands that change what a running server must enforce.
+_REGISTRATION_READS = frozenset({"list", "show", "create"})
 
 
 def client_env(root_pem: Path | None = None) -> dict[str, str]:
@@ -47,6 +54,8 @@ class GatewayProcess:
         extra_args: tuple[str, ...] = (),
         port: int | None = None,
         allow_loopback: bool = True,
+        workers: int | None = None,
+        account_cache_seconds: float = TEST_ACCOUNT_CACHE_SECONDS,
     ) -> None:
         self.data_dir = data_dir
         self.database = database
@@ -55,6 +64,8 @@ class GatewayProcess:
         self.dns_resolvers = dns_resolvers
         self.extra_args = extra_args
         self.allow_loopback = allow_loopback
+        self.workers = workers  # None: the server's default (one per CPU)
+        self.account_cache_seconds = account_cache_seconds
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -91,6 +102,9 @@ class GatewayProcess:
             "--http01-port",
             str(self.http01_port),
             *(LOOPBACK_ALLOWED if self.allow_loopback else ()),
+            "--account-cache-seconds",
+            str(self.account_cache_seconds),
+            *(("--workers", str(self.workers)) if self.workers else ()),
             *self.extra_args,
         ]
         for resolver in self.dns_resolvers:
@@ -100,8 +114,14 @@ class GatewayProcess:
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
+            # A session of its own: signals reach the supervisor and every worker at once,
+            # so SIGKILL is a real crash of the whole server, not just of its supervisor.
             self.proc = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, env=client_env()
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=client_env(),
+                start_new_session=True,
             )
         insecure = ssl.create_default_context()  # readiness only: the root is fetched after
         insecure.check_hostname = False
@@ -125,7 +145,7 @@ class GatewayProcess:
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
-        stop_process(self.proc, sig)
+        stop_process(self.proc, sig, group=True)
         self.proc = None
 
     def kill(self) -> None:
@@ -134,12 +154,18 @@ class GatewayProcess:
     def log_tail(self, lines: int = 60) -> str:
         return log_tail(self.log_path, lines)
 
-    def cli(self, *args: str, check: bool = True) -> str:
-        """Run an admin command against this server's store (after the subcommand's args)."""
+    def cli(self, *args: str, check: bool = True, settle: bool = True) -> str:
+        """Run an admin command against this server's store (after the subcommand's args).
+
+        A registration change reaches the running server within its account cache bound
+        (`--account-cache-seconds`): wait that out, so the next request sees the change."""
         cmd = [GATEWAY, *args, *self.store_args_for(args)]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=client_env())
         if check and result.returncode != 0:
             raise RuntimeError(f"{cmd} failed ({result.returncode}): {result.stderr}")
+        changes = args[:1] == ("registration",) and args[1:2] and args[1] not in _REGISTRATION_READS
+        if settle and changes:
+            time.sleep(self.account_cache_seconds + 0.1)
         return result.stdout if check else result.stdout + result.stderr
 
     def store_args_for(self, args: tuple[str, ...]) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -189,6 +190,33 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     type=click.IntRange(1),
     help="Validations one pre-registration's accounts may have running at once in this process.",
 )
+@click.option(
+    "--workers",
+    envvar=ENV + "WORKERS",
+    default=None,
+    type=click.IntRange(1, 256),
+    help="Server processes sharing the listening port and the store. "
+    "[default: the number of CPUs this process may run on]",
+)
+@click.option(
+    "--nonce-scope",
+    envvar=ENV + "NONCE_SCOPE",
+    default="server",
+    show_default=True,
+    type=click.Choice(["server", "store"]),
+    help="server: nonces are spent in this server's shared memory (no store write), good on "
+    "any of its workers; store: spent in the store, good on every server sharing it (for "
+    "replicas behind a load balancer that does not keep a client on one).",
+)
+@click.option(
+    "--account-cache-seconds",
+    envvar=ENV + "ACCOUNT_CACHE_SECONDS",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0, 300),
+    help="How long an account and its pre-registration are served from memory: suspension or "
+    "deletion of a pre-registration takes effect within this time (0: read on every request).",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -218,6 +246,9 @@ def serve(
     validation_deny_cidrs: tuple[str, ...],
     validation_concurrency_per_account: int,
     validation_concurrency_per_registration: int,
+    workers: int | None,
+    nonce_scope: str,
+    account_cache_seconds: float,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -227,6 +258,7 @@ def serve(
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
     from acme_server.validation.resolver import parse_nameserver
+    from acme_server.workers import supervise
 
     try:
         host, port = parse_host_port(listen)
@@ -283,9 +315,15 @@ def serve(
         ca_cert=ca_cert,
         ca_key=ca_key,
         replace_ca_root=replace_ca_root,
+        workers=workers or len(os.sched_getaffinity(0)),
+        nonce_scope=nonce_scope,
+        account_cache_seconds=account_cache_seconds,
     )
     try:
-        asyncio.run(run_server(settings))
+        if settings.workers > 1:
+            supervise(settings)
+        else:
+            asyncio.run(run_server(settings))
     except (StartupError, CAConfigError) as exc:
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:

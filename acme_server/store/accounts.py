@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.statuses import AccountStatus
 from acme_server.store.ids import new_id
@@ -43,23 +42,21 @@ def _account(row: Any) -> Account:
     )
 
 
-async def by_id(conn: AsyncConnection, account_id: str) -> Account | None:
-    row = (await conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
+def by_id(conn: sa.Connection, account_id: str) -> Account | None:
+    row = (conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
     return _account(row) if row else None
 
 
-async def by_thumbprint(conn: AsyncConnection, thumbprint: str) -> Account | None:
-    row = (
-        await conn.execute(sa.select(accounts).where(accounts.c.key_thumbprint == thumbprint))
-    ).first()
+def by_thumbprint(conn: sa.Connection, thumbprint: str) -> Account | None:
+    row = (conn.execute(sa.select(accounts).where(accounts.c.key_thumbprint == thumbprint))).first()
     return _account(row) if row else None
 
 
-async def count_for_registration(conn: AsyncConnection, registration_id: int) -> int:
+def count_for_registration(conn: sa.Connection, registration_id: int) -> int:
     """Live (valid) accounts bound to the registration: deactivated ones free their slot."""
     return int(
         (
-            await conn.execute(
+            conn.execute(
                 sa.select(sa.func.count())
                 .select_from(accounts)
                 .where(
@@ -71,18 +68,18 @@ async def count_for_registration(conn: AsyncConnection, registration_id: int) ->
     )
 
 
-async def lock_registration(conn: AsyncConnection, registration_id: int) -> None:
+def lock_registration(conn: sa.Connection, registration_id: int) -> None:
     """Serialise account binding per registration so max_accounts holds under concurrency."""
     if conn.dialect.name == "postgresql":
-        await conn.execute(
+        conn.execute(
             sa.select(registrations.c.id)
             .where(registrations.c.id == registration_id)
             .with_for_update()
         )
 
 
-async def create(
-    conn: AsyncConnection,
+def create(
+    conn: sa.Connection,
     *,
     thumbprint: str,
     jwk: dict[str, Any],
@@ -105,14 +102,14 @@ async def create(
         "eab_binding": eab_binding,
         "created_at": datetime.now(UTC),
     }
-    await conn.execute(accounts.insert().values(**values))
-    account = await by_id(conn, account_id)
+    conn.execute(accounts.insert().values(**values))
+    account = by_id(conn, account_id)
     assert account is not None
     return account
 
 
-async def update(conn: AsyncConnection, account_id: str, **values: Any) -> Account:
-    await conn.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
-    account = await by_id(conn, account_id)
+def update(conn: sa.Connection, account_id: str, **values: Any) -> Account:
+    conn.execute(accounts.update().where(accounts.c.id == account_id).values(**values))
+    account = by_id(conn, account_id)
     assert account is not None
     return account

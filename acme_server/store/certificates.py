@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.store.schema import certificates
 
@@ -45,29 +44,27 @@ def _cert(row: Any) -> StoredCertificate:
     )
 
 
-async def by_id(conn: AsyncConnection, cert_id: str) -> StoredCertificate | None:
-    row = (await conn.execute(sa.select(certificates).where(certificates.c.id == cert_id))).first()
+def by_id(conn: sa.Connection, cert_id: str) -> StoredCertificate | None:
+    row = (conn.execute(sa.select(certificates).where(certificates.c.id == cert_id))).first()
     return _cert(row) if row else None
 
 
-async def by_serial(conn: AsyncConnection, serial_hex: str) -> StoredCertificate | None:
-    row = (
-        await conn.execute(sa.select(certificates).where(certificates.c.serial == serial_hex))
-    ).first()
+def by_serial(conn: sa.Connection, serial_hex: str) -> StoredCertificate | None:
+    row = (conn.execute(sa.select(certificates).where(certificates.c.serial == serial_hex))).first()
     return _cert(row) if row else None
 
 
-async def insert(conn: AsyncConnection, **values: Any) -> None:
-    await conn.execute(
+def insert(conn: sa.Connection, **values: Any) -> None:
+    conn.execute(
         certificates.insert().values(
             created_at=datetime.now(UTC), revision=1, exported_revision=0, **values
         )
     )
 
 
-async def revoke(conn: AsyncConnection, cert_id: str, reason: int) -> bool:
+def revoke(conn: sa.Connection, cert_id: str, reason: int) -> bool:
     """Mark revoked once; bump the revision so the operator re-exports the new state."""
-    result = await conn.execute(
+    result = conn.execute(
         certificates.update()
         .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
         .values(

@@ -1,4 +1,5 @@
-"""Opening the store: one async engine per process; who migrates it, and the revision check.
+"""Opening the store: units of work per process (see `executors`); who migrates it, and the
+revision check.
 
 Migrations have one owner: the ACME server (`serve` migrates on start, `Database.open`'s
 default) and the explicit `acme-gateway store migrate` (a Helm init step). Every other
@@ -9,31 +10,31 @@ database under an older server, and an older one never writes a schema it does n
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from acme_server.store.executors import AsyncEngineUnits, SqliteThreads, UnitRunner, Work
 from acme_server.store.files import private_sqlite_files
+
+T = TypeVar("T")
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 def default_database_url(data_dir: Path) -> str:
-    return f"sqlite+aiosqlite:///{(data_dir / 'acme-gateway.sqlite3').resolve()}"
+    return f"sqlite:///{(data_dir / 'acme-gateway.sqlite3').resolve()}"
 
 
 def normalise_url(url: str) -> str:
-    """Accept the URLs people write (postgresql://, sqlite:///) and pick our async drivers."""
+    """Accept the URLs people write (postgresql://, sqlite:///) and pick our drivers:
+    asyncpg for PostgreSQL, the standard library's sqlite3 (in store threads) for SQLite."""
     if url.startswith(("postgres://", "postgresql://")):
         return "postgresql+asyncpg://" + url.split("://", 1)[1]
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith(("sqlite://", "sqlite+aiosqlite://")):
+        return "sqlite+pysqlite://" + url.split("://", 1)[1]
     return url
 
 
@@ -43,24 +44,6 @@ def redact_url(url: str) -> str:
         return sa.engine.make_url(url).render_as_string(hide_password=True)
     except sa.exc.ArgumentError:
         return "<unparsable database URL>"
-
-
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    # SQLite has one writer: take the write lock at BEGIN (IMMEDIATE) so concurrent
-    # processes wait on busy_timeout instead of failing a read->write upgrade.
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 class SchemaMismatch(RuntimeError):
@@ -108,47 +91,63 @@ def mismatch_message(current: str | None, head: str) -> str | None:
 
 
 class Database:
-    """The process's handle on the store."""
+    """The process's handle on the store: units of work run through `read` and `write`.
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        # SQLite has one writer and every transaction here takes the write lock: queue them
-        # in-process instead of letting connections spin on SQLite's busy handler.
-        self._sqlite_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+    A unit is a plain function over a synchronous `sa.Connection`, run in one transaction
+    (see `executors`): `read` for units that only read, `write` for any that may write.
+    """
+
+    def __init__(self, url: str, runner: UnitRunner, dialect: str) -> None:
+        self.url = url
+        self._runner = runner
+        self._dialect = dialect
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self._dialect
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
         url = normalise_url(url)
-        kwargs: dict[str, Any] = {"pool_pre_ping": True}
+        runner: UnitRunner
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
             path = sa.engine.make_url(url).database
-            if path and path != ":memory:" and not path.startswith("file:"):
-                private_sqlite_files(Path(path))
+            if not path or path == ":memory:" or path.startswith("file:"):
+                raise ValueError("the SQLite store must be a file (several threads share it)")
+            private_sqlite_files(Path(path))
+            runner = SqliteThreads(url)
+            dialect = "sqlite"
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_timeout=30)
-            kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
-        engine = create_async_engine(url, **kwargs)
-        if engine.dialect.name == "sqlite":
-            _configure_sqlite(engine)
-        db = cls(engine)
+            engine = create_async_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=10,
+                pool_timeout=30,
+                connect_args={"timeout": 10, "command_timeout": 30},
+            )
+            runner = AsyncEngineUnits(engine)
+            dialect = engine.dialect.name
+        db = cls(url, runner, dialect)
         if migrate:
             await db.migrate()
         return db
 
+    async def read(self, work: Work[T]) -> T:
+        """Run `work` in a transaction that only reads (never queued behind writers)."""
+        return await self._runner.read(work)
+
+    async def write(self, work: Work[T]) -> T:
+        """Run `work` in one atomic transaction: committed on return, rolled back on raise."""
+        return await self._runner.write(work)
+
     async def migrate(self) -> None:
         """Upgrade to this code's head (only the server and `store migrate` call this)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to_head)
+        await self.write(_upgrade_to_head)
 
     async def schema_revision(self) -> str | None:
         """The Alembic revision the store is at; None when it was never migrated."""
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(_current_revision)
+        return await self.read(_current_revision)
 
     async def check_schema(self) -> None:
         """Raise SchemaMismatch (one-line message) unless the store is at this code's head."""
@@ -156,18 +155,8 @@ class Database:
         if message is not None:
             raise SchemaMismatch(message)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One atomic unit of work: committed on success, rolled back on any error."""
-        if self._sqlite_lock is None:
-            async with self.engine.begin() as conn:
-                yield conn
-            return
-        async with self._sqlite_lock, self.engine.begin() as conn:
-            yield conn
-
     async def close(self) -> None:
-        await self.engine.dispose()
+        await self._runner.close()
 
 
 def _upgrade_to_head(sync_conn: sa.Connection) -> None:

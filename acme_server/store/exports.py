@@ -51,37 +51,36 @@ async def pending(
         scope = sa.or_(*(name.like(_escape_like(ns) + "/%", escape="\\") for ns in namespaces))
     else:
         scope = name.like("%/%")
-    async with db.transaction() as conn:
-        rows = await conn.execute(
-            sa.select(certificates, name.label("registration_name"))
-            .join(registrations, registrations.c.id == certificates.c.registration_id)
-            .where(certificates.c.exported_revision < certificates.c.revision, scope)
-            .order_by(certificates.c.created_at)
-            .limit(limit)
+    query = (
+        sa.select(certificates, name.label("registration_name"))
+        .join(registrations, registrations.c.id == certificates.c.registration_id)
+        .where(certificates.c.exported_revision < certificates.c.revision, scope)
+        .order_by(certificates.c.created_at)
+        .limit(limit)
+    )
+    rows = await db.read(lambda conn: conn.execute(query).all())
+    return [
+        CertificateExport(
+            id=r.id,
+            serial=r.serial,
+            registration_name=r.registration_name,
+            account_id=r.account_id,
+            names=list(r.names),
+            chain_pem=r.chain_pem,
+            not_before=r.not_before,
+            not_after=r.not_after,
+            revoked_at=r.revoked_at,
+            revocation_reason=r.revocation_reason,
+            revision=r.revision,
         )
-        return [
-            CertificateExport(
-                id=r.id,
-                serial=r.serial,
-                registration_name=r.registration_name,
-                account_id=r.account_id,
-                names=list(r.names),
-                chain_pem=r.chain_pem,
-                not_before=r.not_before,
-                not_after=r.not_after,
-                revoked_at=r.revoked_at,
-                revocation_reason=r.revocation_reason,
-                revision=r.revision,
-            )
-            for r in rows
-        ]
+        for r in rows
+    ]
 
 
 async def mark_exported(db: Database, certificate_id: str, revision: int) -> bool:
-    async with db.transaction() as conn:
-        result = await conn.execute(
-            certificates.update()
-            .where(certificates.c.id == certificate_id, certificates.c.exported_revision < revision)
-            .values(exported_revision=revision)
-        )
-        return bool(result.rowcount)
+    query = (
+        certificates.update()
+        .where(certificates.c.id == certificate_id, certificates.c.exported_revision < revision)
+        .values(exported_revision=revision)
+    )
+    return await db.write(lambda conn: bool(conn.execute(query).rowcount))

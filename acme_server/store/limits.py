@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.lifecycle import UNFINISHED_ORDER
 from acme_server.domain.statuses import AuthorizationStatus
@@ -33,8 +32,8 @@ class PendingLimitExceeded(Exception):
         self.retry_after = retry_after
 
 
-async def check_new_order(
-    conn: AsyncConnection,
+def check_new_order(
+    conn: sa.Connection,
     account_id: str,
     names: list[str],
     limits: PendingLimits,
@@ -46,10 +45,8 @@ async def check_new_order(
     do not count.
     """
     if conn.dialect.name == "postgresql":
-        await conn.execute(
-            sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update()
-        )
-    count, first_expiry = await _pending(
+        conn.execute(sa.select(accounts.c.id).where(accounts.c.id == account_id).with_for_update())
+    count, first_expiry = _pending(
         conn, orders, orders.c.status.in_(UNFINISHED_ORDER), account_id, now
     )
     if count + 1 > limits.orders:
@@ -58,10 +55,10 @@ async def check_new_order(
             f"the limit is {limits.orders}; finalize or let some expire",
             _seconds_until(first_expiry, now),
         )
-    new = len(names) - await _reusable(conn, account_id, names, now)
+    new = len(names) - _reusable(conn, account_id, names, now)
     if not new:
         return
-    count, first_expiry = await _pending(
+    count, first_expiry = _pending(
         conn,
         authorizations,
         authorizations.c.status == AuthorizationStatus.PENDING,
@@ -77,15 +74,15 @@ async def check_new_order(
         )
 
 
-async def _pending(
-    conn: AsyncConnection,
+def _pending(
+    conn: sa.Connection,
     table: sa.Table,
     status: sa.ColumnElement[bool],
     account_id: str,
     now: datetime,
 ) -> tuple[int, datetime | None]:
     row = (
-        await conn.execute(
+        conn.execute(
             sa.select(sa.func.count(), sa.func.min(table.c.expires_at)).where(
                 table.c.account_id == account_id, status, table.c.expires_at > now
             )
@@ -94,10 +91,10 @@ async def _pending(
     return int(row[0]), row[1]
 
 
-async def _reusable(conn: AsyncConnection, account_id: str, names: list[str], now: datetime) -> int:
+def _reusable(conn: sa.Connection, account_id: str, names: list[str], now: datetime) -> int:
     """How many of `names` a still-valid authorization of the account covers."""
     wanted = {(n[2:], True) if n.startswith("*.") else (n, False) for n in names}
-    rows = await conn.execute(
+    rows = conn.execute(
         sa.select(authorizations.c.identifier_value, authorizations.c.wildcard)
         .where(
             authorizations.c.account_id == account_id,

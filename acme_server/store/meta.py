@@ -11,12 +11,14 @@ CA_ROOT_PEM = "ca_root_pem"
 
 
 async def get(db: Database, key: str) -> str | None:
-    async with db.transaction() as conn:
-        return (await conn.execute(sa.select(meta.c.value).where(meta.c.key == key))).scalar()
+    query = sa.select(meta.c.value).where(meta.c.key == key)
+    return await db.read(lambda conn: conn.execute(query).scalar())
 
 
 async def put(db: Database, key: str, value: str) -> None:
-    async with db.transaction() as conn:
-        updated = await conn.execute(meta.update().where(meta.c.key == key).values(value=value))
+    def unit(conn: sa.Connection) -> None:
+        updated = conn.execute(meta.update().where(meta.c.key == key).values(value=value))
         if not updated.rowcount:
-            await conn.execute(meta.insert().values(key=key, value=value))
+            conn.execute(meta.insert().values(key=key, value=value))
+
+    await db.write(unit)

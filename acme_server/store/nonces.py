@@ -1,8 +1,8 @@
 """The spent-nonce table and the nonce MAC key: what the nonce service needs persisted.
 
 The protocol side (MAC, strict decoding, `badNonce`) lives in `acme_server.nonces`; this
-module only knows the SQL. A nonce is recorded under the spelling the service hands it,
-and the table's primary key refuses a second insert in any process sharing the store.
+module only knows the SQL. A nonce is recorded under its token, and the table's primary
+key refuses a second insert in any process sharing the store (`--nonce-scope store`).
 """
 
 from __future__ import annotations
@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from acme_server.encoding import b64url_encode
+from acme_server.nonces import TOKEN_BYTES
 from acme_server.store import meta
 from acme_server.store.database import Database
 from acme_server.store.schema import meta as meta_table
 from acme_server.store.schema import nonces
 
 NONCE_KEY = "nonce_hmac_key"
+_SPEND = nonces.insert().values(value=sa.bindparam("value"), expires_at=sa.bindparam("expires_at"))
 
 
 async def load_or_create_key(db: Database) -> bytes:
@@ -26,10 +29,8 @@ async def load_or_create_key(db: Database) -> bytes:
     existing = await meta.get(db, NONCE_KEY)
     if existing is None:
         try:
-            async with db.transaction() as conn:
-                await conn.execute(
-                    sa.insert(meta_table).values(key=NONCE_KEY, value=secrets.token_hex(32))
-                )
+            query = sa.insert(meta_table).values(key=NONCE_KEY, value=secrets.token_hex(32))
+            await db.write(lambda conn: conn.execute(query))
         except IntegrityError:
             pass  # another process won the race; use its key
         existing = await meta.get(db, NONCE_KEY)
@@ -38,24 +39,25 @@ async def load_or_create_key(db: Database) -> bytes:
 
 
 class SpentNonces:
-    """The `nonces` table: insert-if-absent to spend, delete once expired."""
+    """The `nonces` table as a nonce ledger: random tokens, insert-if-absent to spend,
+    delete once expired."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def spend(self, value: str, expires_at: datetime) -> bool:
-        """Record `value` as spent; False when it already was (in any process)."""
+    def new_token(self) -> bytes:
+        return secrets.token_bytes(TOKEN_BYTES)
+
+    async def spend(self, token: bytes, expires_at: datetime) -> bool:
+        """Record `token` as spent; False when it already was (in any process)."""
+        params = {"value": b64url_encode(token), "expires_at": expires_at}
         try:
-            async with self._db.transaction() as conn:
-                await conn.execute(nonces.insert().values(value=value, expires_at=expires_at))
+            await self._db.write(lambda conn: conn.execute(_SPEND, params))
         except IntegrityError:
             return False
         return True
 
     async def purge_expired(self) -> int:
         """Drop rows past their expiry (the MAC check refuses those nonces by itself)."""
-        async with self._db.transaction() as conn:
-            result = await conn.execute(
-                nonces.delete().where(nonces.c.expires_at < datetime.now(UTC))
-            )
-            return int(result.rowcount or 0)
+        query = nonces.delete().where(nonces.c.expires_at < datetime.now(UTC))
+        return await self._db.write(lambda conn: int(conn.execute(query).rowcount or 0))

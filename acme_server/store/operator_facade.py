@@ -71,8 +71,7 @@ class OperatorStore:
 
     async def ping(self) -> None:
         """Raise unless the store answers a trivial query (the liveness probe)."""
-        async with self._db.transaction() as conn:
-            await conn.execute(sa.select(1))
+        await self._db.read(lambda conn: conn.execute(sa.select(1)).scalar())
 
     # ------------------------------------------------------------ registrations
 
@@ -81,8 +80,7 @@ class OperatorStore:
 
     async def kid_holder(self, kid: str) -> str | None:
         """The name of the registration using key ID `kid`, if any."""
-        async with self._db.transaction() as conn:
-            reg = await registrations.load_by_kid(conn, kid)
+        reg = await self._db.read(lambda conn: registrations.load_by_kid(conn, kid))
         return None if reg is None else reg.name
 
     async def upsert_registration(

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain import lifecycle
 from acme_server.domain.lifecycle import InvalidCause
@@ -78,10 +77,10 @@ def _challenge(row: Any) -> Challenge:
     )
 
 
-async def _challenges_of(conn: AsyncConnection, authz_ids: list[str]) -> dict[str, list[Challenge]]:
+def _challenges_of(conn: sa.Connection, authz_ids: list[str]) -> dict[str, list[Challenge]]:
     out: dict[str, list[Challenge]] = {a: [] for a in authz_ids}
     if authz_ids:
-        rows = await conn.execute(
+        rows = conn.execute(
             sa.select(challenges)
             .where(challenges.c.authz_id.in_(authz_ids))
             .order_by(challenges.c.type.desc())
@@ -91,13 +90,11 @@ async def _challenges_of(conn: AsyncConnection, authz_ids: list[str]) -> dict[st
     return out
 
 
-async def get_authz(conn: AsyncConnection, authz_id: str) -> Authorization | None:
-    row = (
-        await conn.execute(sa.select(authorizations).where(authorizations.c.id == authz_id))
-    ).first()
+def get_authz(conn: sa.Connection, authz_id: str) -> Authorization | None:
+    row = (conn.execute(sa.select(authorizations).where(authorizations.c.id == authz_id))).first()
     if row is None:
         return None
-    chals = (await _challenges_of(conn, [authz_id]))[authz_id]
+    chals = (_challenges_of(conn, [authz_id]))[authz_id]
     return Authorization(
         row.id,
         row.account_id,
@@ -109,17 +106,17 @@ async def get_authz(conn: AsyncConnection, authz_id: str) -> Authorization | Non
     )
 
 
-async def get_challenge(conn: AsyncConnection, challenge_id: str) -> Challenge | None:
-    row = (await conn.execute(sa.select(challenges).where(challenges.c.id == challenge_id))).first()
+def get_challenge(conn: sa.Connection, challenge_id: str) -> Challenge | None:
+    row = (conn.execute(sa.select(challenges).where(challenges.c.id == challenge_id))).first()
     return _challenge(row) if row else None
 
 
-async def get_order(conn: AsyncConnection, order_id: str) -> Order | None:
-    row = (await conn.execute(sa.select(orders).where(orders.c.id == order_id))).first()
+def get_order(conn: sa.Connection, order_id: str) -> Order | None:
+    row = (conn.execute(sa.select(orders).where(orders.c.id == order_id))).first()
     if row is None:
         return None
     authz_ids = (
-        await conn.execute(
+        conn.execute(
             sa.select(order_authorizations.c.authz_id)
             .where(order_authorizations.c.order_id == order_id)
             .order_by(order_authorizations.c.position)
@@ -138,12 +135,12 @@ async def get_order(conn: AsyncConnection, order_id: str) -> Order | None:
     )
 
 
-async def find_reusable_authz(
-    conn: AsyncConnection, account_id: str, value: str, wildcard: bool, now: datetime
+def find_reusable_authz(
+    conn: sa.Connection, account_id: str, value: str, wildcard: bool, now: datetime
 ) -> str | None:
     """A still-valid authorization of this account for this identifier, if any."""
     return (
-        await conn.execute(
+        conn.execute(
             sa.select(authorizations.c.id)
             .where(
                 authorizations.c.account_id == account_id,
@@ -158,8 +155,8 @@ async def find_reusable_authz(
     ).scalar()
 
 
-async def create_order(
-    conn: AsyncConnection,
+def create_order(
+    conn: sa.Connection,
     *,
     account_id: str,
     names: list[str],
@@ -173,12 +170,12 @@ async def create_order(
     for name in names:
         wildcard = name.startswith("*.")
         value = name[2:] if wildcard else name
-        reuse = await find_reusable_authz(conn, account_id, value, wildcard, now)
+        reuse = find_reusable_authz(conn, account_id, value, wildcard, now)
         if reuse is not None:
             authz_ids.append(reuse)
             continue
         authz_id = new_id()
-        await conn.execute(
+        conn.execute(
             authorizations.insert().values(
                 id=authz_id,
                 account_id=account_id,
@@ -189,7 +186,7 @@ async def create_order(
                 created_at=now,
             )
         )
-        await conn.execute(
+        conn.execute(
             challenges.insert(),
             [
                 {
@@ -205,7 +202,7 @@ async def create_order(
         )
         authz_ids.append(authz_id)
         any_new = True
-    await conn.execute(
+    conn.execute(
         orders.insert().values(
             id=order_id,
             account_id=account_id,
@@ -215,17 +212,17 @@ async def create_order(
             created_at=now,
         )
     )
-    await conn.execute(
+    conn.execute(
         order_authorizations.insert(),
         [{"order_id": order_id, "authz_id": a, "position": i} for i, a in enumerate(authz_ids)],
     )
-    order = await get_order(conn, order_id)
+    order = get_order(conn, order_id)
     assert order is not None
     return order
 
 
-async def list_order_ids(
-    conn: AsyncConnection, account_id: str, *, after: tuple[datetime, str] | None, limit: int
+def list_order_ids(
+    conn: sa.Connection, account_id: str, *, after: tuple[datetime, str] | None, limit: int
 ) -> list[tuple[str, datetime]]:
     query = sa.select(orders.c.id, orders.c.created_at).where(orders.c.account_id == account_id)
     if after is not None:
@@ -236,19 +233,42 @@ async def list_order_ids(
                 sa.and_(orders.c.created_at == created, orders.c.id > oid),
             )
         )
-    rows = await conn.execute(query.order_by(orders.c.created_at, orders.c.id).limit(limit))
+    rows = conn.execute(query.order_by(orders.c.created_at, orders.c.id).limit(limit))
     return [(r.id, r.created_at) for r in rows]
 
 
-async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
+def authz_expired(authz: Authorization, now: datetime) -> bool:
+    """True when reading `authz` must first record its expiry (`expire_authzs`)."""
+    return authz.status in lifecycle.EXPIRABLE_AUTHZ and authz.expires_at <= now
+
+
+def needs_refresh(conn: sa.Connection, order: Order, now: datetime) -> bool:
+    """Would `refresh_order` change anything? Asked in a read, so only a change writes."""
+    if order.status not in lifecycle.REFRESHABLE_ORDER:
+        return False
+    statuses = []
+    for row in conn.execute(_AUTHZ_STATES, {"ids": list(order.authz_ids)}):
+        status = AuthorizationStatus(row.status)
+        if status in lifecycle.EXPIRABLE_AUTHZ and row.expires_at <= now:
+            return True
+        statuses.append(status)
+    return lifecycle.order_outcome(order.status, order.expires_at, now, statuses) is not None
+
+
+_AUTHZ_STATES = sa.select(authorizations.c.status, authorizations.c.expires_at).where(
+    authorizations.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+def refresh_order(conn: sa.Connection, order: Order) -> Order:
     """Apply expiry and authorization outcomes to a pending/ready order (as
     `lifecycle.order_outcome` decides) and persist the change."""
     now = datetime.now(UTC)
     if order.status not in lifecycle.REFRESHABLE_ORDER:
         return order
-    await expire_authzs(conn, list(order.authz_ids), now)
+    expire_authzs(conn, list(order.authz_ids), now)
     rows = (
-        await conn.execute(
+        conn.execute(
             sa.select(authorizations.c.status, authorizations.c.id).where(
                 authorizations.c.id.in_(order.authz_ids)
             )
@@ -263,22 +283,20 @@ async def refresh_order(conn: AsyncConnection, order: Order) -> Order:
         error = lifecycle.order_expired_error()
     elif outcome.cause is InvalidCause.AUTHZ_FAILED:
         failed = [r.id for r in rows if r.status in lifecycle.FINAL_AUTHZ]
-        error = await _first_challenge_error(conn, failed) or lifecycle.authz_failed_error()
-    await conn.execute(
+        error = _first_challenge_error(conn, failed) or lifecycle.authz_failed_error()
+    conn.execute(
         orders.update()
         .where(orders.c.id == order.id, orders.c.status == order.status)
         .values(status=outcome.status, error=error)
     )
-    fresh = await get_order(conn, order.id)
+    fresh = get_order(conn, order.id)
     assert fresh is not None
     return fresh
 
 
-async def _first_challenge_error(
-    conn: AsyncConnection, authz_ids: list[str]
-) -> dict[str, Any] | None:
+def _first_challenge_error(conn: sa.Connection, authz_ids: list[str]) -> dict[str, Any] | None:
     err: dict[str, Any] | None = (
-        await conn.execute(
+        conn.execute(
             sa.select(challenges.c.error)
             .where(challenges.c.authz_id.in_(authz_ids), challenges.c.error.is_not(None))
             .limit(1)
@@ -287,9 +305,9 @@ async def _first_challenge_error(
     return err
 
 
-async def expire_authzs(conn: AsyncConnection, authz_ids: list[str], now: datetime) -> None:
+def expire_authzs(conn: sa.Connection, authz_ids: list[str], now: datetime) -> None:
     if authz_ids:
-        await conn.execute(
+        conn.execute(
             authorizations.update()
             .where(
                 authorizations.c.id.in_(authz_ids),
@@ -300,9 +318,9 @@ async def expire_authzs(conn: AsyncConnection, authz_ids: list[str], now: dateti
         )
 
 
-async def orders_of_authz(conn: AsyncConnection, authz_id: str) -> list[Order]:
+def orders_of_authz(conn: sa.Connection, authz_id: str) -> list[Order]:
     ids = (
-        await conn.execute(
+        conn.execute(
             sa.select(order_authorizations.c.order_id).where(
                 order_authorizations.c.authz_id == authz_id
             )
@@ -310,14 +328,14 @@ async def orders_of_authz(conn: AsyncConnection, authz_id: str) -> list[Order]:
     ).scalars()
     out = []
     for oid in list(ids):
-        order = await get_order(conn, oid)
+        order = get_order(conn, oid)
         if order is not None:
             out.append(order)
     return out
 
 
-async def set_authz_status(
-    conn: AsyncConnection,
+def set_authz_status(
+    conn: sa.Connection,
     authz_id: str,
     status: AuthorizationStatus,
     *,
@@ -327,16 +345,14 @@ async def set_authz_status(
     values: dict[str, Any] = {"status": status}
     if expires_at is not None:
         values["expires_at"] = expires_at
-    await conn.execute(
-        authorizations.update().where(authorizations.c.id == authz_id).values(**values)
-    )
-    for order in await orders_of_authz(conn, authz_id):
-        await refresh_order(conn, order)
+    conn.execute(authorizations.update().where(authorizations.c.id == authz_id).values(**values))
+    for order in orders_of_authz(conn, authz_id):
+        refresh_order(conn, order)
 
 
-async def start_challenge(conn: AsyncConnection, challenge_id: str) -> bool:
+def start_challenge(conn: sa.Connection, challenge_id: str) -> bool:
     """pending -> processing, due now. False when it was not pending (already started)."""
-    result = await conn.execute(
+    result = conn.execute(
         challenges.update()
         .where(challenges.c.id == challenge_id, challenges.c.status == ChallengeStatus.PENDING)
         .values(status=ChallengeStatus.PROCESSING, next_attempt_at=datetime.now(UTC), attempts=0)
@@ -344,8 +360,8 @@ async def start_challenge(conn: AsyncConnection, challenge_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def finish_challenge(
-    conn: AsyncConnection,
+def finish_challenge(
+    conn: sa.Connection,
     challenge_id: str,
     *,
     valid: bool,
@@ -353,11 +369,11 @@ async def finish_challenge(
     authz_lifetime: timedelta,
 ) -> None:
     """Record a validation result and let the core decide the authorization's fate."""
-    chal = await get_challenge(conn, challenge_id)
+    chal = get_challenge(conn, challenge_id)
     if chal is None or chal.status != ChallengeStatus.PROCESSING:
         return
     now = datetime.now(UTC)
-    await conn.execute(
+    conn.execute(
         challenges.update()
         .where(challenges.c.id == challenge_id)
         .values(
@@ -369,20 +385,20 @@ async def finish_challenge(
             attempts=chal.attempts + 1,
         )
     )
-    authz = await get_authz(conn, chal.authz_id)
+    authz = get_authz(conn, chal.authz_id)
     if authz is None:
         return
     decided = lifecycle.authz_after_challenge(authz.status, valid)
     if decided is AuthorizationStatus.VALID:
-        await set_authz_status(conn, authz.id, decided, expires_at=now + authz_lifetime)
+        set_authz_status(conn, authz.id, decided, expires_at=now + authz_lifetime)
     elif decided is not None:
-        await set_authz_status(conn, authz.id, decided)
+        set_authz_status(conn, authz.id, decided)
 
 
-async def retry_challenge(
-    conn: AsyncConnection, challenge_id: str, *, error: dict[str, Any], delay: timedelta
+def retry_challenge(
+    conn: sa.Connection, challenge_id: str, *, error: dict[str, Any], delay: timedelta
 ) -> None:
-    await conn.execute(
+    conn.execute(
         challenges.update()
         .where(challenges.c.id == challenge_id, challenges.c.status == ChallengeStatus.PROCESSING)
         .values(
@@ -394,8 +410,8 @@ async def retry_challenge(
     )
 
 
-async def set_order_status(
-    conn: AsyncConnection,
+def set_order_status(
+    conn: sa.Connection,
     order_id: str,
     *,
     expect: OrderStatus,
@@ -404,7 +420,7 @@ async def set_order_status(
 ) -> bool:
     """Compare-and-set: move the order from `expect` to `status`; False if it was not `expect`."""
     assert lifecycle.can_transition(lifecycle.ORDER_TRANSITIONS, expect, status), (expect, status)
-    result = await conn.execute(
+    result = conn.execute(
         orders.update()
         .where(orders.c.id == order_id, orders.c.status == expect)
         .values(status=status, **values)
@@ -412,9 +428,9 @@ async def set_order_status(
     return bool(result.rowcount)
 
 
-async def valid_authz_names(conn: AsyncConnection, account_id: str, now: datetime) -> set[str]:
+def valid_authz_names(conn: sa.Connection, account_id: str, now: datetime) -> set[str]:
     """Identifier values (without `*.`) the account currently holds valid authorizations for."""
-    rows = await conn.execute(
+    rows = conn.execute(
         sa.select(authorizations.c.identifier_value).where(
             authorizations.c.account_id == account_id,
             authorizations.c.status == AuthorizationStatus.VALID,

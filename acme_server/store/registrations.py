@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.identifiers import DomainRule, normalise_dns_name
 from acme_server.encoding import b64url_decode, b64url_encode
@@ -165,25 +164,24 @@ def _rule_of(row: Any) -> DomainRule:
     return DomainRule(row.domain, row.include_subdomains, row.allow_wildcard)
 
 
-async def _load(conn: AsyncConnection, where: sa.ColumnElement[bool]) -> Registration | None:
-    row = (await conn.execute(sa.select(registrations).where(where))).first()
+def _load(conn: sa.Connection, where: sa.ColumnElement[bool]) -> Registration | None:
+    row = (conn.execute(sa.select(registrations).where(where))).first()
     if row is None:
         return None
-    doms = await conn.execute(_rules_query().where(allowed_domains.c.registration_id == row.id))
+    doms = conn.execute(_rules_query().where(allowed_domains.c.registration_id == row.id))
     return _registration(row, tuple(_rule_of(d) for d in doms))
 
 
-async def load_by_kid(conn: AsyncConnection, kid: str) -> Registration | None:
-    return await _load(conn, registrations.c.kid == kid)
+def load_by_kid(conn: sa.Connection, kid: str) -> Registration | None:
+    return _load(conn, registrations.c.kid == kid)
 
 
-async def load_by_id(conn: AsyncConnection, registration_id: int) -> Registration | None:
-    return await _load(conn, registrations.c.id == registration_id)
+def load_by_id(conn: sa.Connection, registration_id: int) -> Registration | None:
+    return _load(conn, registrations.c.id == registration_id)
 
 
 async def get(db: Database, name: str) -> Registration | None:
-    async with db.transaction() as conn:
-        return await _load(conn, registrations.c.name == name)
+    return await db.read(lambda conn: _load(conn, registrations.c.name == name))
 
 
 async def create(
@@ -242,11 +240,12 @@ async def upsert(
     _check_positive("max pending authorizations", max_pending_authorizations)
     hmac_key = validate_hmac_key(hmac_key)
     now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        existing = await _load(conn, registrations.c.name == name)
+
+    def unit(conn: sa.Connection) -> Registration:
+        existing = _load(conn, registrations.c.name == name)
         if existing is not None and create_only:
             raise RegistrationError(f"registration {name!r} already exists")
-        other = await load_by_kid(conn, kid)
+        other = load_by_kid(conn, kid)
         if other is not None and other.name != name:
             raise RegistrationError(f"key ID {kid!r} is already used by {other.name!r}")
         values = {
@@ -260,29 +259,31 @@ async def upsert(
             "updated_at": now,
         }
         if existing is None:
-            result = await conn.execute(
+            result = conn.execute(
                 registrations.insert().values(name=name, created_at=now, **values)
             )
             reg_id = result.inserted_primary_key[0]  # type: ignore[index]
         else:
             reg_id = existing.id
-            await conn.execute(
+            conn.execute(
                 registrations.update().where(registrations.c.id == reg_id).values(**values)
             )
         if domains is not None:
-            await _replace_domains(conn, reg_id, domains)
-        loaded = await load_by_id(conn, reg_id)
+            _replace_domains(conn, reg_id, domains)
+        loaded = load_by_id(conn, reg_id)
         assert loaded is not None
         return loaded
 
+    return await db.write(unit)
 
-async def _replace_domains(conn: AsyncConnection, reg_id: int, rules: list[DomainRule]) -> None:
-    await conn.execute(allowed_domains.delete().where(allowed_domains.c.registration_id == reg_id))
+
+def _replace_domains(conn: sa.Connection, reg_id: int, rules: list[DomainRule]) -> None:
+    conn.execute(allowed_domains.delete().where(allowed_domains.c.registration_id == reg_id))
     seen: dict[str, DomainRule] = {}
     for rule in rules:
         seen[rule.domain] = rule
     if seen:
-        await conn.execute(
+        conn.execute(
             allowed_domains.insert(),
             [
                 {
@@ -299,13 +300,12 @@ async def _replace_domains(conn: AsyncConnection, reg_id: int, rules: list[Domai
 async def names_granting_nothing(db: Database) -> list[str]:
     """Registrations without an any-name grant and without domains: every order is refused."""
     has_domain = sa.exists().where(allowed_domains.c.registration_id == registrations.c.id)
-    async with db.transaction() as conn:
-        rows = await conn.execute(
-            sa.select(registrations.c.name)
-            .where(registrations.c.any_domain.is_(False), ~has_domain)
-            .order_by(registrations.c.name)
-        )
-        return list(rows.scalars())
+    query = (
+        sa.select(registrations.c.name)
+        .where(registrations.c.any_domain.is_(False), ~has_domain)
+        .order_by(registrations.c.name)
+    )
+    return await db.read(lambda conn: list(conn.execute(query).scalars()))
 
 
 async def warn_ungranted(db: Database) -> None:
@@ -328,26 +328,31 @@ async def warn_ungranted(db: Database) -> None:
 
 async def list_all(db: Database) -> list[Registration]:
     """Every registration with its allow-list, in two queries."""
-    async with db.transaction() as conn:
+
+    def unit(conn: sa.Connection) -> list[Registration]:
         rules: dict[int, list[DomainRule]] = {}
-        for d in await conn.execute(_rules_query()):
+        for d in conn.execute(_rules_query()):
             rules.setdefault(d.registration_id, []).append(_rule_of(d))
-        rows = await conn.execute(sa.select(registrations).order_by(registrations.c.name))
+        rows = conn.execute(sa.select(registrations).order_by(registrations.c.name))
         return [_registration(r, tuple(rules.get(r.id, ()))) for r in rows]
+
+    return await db.read(unit)
 
 
 async def _update(db: Database, name: str, **values: Any) -> Registration:
-    async with db.transaction() as conn:
-        result = await conn.execute(
+    def unit(conn: sa.Connection) -> Registration:
+        result = conn.execute(
             registrations.update()
             .where(registrations.c.name == name)
             .values(updated_at=datetime.now(UTC), **values)
         )
         if result.rowcount == 0:
             raise RegistrationError(f"no registration named {name!r}")
-        reg = await _load(conn, registrations.c.name == name)
+        reg = _load(conn, registrations.c.name == name)
         assert reg is not None
         return reg
+
+    return await db.write(unit)
 
 
 async def set_suspended(db: Database, name: str, suspended: bool) -> Registration:
@@ -389,9 +394,8 @@ async def set_limits(
 
 async def delete(db: Database, name: str) -> bool:
     """Remove a registration; its accounts stay but are refused from then on."""
-    async with db.transaction() as conn:
-        result = await conn.execute(registrations.delete().where(registrations.c.name == name))
-        return bool(result.rowcount)
+    query = registrations.delete().where(registrations.c.name == name)
+    return await db.write(lambda conn: bool(conn.execute(query).rowcount))
 
 
 async def add_domain(
@@ -403,17 +407,18 @@ async def add_domain(
     allow_wildcard: bool = True,
 ) -> Registration:
     rule = _rule(domain, include_subdomains, allow_wildcard)
-    async with db.transaction() as conn:
-        reg = await _load(conn, registrations.c.name == name)
+
+    def unit(conn: sa.Connection) -> Registration:
+        reg = _load(conn, registrations.c.name == name)
         if reg is None:
             raise RegistrationError(f"no registration named {name!r}")
-        await conn.execute(
+        conn.execute(
             allowed_domains.delete().where(
                 allowed_domains.c.registration_id == reg.id,
                 allowed_domains.c.domain == rule.domain,
             )
         )
-        await conn.execute(
+        conn.execute(
             allowed_domains.insert().values(
                 registration_id=reg.id,
                 domain=rule.domain,
@@ -421,19 +426,22 @@ async def add_domain(
                 allow_wildcard=rule.allow_wildcard,
             )
         )
-        loaded = await load_by_id(conn, reg.id)
+        loaded = load_by_id(conn, reg.id)
         assert loaded is not None
         return loaded
+
+    return await db.write(unit)
 
 
 async def remove_domain(db: Database, name: str, domain: str) -> Registration:
     """The registration without `domain`; refused when `domain` was not on its list."""
     rule = _rule(domain, True, True)
-    async with db.transaction() as conn:
-        reg = await _load(conn, registrations.c.name == name)
+
+    def unit(conn: sa.Connection) -> Registration:
+        reg = _load(conn, registrations.c.name == name)
         if reg is None:
             raise RegistrationError(f"no registration named {name!r}")
-        result = await conn.execute(
+        result = conn.execute(
             allowed_domains.delete().where(
                 allowed_domains.c.registration_id == reg.id,
                 allowed_domains.c.domain == rule.domain,
@@ -445,28 +453,28 @@ async def remove_domain(db: Database, name: str, domain: str) -> Registration:
             reg, domains=tuple(d for d in reg.domains if d.domain != rule.domain)
         )
 
+    return await db.write(unit)
+
 
 async def bound_accounts(db: Database, name: str) -> list[BoundAccount]:
-    async with db.transaction() as conn:
-        rows = await conn.execute(
-            sa.select(
-                accounts.c.id, accounts.c.status, accounts.c.key_thumbprint, accounts.c.created_at
-            )
-            .join(registrations, registrations.c.id == accounts.c.registration_id)
-            .where(registrations.c.name == name)
-            .order_by(accounts.c.created_at)
+    query = (
+        sa.select(
+            accounts.c.id, accounts.c.status, accounts.c.key_thumbprint, accounts.c.created_at
         )
-        return [BoundAccount(r.id, r.status, r.key_thumbprint, r.created_at) for r in rows]
+        .join(registrations, registrations.c.id == accounts.c.registration_id)
+        .where(registrations.c.name == name)
+        .order_by(accounts.c.created_at)
+    )
+    rows = await db.read(lambda conn: conn.execute(query).all())
+    return [BoundAccount(r.id, r.status, r.key_thumbprint, r.created_at) for r in rows]
 
 
 async def certificate_count(db: Database, name: str) -> tuple[int, datetime | None]:
     """How many certificates a registration's accounts were issued, and the newest's time."""
-    async with db.transaction() as conn:
-        row = (
-            await conn.execute(
-                sa.select(sa.func.count(certificates.c.id), sa.func.max(certificates.c.created_at))
-                .join(registrations, registrations.c.id == certificates.c.registration_id)
-                .where(registrations.c.name == name)
-            )
-        ).one()
-        return int(row[0]), row[1]
+    query = (
+        sa.select(sa.func.count(certificates.c.id), sa.func.max(certificates.c.created_at))
+        .join(registrations, registrations.c.id == certificates.c.registration_id)
+        .where(registrations.c.name == name)
+    )
+    row = await db.read(lambda conn: conn.execute(query).one())
+    return int(row[0]), row[1]

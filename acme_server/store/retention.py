@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.lifecycle import FINAL_AUTHZ
 from acme_server.domain.statuses import OrderStatus
@@ -65,38 +64,34 @@ def _purgeable_authzs(cutoff: datetime) -> sa.ColumnElement[bool]:
     )
 
 
-async def _take(
-    conn: AsyncConnection,
+def _take(
+    conn: sa.Connection,
     id_column: sa.ColumnElement[str],
     where: sa.ColumnElement[bool],
     batch: int,
 ) -> list[str]:
     """Up to `batch` purgeable ids, rows locked so that concurrent purgers skip them."""
     query = sa.select(id_column).where(where).limit(batch).with_for_update(skip_locked=True)
-    return list((await conn.execute(query)).scalars())
+    return list((conn.execute(query)).scalars())
 
 
-async def _purge_order_batch(db: Database, cutoff: datetime, batch: int) -> int:
-    async with db.transaction() as conn:
-        ids = await _take(conn, orders.c.id, _purgeable_orders(cutoff), batch)
-        if ids:
-            await conn.execute(
-                certificates.update().where(certificates.c.order_id.in_(ids)).values(order_id=None)
-            )
-            await conn.execute(
-                order_authorizations.delete().where(order_authorizations.c.order_id.in_(ids))
-            )
-            await conn.execute(orders.delete().where(orders.c.id.in_(ids)))
-        return len(ids)
+def _purge_order_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
+    ids = _take(conn, orders.c.id, _purgeable_orders(cutoff), batch)
+    if ids:
+        conn.execute(
+            certificates.update().where(certificates.c.order_id.in_(ids)).values(order_id=None)
+        )
+        conn.execute(order_authorizations.delete().where(order_authorizations.c.order_id.in_(ids)))
+        conn.execute(orders.delete().where(orders.c.id.in_(ids)))
+    return len(ids)
 
 
-async def _purge_authz_batch(db: Database, cutoff: datetime, batch: int) -> int:
-    async with db.transaction() as conn:
-        ids = await _take(conn, authorizations.c.id, _purgeable_authzs(cutoff), batch)
-        if ids:
-            await conn.execute(challenges.delete().where(challenges.c.authz_id.in_(ids)))
-            await conn.execute(authorizations.delete().where(authorizations.c.id.in_(ids)))
-        return len(ids)
+def _purge_authz_batch(conn: sa.Connection, cutoff: datetime, batch: int) -> int:
+    ids = _take(conn, authorizations.c.id, _purgeable_authzs(cutoff), batch)
+    if ids:
+        conn.execute(challenges.delete().where(challenges.c.authz_id.in_(ids)))
+        conn.execute(authorizations.delete().where(authorizations.c.id.in_(ids)))
+    return len(ids)
 
 
 async def purge(
@@ -105,12 +100,11 @@ async def purge(
     """Delete what the retention period allows, batch by batch; returns how much went."""
     cutoff = (now or datetime.now(UTC)) - older_than
     total_orders = total_authzs = 0
-    while n := await _purge_order_batch(db, cutoff, batch):
+    # One transaction per batch, so writers (requests) get the store in between.
+    while n := await db.write(lambda conn: _purge_order_batch(conn, cutoff, batch)):
         total_orders += n
-        await asyncio.sleep(0)  # let requests in between batches
-    while n := await _purge_authz_batch(db, cutoff, batch):
+    while n := await db.write(lambda conn: _purge_authz_batch(conn, cutoff, batch)):
         total_authzs += n
-        await asyncio.sleep(0)
     return Purged(total_orders, total_authzs)
 
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server.domain.statuses import ChallengeStatus
 from acme_server.store import orders as order_store
@@ -45,8 +44,8 @@ def _unleased(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(challenges.c.lease_until.is_(None), challenges.c.lease_until < now)
 
 
-async def due(
-    conn: AsyncConnection,
+def due(
+    conn: sa.Connection,
     *,
     now: datetime,
     limit: int,
@@ -76,15 +75,13 @@ async def due(
                 accounts.c.registration_id.not_in(skip_registrations),
             )
         )
-    rows = (await conn.execute(query)).all()
+    rows = (conn.execute(query)).all()
     return [DueChallenge(r.id, r.account_id, r.registration_id) for r in rows]
 
 
-async def lease(
-    conn: AsyncConnection, challenge_id: str, *, now: datetime, until: datetime
-) -> bool:
+def lease(conn: sa.Connection, challenge_id: str, *, now: datetime, until: datetime) -> bool:
     """Lease one challenge to this process; False when another process got it first."""
-    result = await conn.execute(
+    result = conn.execute(
         challenges.update()
         .where(
             challenges.c.id == challenge_id,
@@ -101,34 +98,34 @@ async def release(db: Database, challenge_ids: Iterable[str]) -> None:
     ids = list(challenge_ids)
     if not ids:
         return
-    async with db.transaction() as conn:
-        await conn.execute(
-            challenges.update()
-            .where(challenges.c.id.in_(ids), challenges.c.status == ChallengeStatus.PROCESSING)
-            .values(lease_until=None)
-        )
+    query = (
+        challenges.update()
+        .where(challenges.c.id.in_(ids), challenges.c.status == ChallengeStatus.PROCESSING)
+        .values(lease_until=None)
+    )
+    await db.write(lambda conn: conn.execute(query))
+
+
+_JOB = (
+    sa.select(
+        challenges.c.type,
+        challenges.c.token,
+        challenges.c.attempts,
+        authorizations.c.identifier_value,
+        accounts.c.key_thumbprint,
+    )
+    .join(authorizations, authorizations.c.id == challenges.c.authz_id)
+    .join(accounts, accounts.c.id == authorizations.c.account_id)
+    .where(
+        challenges.c.id == sa.bindparam("id"),
+        challenges.c.status == ChallengeStatus.PROCESSING,
+    )
+)
 
 
 async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
     """The attempt's inputs, or None when the challenge is no longer processing."""
-    async with db.transaction() as conn:
-        row = (
-            await conn.execute(
-                sa.select(
-                    challenges.c.type,
-                    challenges.c.token,
-                    challenges.c.attempts,
-                    authorizations.c.identifier_value,
-                    accounts.c.key_thumbprint,
-                )
-                .join(authorizations, authorizations.c.id == challenges.c.authz_id)
-                .join(accounts, accounts.c.id == authorizations.c.account_id)
-                .where(
-                    challenges.c.id == challenge_id,
-                    challenges.c.status == ChallengeStatus.PROCESSING,
-                )
-            )
-        ).first()
+    row = await db.read(lambda conn: conn.execute(_JOB, {"id": challenge_id}).first())
     if row is None:
         return None
     return ValidationJob(
@@ -145,15 +142,17 @@ async def finish(
     authz_lifetime: timedelta,
 ) -> None:
     """Record a final outcome (and let the authorization and order follow it)."""
-    async with db.transaction() as conn:
-        await order_store.finish_challenge(
+    await db.write(
+        lambda conn: order_store.finish_challenge(
             conn, challenge_id, valid=valid, error=error, authz_lifetime=authz_lifetime
         )
+    )
 
 
 async def retry(
     db: Database, challenge_id: str, *, error: dict[str, Any], delay: timedelta
 ) -> None:
     """Record a transient failure: the challenge stays processing, due again after `delay`."""
-    async with db.transaction() as conn:
-        await order_store.retry_challenge(conn, challenge_id, error=error, delay=delay)
+    await db.write(
+        lambda conn: order_store.retry_challenge(conn, challenge_id, error=error, delay=delay)
+    )

@@ -3,7 +3,8 @@
 Accepted challenges sit in the store as `processing` with a due time. Each process leases
 due ones (store/validation_queue.py: a conditional UPDATE, so two processes never validate
 the same attempt), runs the validator, and records the outcome. This module is the policy
-(how many at once, fairness, backoff); it writes no SQL itself. Nothing lives only in memory: after a restart, or
+(how many at once, fairness, backoff); it writes no SQL itself. Nothing lives only in
+memory: after a restart, or
 when another process dies mid-attempt and its lease runs out, the work is picked up again.
 
 Leasing is fair: due challenges of an account or registration already at its cap of
@@ -14,12 +15,13 @@ finished attempt wakes the loop so they are taken as soon as a slot frees.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import dns.asyncresolver
-from sqlalchemy.ext.asyncio import AsyncConnection
+import sqlalchemy as sa
 
 from acme_server.config import Settings
 from acme_server.domain.problems import ProblemType, problem_json
@@ -94,43 +96,42 @@ class ValidationScheduler:
         if free <= 0:
             return
         now = datetime.now(UTC)
-        claimed: list[tuple[str, Tenant]] = []
-        try:
-            async with self._db.transaction() as conn:
-                await self._claim(conn, now, free, claimed)
-        except BaseException:
-            for _, tenant in claimed:  # not leased after all: give the tenant's slots back
-                self._tenants.release(tenant)
-            raise
+        # The unit runs off the event loop: it counts against a copy of the tenants' slots
+        # (releases meanwhile only free slots), and only leases that committed take slots.
+        trial = copy.deepcopy(self._tenants)
+        claimed = await self._db.write(lambda conn: self._claim(conn, trial, now, free))
         for challenge_id, tenant in claimed:
+            self._tenants.take(tenant)
             self._held.add(challenge_id)
             task = asyncio.create_task(self._attempt(challenge_id, tenant))
             self._running.add(task)
             task.add_done_callback(self._finished)
 
-    async def _claim(
-        self, conn: AsyncConnection, now: datetime, free: int, claimed: list[tuple[str, Tenant]]
-    ) -> None:
-        """Lease up to `free` due challenges into `claimed`, skipping tenants at their cap.
+    @staticmethod
+    def _claim(
+        conn: sa.Connection, tenants: TenantSlots, now: datetime, free: int
+    ) -> list[tuple[str, Tenant]]:
+        """Lease up to `free` due challenges, skipping tenants at their cap in `tenants`.
 
         Each pass asks only for challenges of tenants below their cap and stops when a pass
         leases nothing, so a round is a few queries however many challenges wait.
         """
+        claimed: list[tuple[str, Tenant]] = []
         while free > 0:
-            due = await queue.due(
+            due = queue.due(
                 conn,
                 now=now,
                 limit=free,
-                skip_accounts=self._tenants.full_accounts(),
-                skip_registrations=self._tenants.full_registrations(),
+                skip_accounts=tenants.full_accounts(),
+                skip_registrations=tenants.full_registrations(),
             )
             leased_any = False
             for challenge in due:
                 tenant = Tenant(challenge.account_id, challenge.registration_id)
-                if not self._tenants.fits(tenant):
+                if not tenants.fits(tenant):
                     continue
-                if await queue.lease(conn, challenge.id, now=now, until=now + LEASE):
-                    self._tenants.take(tenant)
+                if queue.lease(conn, challenge.id, now=now, until=now + LEASE):
+                    tenants.take(tenant)
                     claimed.append((challenge.id, tenant))
                     leased_any = True
                     free -= 1
@@ -138,6 +139,7 @@ class ValidationScheduler:
                         break
             if not leased_any:
                 break
+        return claimed
 
     async def _attempt(self, challenge_id: str, tenant: Tenant) -> None:
         try:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from acme_server import strict_json
 from acme_server.config import Settings
@@ -21,8 +20,6 @@ from acme_server.jose import (
     parse_flattened,
     verify,
 )
-from acme_server.store import accounts as account_store
-from acme_server.store import registrations as registration_store
 from acme_server.store.accounts import Account
 from acme_server.store.registrations import Registration
 from acme_server.web.state import AppState, state_of
@@ -119,18 +116,10 @@ async def _account_for_kid(state: AppState, kid: Any) -> tuple[Account, Registra
         raise AcmeProblem(
             ProblemType.MALFORMED, f"kid {kid!r} is not an account URL of this server"
         )
-    async with state.db.transaction() as conn:
-        account = await account_store.by_id(conn, account_id)
-        if account is None:
-            raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"no account at {kid}")
-        return account, await registration_of(conn, account)
-
-
-async def registration_of(conn: AsyncConnection, account: Account) -> Registration | None:
-    """The account's bound pre-registration, if it still exists."""
-    if account.registration_id is None:
-        return None
-    return await registration_store.load_by_id(conn, account.registration_id)
+    view = await state.accounts.get(account_id)
+    if view is None:
+        raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, f"no account at {kid}")
+    return view.account, view.registration
 
 
 def check_account_access(

@@ -124,10 +124,12 @@ class GuardedTCPSite(web.BaseSite):
         handshake_timeout: float,
         ssl_context: ssl.SSLContext | None = None,
         backlog: int = 512,
+        reuse_port: bool = False,
     ) -> None:
         super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
         self._port = port
+        self._reuse_port = reuse_port
         self._limiter = limiter
         self._handshake_timeout = handshake_timeout
 
@@ -148,5 +150,6 @@ class GuardedTCPSite(web.BaseSite):
             ssl=self._ssl_context,
             backlog=self._backlog,
             reuse_address=True,
+            reuse_port=self._reuse_port or None,
             ssl_handshake_timeout=self._handshake_timeout if self._ssl_context else None,
         )

@@ -11,6 +11,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.nonces import NonceService
 from acme_server.store.database import Database
+from acme_server.web.account_cache import AccountCache
 from acme_server.web.urls import Urls
 
 
@@ -21,6 +22,7 @@ class AppState:
     ca: CertificateAuthority
     nonces: NonceService
     urls: Urls
+    accounts: AccountCache
     # Set when a challenge is accepted so the validation loop starts at once.
     validation_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 

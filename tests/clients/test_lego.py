@@ -12,8 +12,10 @@ import asyncio
 import subprocess
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from cryptography import x509
 
 from acme_server.store import certificates
@@ -82,8 +84,11 @@ def _stored(gateway: GatewayProcess, serial: int) -> StoredCertificate | None:
     async def go() -> StoredCertificate | None:
         db = await Database.open(url, migrate=False)
         try:
-            async with db.transaction() as conn:
-                return await certificates.by_serial(conn, format(serial, "x"))
+
+            def _unit(conn: sa.Connection) -> Any:
+                return certificates.by_serial(conn, format(serial, "x"))
+
+            return await db.write(_unit)
         finally:
             await db.close()
 

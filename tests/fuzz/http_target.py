@@ -25,6 +25,7 @@ from acme_server.store import registrations
 from acme_server.store.database import Database, default_database_url
 from acme_server.store.nonces import SpentNonces, load_or_create_key
 from acme_server.store.registrations import Registration
+from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.state import AppState
 from acme_server.web.urls import Urls
@@ -119,7 +120,14 @@ class ServerThread:
             )
         ca = CertificateAuthority.load_or_create(self.data_dir)
         nonces = NonceService(SpentNonces(db), await load_or_create_key(db), 3600)
-        state = AppState(settings=settings, db=db, ca=ca, nonces=nonces, urls=Urls(self.base_url))
+        state = AppState(
+            settings=settings,
+            db=db,
+            ca=ca,
+            nonces=nonces,
+            urls=Urls(self.base_url),
+            accounts=AccountCache(db, settings.account_cache_seconds, region=None),
+        )
         self._runner = web.AppRunner(build_app(state))
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()

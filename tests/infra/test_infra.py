@@ -156,8 +156,7 @@ async def test_database_open_migrates_schema(postgres_url: str) -> None:
     db = await Database.open(postgres_url)
     try:
         assert db.dialect == "postgresql"
-        async with db.transaction() as conn:
-            tables = set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+        tables = set(await db.read(lambda c: sa.inspect(c).get_table_names()))
     finally:
         await db.close()
     assert {"registrations", "allowed_domains", "alembic_version"} <= tables

@@ -255,13 +255,12 @@ def store_registration(url: str, name: str) -> registrations.Registration | None
 
 
 def store_execute(url: str, fn: Callable[[sa.Connection], T]) -> T:
-    """Run `fn` with a synchronous connection inside one transaction (via run_sync)."""
+    """Run `fn` with a synchronous connection inside one transaction (a store unit)."""
 
     async def go() -> T:
         db = await Database.open(url, migrate=False)
         try:
-            async with db.transaction() as conn:
-                return await conn.run_sync(fn)
+            return await db.write(fn)
         finally:
             await db.close()
 
@@ -330,9 +329,10 @@ def insert_certificate(
     async def go() -> str:
         db = await Database.open(url, migrate=False)
         try:
-            async with db.transaction() as conn:
+
+            def _unit(conn: sa.Connection) -> Any:
                 if account_id is None:
-                    account = await account_store.create(
+                    account = account_store.create(
                         conn,
                         thumbprint="tp-" + secrets.token_hex(16),
                         jwk={"kty": "EC"},
@@ -343,11 +343,11 @@ def insert_certificate(
                         eab_binding=None,
                     )
                 else:
-                    found = await account_store.by_id(conn, account_id)
+                    found = account_store.by_id(conn, account_id)
                     assert found is not None, f"no account {account_id}"
                     account = found
                 # The order exists only for the certificate's foreign key.
-                await conn.execute(
+                conn.execute(
                     orders.insert().values(
                         id=order_id,
                         account_id=account.id,
@@ -358,7 +358,7 @@ def insert_certificate(
                         created_at=now,
                     )
                 )
-                await cert_store.insert(
+                cert_store.insert(
                     conn,
                     id=cert_id,
                     serial=format(serial_int, "x"),
@@ -372,6 +372,8 @@ def insert_certificate(
                     not_after=cert.not_valid_after_utc,
                 )
                 return account.id
+
+            return await db.write(_unit)
         finally:
             await db.close()
 

@@ -36,6 +36,7 @@ SLACK = 3.0  # a loaded 2-core CI machine
 def strict_gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     gw = GatewayProcess(
         tmp_path_factory.mktemp("gw-limits"),
+        workers=1,  # the caps are per process: one process, so every connection meets them
         extra_args=(
             "--request-head-timeout",
             f"{HEAD_TIMEOUT:.0f}s",
@@ -125,7 +126,7 @@ def test_slow_body_gets_408(strict_gw: GatewayProcess) -> None:
 
 
 def test_connection_cap_https(tmp_path: Path) -> None:
-    gw = GatewayProcess(tmp_path, extra_args=("--max-connections", "10"))
+    gw = GatewayProcess(tmp_path, workers=1, extra_args=("--max-connections", "10"))
     gw.start()
     try:
         held = [raw_http.connect(gw.port, gw.root_pem) for _ in range(10)]

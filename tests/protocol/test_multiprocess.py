@@ -1,7 +1,9 @@
-"""Two server processes on one PostgreSQL store behave as one ACME server.
+"""Two servers on one PostgreSQL store behave as one ACME server.
 
-Each process has its own base URL (so its own `url`/`kid` prefix), but accounts, orders,
-nonces, challenges and the CA are shared: an order may be worked on in both.
+Each server has its own base URL (so its own `url`/`kid` prefix), but accounts, orders,
+challenges and the CA are shared: an order may be worked on in both. They run with
+`--nonce-scope store`, as replicas behind a load balancer do, so nonces are shared too;
+with the default scope a nonce is good only on the server (any of its workers) that made it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import josepy
 import pytest
@@ -29,6 +32,8 @@ from tests.protocol.acme_client import (
     register,
 )
 
+STORE_NONCES = ("--nonce-scope", "store")
+
 
 @pytest.fixture(scope="module", params=["shared-data-dir", "given-ca"])
 def pair(
@@ -48,7 +53,11 @@ def pair(
     resolvers = (bind_server.resolver_address,)
     data_a = tmp_path_factory.mktemp("gw-pair-a")
     server_a = GatewayProcess(
-        data_a, database=database, http01_port=http01_port, dns_resolvers=resolvers
+        data_a,
+        database=database,
+        http01_port=http01_port,
+        dns_resolvers=resolvers,
+        extra_args=STORE_NONCES,
     )
     servers = [server_a]
     try:
@@ -63,6 +72,7 @@ def pair(
             )
             extra = ("--ca-cert", str(bundle), "--ca-key", str(ca_dir / "intermediate.key"))
             data_b = tmp_path_factory.mktemp("gw-pair-b")
+        extra += STORE_NONCES
         server_b = GatewayProcess(
             data_b,
             database=database,
@@ -166,3 +176,29 @@ def test_nonces_are_shared(pair: tuple[GatewayProcess, GatewayProcess]) -> None:
     assert _account_lookup_status(raw_b, spent)[0] == 200
     status, body = _account_lookup_status(raw_a, spent)
     assert (status, body["type"]) == (400, "urn:ietf:params:acme:error:badNonce"), body
+
+
+def test_server_scoped_nonces_stay_on_their_server(
+    tmp_path: Path, pair: tuple[GatewayProcess, GatewayProcess]
+) -> None:
+    """The default scope: two servers on one store (here the pair's) share no nonces; the
+    badNonce answer carries a nonce of the server that refused, which then works."""
+    gw_a, _ = pair
+    own = GatewayProcess(tmp_path / "own", database=gw_a.database)
+    own.start()
+    try:
+        key: josepy.JWK = ec_key()
+        raw_a, raw_own = RawClient(gw_a, key), RawClient(own, key)
+        assert raw_a.create_account().status_code == 201
+        resp = raw_own.post(
+            raw_own.directory["newAccount"],
+            {"onlyReturnExisting": True},
+            use_kid=False,
+            nonce=raw_a.nonce(),
+        )
+        assert resp.status_code == 400
+        assert resp.json()["type"] == "urn:ietf:params:acme:error:badNonce", resp.text
+        status, body = _account_lookup_status(raw_own, resp.headers["Replay-Nonce"])
+        assert status == 200, body
+    finally:
+        own.stop()

@@ -92,11 +92,15 @@ def _lease_of(gw: GatewayProcess, challenge_url: str) -> datetime.datetime | Non
     async def read() -> datetime.datetime | None:
         db = await Database.open(gw.database or default_database_url(gw.data_dir), migrate=False)
         try:
-            async with db.transaction() as conn:
+
+            def _unit(conn: sa.Connection) -> Any:
                 query = sa.select(challenge_table.c.lease_until).where(
                     challenge_table.c.id == challenge_url.rsplit("/", 1)[1]
                 )
-                value = (await conn.execute(query)).scalar_one()
+                value = (conn.execute(query)).scalar_one()
+                return value
+
+            value = await db.write(_unit)
         finally:
             await db.close()
         if value is not None and value.tzinfo is None:

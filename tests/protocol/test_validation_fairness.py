@@ -70,6 +70,7 @@ def busy_gateway(
         tmp_path_factory.mktemp(f"gw-fair-{request.param}"),
         database=database,
         dns_resolvers=(bind_server.resolver_address,),
+        workers=1,  # the caps are per process: one process validates everything
     )
     server.start()
     try:
@@ -148,6 +149,7 @@ def test_one_registration_cannot_starve_another(tmp_path: Path, bind_server: Bin
         tmp_path,
         account_creation="pre-registered",
         dns_resolvers=(bind_server.resolver_address,),
+        workers=1,  # the caps are per process: one process validates everything
         extra_args=("--validation-concurrency-per-registration", "4"),
     ).start()
     try:

@@ -9,19 +9,19 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from acme_server.domain.identifiers import DomainRule
 from acme_server.store import registrations
-from acme_server.store.database import MIGRATIONS_DIR, Database, normalise_url
+from acme_server.store.database import MIGRATIONS_DIR, Database
 
 
 async def _build_at_0001(url: str) -> None:
     """A real store at revision 0001 with one formerly-open and one restricted registration."""
-    engine = create_async_engine(normalise_url(url))
-    async with engine.begin() as conn:
-        await conn.run_sync(_fill_0001)
-    await engine.dispose()
+    db = await Database.open(url, migrate=False)
+    try:
+        await db.write(_fill_0001)
+    finally:
+        await db.close()
 
 
 def _fill_0001(conn: sa.Connection) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from acme_server.domain.identifiers import DomainRule
 from acme_server.store import accounts, certificates, meta
@@ -56,8 +58,9 @@ async def test_operator_store_round_trip(tmp_path: Path) -> None:
         assert (empty.accounts, empty.certificates_issued, empty.last_issuance) == ([], 0, None)
 
         now = datetime.now(UTC)
-        async with server.transaction() as conn:
-            account = await accounts.create(
+
+        def _unit(conn: sa.Connection) -> Any:
+            account = accounts.create(
                 conn,
                 thumbprint="tp",
                 jwk={"kty": "EC"},
@@ -67,7 +70,7 @@ async def test_operator_store_round_trip(tmp_path: Path) -> None:
                 eab_kid=reg.kid,
                 eab_binding=None,
             )
-            await certificates.insert(
+            certificates.insert(
                 conn,
                 id="crt-1",
                 serial="0a",
@@ -80,6 +83,9 @@ async def test_operator_store_round_trip(tmp_path: Path) -> None:
                 not_before=now,
                 not_after=now + timedelta(days=1),
             )
+            return account
+
+        account = await server.write(_unit)
         used = await store.usage("ns/web")
         assert [a.id for a in used.accounts] == [account.id]
         assert used.certificates_issued == 1 and used.last_issuance is not None

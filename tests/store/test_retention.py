@@ -25,12 +25,13 @@ async def _order(
 ) -> tuple[str, str]:
     """One order with one authorization, then aged/set as given: (order id, authz id)."""
     now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        order = await orders.create_order(
+
+    def _unit(conn: sa.Connection) -> Any:
+        order = orders.create_order(
             conn, account_id=account_id, names=[name], order_expires=now + timedelta(hours=1)
         )
         authz_id = order.authz_ids[0]
-        await conn.execute(
+        conn.execute(
             order_rows.update()
             .where(order_rows.c.id == order.id)
             .values(
@@ -39,7 +40,7 @@ async def _order(
                 expires_at=times.get("expires", now + timedelta(hours=1)),
             )
         )
-        await conn.execute(
+        conn.execute(
             authorizations.update()
             .where(authorizations.c.id == authz_id)
             .values(
@@ -48,13 +49,17 @@ async def _order(
                 expires_at=times.get("authz_expires", times.get("expires", now + DAY)),
             )
         )
+        return authz_id, order
+
+    authz_id, order = await db.write(_unit)
     return order.id, authz_id
 
 
 async def _scenario(db: Database) -> dict[str, tuple[str, str]]:
     now = datetime.now(UTC)
-    async with db.transaction() as conn:
-        account = await accounts.create(
+
+    def _unit(conn: sa.Connection) -> Any:
+        account = accounts.create(
             conn,
             thumbprint="tp-" + str(id(db)),
             jwk={"kty": "EC"},
@@ -64,6 +69,9 @@ async def _scenario(db: Database) -> dict[str, tuple[str, str]]:
             eab_kid=None,
             eab_binding=None,
         )
+        return account
+
+    account = await db.write(_unit)
     a = account.id
     made = {
         # forgettable: older than the retention period
@@ -91,9 +99,10 @@ async def _scenario(db: Database) -> dict[str, tuple[str, str]]:
         ),
         "pending_live": await _order(db, a, "p-new.test", status="pending", authz_status="pending"),
     }  # fmt: skip
-    async with db.transaction() as conn:
+
+    def _certificates(conn: sa.Connection) -> Any:
         for key in ("valid_old", "valid_expired_recent"):
-            await certificates.insert(
+            certificates.insert(
                 conn,
                 id="cert-" + key,
                 serial=made[key][0][:16],
@@ -106,29 +115,28 @@ async def _scenario(db: Database) -> dict[str, tuple[str, str]]:
                 not_before=now - 31 * DAY,
                 not_after=now + 59 * DAY,
             )
+
+    await db.write(_certificates)
     return made
 
 
 async def _rows(db: Database) -> dict[str, Any]:
-    async with db.transaction() as conn:
-
-        async def col(column: sa.ColumnElement[Any]) -> set[Any]:
-            return set((await conn.execute(sa.select(column))).scalars())
+    def _unit(conn: sa.Connection) -> Any:
+        def col(column: sa.ColumnElement[Any]) -> set[Any]:
+            return set((conn.execute(sa.select(column))).scalars())
 
         return {
-            "orders": await col(order_rows.c.id),
-            "authzs": await col(authorizations.c.id),
-            "challenge_authzs": await col(challenges.c.authz_id),
-            "links": set(
-                (await conn.execute(sa.select(order_authorizations.c.order_id))).scalars()
-            ),
+            "orders": col(order_rows.c.id),
+            "authzs": col(authorizations.c.id),
+            "challenge_authzs": col(challenges.c.authz_id),
+            "links": set((conn.execute(sa.select(order_authorizations.c.order_id))).scalars()),
             "certs": {
                 r.id: r.order_id
-                for r in await conn.execute(
-                    sa.select(certificate_rows.c.id, certificate_rows.c.order_id)
-                )
+                for r in conn.execute(sa.select(certificate_rows.c.id, certificate_rows.c.order_id))
             },
         }
+
+    return await db.write(_unit)
 
 
 async def _run(url: str) -> None:

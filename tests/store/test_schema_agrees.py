@@ -23,8 +23,7 @@ def _diff(sync_conn: sa.Connection) -> list[Any]:
 async def _migrated_diff(url: str) -> list[Any]:
     db = await Database.open(url)  # migrates to head
     try:
-        async with db.engine.connect() as conn:
-            return await conn.run_sync(_diff)
+        return await db.read(_diff)
     finally:
         await db.close()
 

@@ -14,14 +14,12 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from acme_server.store.database import (
     MIGRATIONS_DIR,
     Database,
     SchemaMismatch,
     head_revision,
-    normalise_url,
 )
 from acme_server.store.operator_facade import OperatorStore
 
@@ -37,16 +35,21 @@ def _upgrade(conn: sa.Connection, revision: str) -> None:
 
 async def _store_at(url: str, revision: str | None) -> None:
     """A real store migrated to `revision` (None: empty; "future": stamped unknown)."""
-    engine = create_async_engine(normalise_url(url))
-    async with engine.begin() as conn:
+
+    def unit(conn: sa.Connection) -> None:
         if revision == "future":
-            await conn.run_sync(_upgrade, "head")
-            await conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
+            _upgrade(conn, "head")
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = 'f00d'"))
         elif revision is not None:
-            await conn.run_sync(_upgrade, revision)
+            _upgrade(conn, revision)
         else:
-            await conn.execute(sa.text("CREATE TABLE unrelated (id INTEGER)"))
-    await engine.dispose()
+            conn.execute(sa.text("CREATE TABLE unrelated (id INTEGER)"))
+
+    db = await Database.open(url, migrate=False)
+    try:
+        await db.write(unit)
+    finally:
+        await db.close()
 
 
 @pytest.fixture

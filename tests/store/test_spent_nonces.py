@@ -1,4 +1,4 @@
-"""The spent-nonce table and nonce key on real SQLite and PostgreSQL stores."""
+"""The spent-nonce table (`--nonce-scope store`) and nonce key on real SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -22,20 +22,20 @@ async def _run(url: str) -> None:
 
         here, there = SpentNonces(db), SpentNonces(other)
         now = datetime.now(UTC)
-        assert await here.spend("fresh", now + timedelta(minutes=5))
-        assert not await there.spend("fresh", now + timedelta(minutes=5))
-        assert not await here.spend("fresh", now + timedelta(minutes=5))
+        assert await here.spend(b"fresh", now + timedelta(minutes=5))
+        assert not await there.spend(b"fresh", now + timedelta(minutes=5))
+        assert not await here.spend(b"fresh", now + timedelta(minutes=5))
         # Two processes spending one nonce at once: exactly one wins.
         raced = await asyncio.gather(
-            here.spend("raced", now + timedelta(minutes=5)),
-            there.spend("raced", now + timedelta(minutes=5)),
+            here.spend(b"raced", now + timedelta(minutes=5)),
+            there.spend(b"raced", now + timedelta(minutes=5)),
         )
         assert sorted(raced) == [False, True]
 
-        assert await here.spend("stale", now - timedelta(seconds=1))
+        assert await here.spend(b"stale", now - timedelta(seconds=1))
         assert await here.purge_expired() == 1
         assert await here.purge_expired() == 0
-        assert not await here.spend("fresh", now + timedelta(minutes=5))  # still spent
+        assert not await here.spend(b"fresh", now + timedelta(minutes=5))  # still spent
     finally:
         await other.close()
         await db.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -19,27 +20,31 @@ LEASE = timedelta(seconds=30)
 
 async def _processing_challenge(db: Database, account_id: str, name: str) -> str:
     """An accepted (processing, due now) http-01 challenge for `name`."""
-    async with db.transaction() as conn:
-        order = await orders.create_order(
+
+    def _unit(conn: sa.Connection) -> Any:
+        order = orders.create_order(
             conn,
             account_id=account_id,
             names=[name],
             order_expires=datetime.now(UTC) + timedelta(hours=1),
         )
         challenge_id = (
-            await conn.execute(
+            conn.execute(
                 sa.select(challenges.c.id).where(
                     challenges.c.authz_id == order.authz_ids[0], challenges.c.type == "http-01"
                 )
             )
         ).scalar_one()
-        assert await orders.start_challenge(conn, challenge_id)
+        assert orders.start_challenge(conn, challenge_id)
+        return challenge_id
+
+    challenge_id = await db.write(_unit)
     return challenge_id
 
 
 async def _account(db: Database, thumbprint: str) -> str:
-    async with db.transaction() as conn:
-        account = await accounts.create(
+    def _unit(conn: sa.Connection) -> Any:
+        account = accounts.create(
             conn,
             thumbprint=thumbprint,
             jwk={"kty": "EC"},
@@ -49,6 +54,9 @@ async def _account(db: Database, thumbprint: str) -> str:
             eab_kid=None,
             eab_binding=None,
         )
+        return account
+
+    account = await db.write(_unit)
     return account.id
 
 
@@ -62,22 +70,27 @@ async def _run(url: str) -> None:
         b1 = await _processing_challenge(db, bob, "b1.test")
         now = datetime.now(UTC) + timedelta(seconds=1)
 
-        async with db.transaction() as conn:
-            due = await queue.due(conn, now=now, limit=10)
+        def _unit(conn: sa.Connection) -> Any:
+            due = queue.due(conn, now=now, limit=10)
             assert [d.id for d in due] == [a1, a2, b1]
             assert {d.account_id for d in due} == {alice, bob}
             assert all(d.registration_id is None for d in due)
-            skipped = await queue.due(conn, now=now, limit=10, skip_accounts=[alice])
+            skipped = queue.due(conn, now=now, limit=10, skip_accounts=[alice])
             assert [d.id for d in skipped] == [b1]
-            assert [d.id for d in await queue.due(conn, now=now, limit=1)] == [a1]
-            assert await queue.lease(conn, a1, now=now, until=now + LEASE)
+            assert [d.id for d in queue.due(conn, now=now, limit=1)] == [a1]
+            assert queue.lease(conn, a1, now=now, until=now + LEASE)
+
+        await db.write(_unit)
+
         # Another process sees the lease: it neither lists nor leases a1.
-        async with other.transaction() as conn:
-            assert a1 not in [d.id for d in await queue.due(conn, now=now, limit=10)]
-            assert not await queue.lease(conn, a1, now=now, until=now + LEASE)
+        def _unit(conn: sa.Connection) -> Any:
+            assert a1 not in [d.id for d in queue.due(conn, now=now, limit=10)]
+            assert not queue.lease(conn, a1, now=now, until=now + LEASE)
             # ... until the lease has run out (the holder died).
             later = now + LEASE + timedelta(seconds=1)
-            assert a1 in [d.id for d in await queue.due(conn, now=later, limit=10)]
+            assert a1 in [d.id for d in queue.due(conn, now=later, limit=10)]
+
+        await other.write(_unit)
 
         job = await queue.load_job(db, a1)
         assert job is not None
@@ -89,19 +102,28 @@ async def _run(url: str) -> None:
         )
 
         await queue.release(db, [a1])
-        async with other.transaction() as conn:
-            assert await queue.lease(conn, a1, now=now, until=now + LEASE)
+
+        def _unit(conn: sa.Connection) -> Any:
+            assert queue.lease(conn, a1, now=now, until=now + LEASE)
+
+        await other.write(_unit)
 
         await queue.retry(db, a2, error={"type": "x"}, delay=timedelta(minutes=5))
         retried = await queue.load_job(db, a2)
         assert retried is not None and retried.attempts == 1
-        async with db.transaction() as conn:
-            assert a2 not in [d.id for d in await queue.due(conn, now=now, limit=10)]
+
+        def _unit(conn: sa.Connection) -> Any:
+            assert a2 not in [d.id for d in queue.due(conn, now=now, limit=10)]
+
+        await db.write(_unit)
 
         await queue.finish(db, b1, valid=True, error=None, authz_lifetime=timedelta(days=1))
         assert await queue.load_job(db, b1) is None  # no longer processing
-        async with db.transaction() as conn:
-            assert not await queue.lease(conn, b1, now=now, until=now + LEASE)
+
+        def _unit(conn: sa.Connection) -> Any:
+            assert not queue.lease(conn, b1, now=now, until=now + LEASE)
+
+        await db.write(_unit)
     finally:
         await other.close()
         await db.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
@@ -13,7 +14,8 @@ from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.store import accounts as account_store
 from acme_server.store import registrations as registration_store
 from acme_server.store.accounts import Account
-from acme_server.web.auth import authenticate, check_account_access, registration_of
+from acme_server.web.account_cache import AccountView, load_view
+from acme_server.web.auth import authenticate, check_account_access
 from acme_server.web.responses import acme_json
 from acme_server.web.state import AppState, state_of
 from acme_server.web.views import account_json
@@ -49,18 +51,18 @@ async def new_account(request: web.Request) -> web.Response:
     state = state_of(request)
     signed = await authenticate(request, require_jwk=True)
     payload = signed.jws.payload_json()
-    async with state.db.transaction() as conn:
-        existing = await account_store.by_thumbprint(conn, signed.key.thumbprint)
-        registration = await registration_of(conn, existing) if existing else None
+    thumbprint = signed.key.thumbprint
+    existing = await state.db.read(lambda conn: _view_by_thumbprint(conn, thumbprint))
     if existing is not None:
         # Lookup (with or without onlyReturnExisting) needs no EAB, but a refused
         # account stays refused.
-        check_account_access(state, existing, registration)
+        check_account_access(state, existing.account, existing.registration)
+        found = existing.account
         return acme_json(
             request,
-            account_json(existing, state.urls),
+            account_json(found, state.urls),
             status=200,
-            location=state.urls.account(existing.id),
+            location=state.urls.account(found.id),
         )
     if payload.get("onlyReturnExisting") is True:
         raise AcmeProblem(ProblemType.ACCOUNT_DOES_NOT_EXIST, "no account exists for this key")
@@ -87,52 +89,61 @@ async def new_account(request: web.Request) -> web.Response:
     )
 
 
+def _view_by_thumbprint(conn: sa.Connection, thumbprint: str) -> AccountView | None:
+    account = account_store.by_thumbprint(conn, thumbprint)
+    return None if account is None else load_view(conn, account.id)
+
+
 async def _create(
     state: AppState, key: jose.AccountKey, contact: list[str], tos: bool, eab: Any
 ) -> Account:
-    registration_id: int | None = None
     eab_kid: str | None = None
     if eab is not None:
         eab_kid, eab_jws = jose.verify_eab(eab, outer_key=key, url=state.urls.new_account)
-    try:
-        async with state.db.transaction() as conn:
-            if eab is not None:
-                assert eab_kid is not None
-                registration = await registration_store.load_by_kid(conn, eab_kid)
-                hmac_key = registration.hmac_key if registration is not None else None
-                # One answer for an unknown key ID and a wrong MAC, so the endpoint cannot be
-                # used to find out which key IDs exist. Only a caller that proved it holds
-                # the HMAC key learns more (e.g. that the registration is suspended).
-                if registration is None or not jose.eab_mac_valid(eab_jws, hmac_key):
-                    raise AcmeProblem(ProblemType.UNAUTHORIZED, EAB_REFUSED)
-                if registration.suspended:
+
+    def unit(conn: sa.Connection) -> Account:
+        registration_id: int | None = None
+        if eab is not None:
+            assert eab_kid is not None
+            registration = registration_store.load_by_kid(conn, eab_kid)
+            hmac_key = registration.hmac_key if registration is not None else None
+            # One answer for an unknown key ID and a wrong MAC, so the endpoint cannot be
+            # used to find out which key IDs exist. Only a caller that proved it holds
+            # the HMAC key learns more (e.g. that the registration is suspended).
+            if registration is None or not jose.eab_mac_valid(eab_jws, hmac_key):
+                raise AcmeProblem(ProblemType.UNAUTHORIZED, EAB_REFUSED)
+            if registration.suspended:
+                raise AcmeProblem(
+                    ProblemType.UNAUTHORIZED, f"pre-registration {eab_kid!r} is suspended"
+                )
+            account_store.lock_registration(conn, registration.id)
+            if registration.max_accounts is not None:
+                bound = account_store.count_for_registration(conn, registration.id)
+                if bound >= registration.max_accounts:
                     raise AcmeProblem(
-                        ProblemType.UNAUTHORIZED, f"pre-registration {eab_kid!r} is suspended"
+                        ProblemType.UNAUTHORIZED,
+                        f"pre-registration {eab_kid!r} already has its maximum of "
+                        f"{registration.max_accounts} account(s)",
                     )
-                await account_store.lock_registration(conn, registration.id)
-                if registration.max_accounts is not None:
-                    bound = await account_store.count_for_registration(conn, registration.id)
-                    if bound >= registration.max_accounts:
-                        raise AcmeProblem(
-                            ProblemType.UNAUTHORIZED,
-                            f"pre-registration {eab_kid!r} already has its maximum of "
-                            f"{registration.max_accounts} account(s)",
-                        )
-                registration_id = registration.id
-            return await account_store.create(
-                conn,
-                thumbprint=key.thumbprint,
-                jwk=key.jwk,
-                contact=contact,
-                tos_agreed=tos,
-                registration_id=registration_id,
-                eab_kid=eab_kid,
-                eab_binding=eab,
-            )
+            registration_id = registration.id
+        return account_store.create(
+            conn,
+            thumbprint=key.thumbprint,
+            jwk=key.jwk,
+            contact=contact,
+            tos_agreed=tos,
+            registration_id=registration_id,
+            eab_kid=eab_kid,
+            eab_binding=eab,
+        )
+
+    try:
+        return await state.db.write(unit)
     except IntegrityError:
         # The same key registered concurrently: answer like any existing-key lookup.
-        async with state.db.transaction() as conn:
-            existing = await account_store.by_thumbprint(conn, key.thumbprint)
+        existing = await state.db.read(
+            lambda conn: account_store.by_thumbprint(conn, key.thumbprint)
+        )
         if existing is None:
             raise
         return existing
@@ -155,8 +166,11 @@ async def account(request: web.Request) -> web.Response:
         if "status" in payload:
             changes["status"] = account_update_status(payload["status"])
         if changes:
-            async with state.db.transaction() as conn:
-                current = await account_store.update(conn, current.id, **changes)
+            account_id = current.id
+            current = await state.db.write(
+                lambda conn: account_store.update(conn, account_id, **changes)
+            )
+            state.accounts.changed(account_id)
     return acme_json(
         request, account_json(current, state.urls), location=state.urls.account(current.id)
     )
@@ -190,29 +204,36 @@ async def key_change(request: web.Request) -> web.Response:
         raise AcmeProblem(
             ProblemType.MALFORMED, "keyChange oldKey is not the account's current key"
         )
-    try:
-        async with state.db.transaction() as conn:
-            holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
-            if holder is not None:
-                raise AcmeProblem(
-                    ProblemType.MALFORMED,
-                    "the new key is already in use by an account",
-                    status=409,
-                    headers={"Location": state.urls.account(holder.id)},
-                )
-            updated = await account_store.update(
-                conn, signed.account.id, key_thumbprint=new_key.thumbprint, jwk=new_key.jwk
+    account_id = signed.account.id
+
+    def unit(conn: sa.Connection) -> Account:
+        holder = account_store.by_thumbprint(conn, new_key.thumbprint)
+        if holder is not None:
+            raise AcmeProblem(
+                ProblemType.MALFORMED,
+                "the new key is already in use by an account",
+                status=409,
+                headers={"Location": state.urls.account(holder.id)},
             )
+        return account_store.update(
+            conn, account_id, key_thumbprint=new_key.thumbprint, jwk=new_key.jwk
+        )
+
+    try:
+        updated = await state.db.write(unit)
     except IntegrityError:
         # Another request bound the key meanwhile: still name its account (RFC 8555 7.3.5).
-        async with state.db.transaction() as conn:
-            holder = await account_store.by_thumbprint(conn, new_key.thumbprint)
+        holder = await state.db.read(
+            lambda conn: account_store.by_thumbprint(conn, new_key.thumbprint)
+        )
         raise AcmeProblem(
             ProblemType.MALFORMED,
             "the new key is already in use by an account",
             status=409,
             headers={"Location": state.urls.account(holder.id)} if holder else None,
         ) from None
+    finally:
+        state.accounts.changed(account_id)
     return acme_json(
         request, account_json(updated, state.urls), location=state.urls.account(updated.id)
     )

@@ -6,6 +6,7 @@ import math
 import re
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from aiohttp import web
 
 from acme_server.config import Settings
@@ -59,28 +60,45 @@ async def new_order(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     expires = now + state.settings.order_lifetime
     limits = pending_limits(state.settings, signed.registration)
-    async with state.db.transaction() as conn:
+    account_id = _account_of(signed)
+
+    def unit(conn: sa.Connection) -> order_store.Order:
         try:
-            await limit_store.check_new_order(conn, _account_of(signed), names, limits, now)
+            limit_store.check_new_order(conn, account_id, names, limits, now)
         except limit_store.PendingLimitExceeded as exc:
             raise AcmeProblem(
                 ProblemType.RATE_LIMITED, str(exc), headers={"Retry-After": str(exc.retry_after)}
             ) from None
-        order = await order_store.create_order(
-            conn, account_id=_account_of(signed), names=names, order_expires=expires
+        return order_store.create_order(
+            conn, account_id=account_id, names=names, order_expires=expires
         )
+
+    order = await state.db.write(unit)
     return acme_json(
         request, order_json(order, state.urls), status=201, location=state.urls.order(order.id)
     )
 
 
 async def load_order_for(request: web.Request, signed: SignedRequest) -> order_store.Order:
+    """The order as of now: read without the write lock; written only when time or its
+    authorizations moved it on (expiry, all authorizations valid)."""
     state = state_of(request)
-    async with state.db.transaction() as conn:
-        order = await order_store.get_order(conn, request.match_info["order_id"])
-        if order is None or order.account_id != _account_of(signed):
+    order_id, account_id = request.match_info["order_id"], _account_of(signed)
+
+    def own_order(conn: sa.Connection) -> order_store.Order:
+        order = order_store.get_order(conn, order_id)
+        if order is None or order.account_id != account_id:
             raise AcmeProblem(ProblemType.MALFORMED, "no such order for this account", status=404)
-        return await order_store.refresh_order(conn, order)
+        return order
+
+    def read(conn: sa.Connection) -> tuple[order_store.Order, bool]:
+        order = own_order(conn)
+        return order, order_store.needs_refresh(conn, order, datetime.now(UTC))
+
+    order, stale = await state.db.read(read)
+    if not stale:
+        return order
+    return await state.db.write(lambda conn: order_store.refresh_order(conn, own_order(conn)))
 
 
 async def order(request: web.Request) -> web.Response:
@@ -106,8 +124,9 @@ async def orders_list(request: web.Request) -> web.Response:
         raise AcmeProblem(ProblemType.UNAUTHORIZED, "the request is signed by a different account")
     after = _decode_cursor(request.query.get("cursor"))
     size = state.settings.orders_page_size
-    async with state.db.transaction() as conn:
-        rows = await order_store.list_order_ids(conn, account_id, after=after, limit=size + 1)
+    rows = await state.db.read(
+        lambda conn: order_store.list_order_ids(conn, account_id, after=after, limit=size + 1)
+    )
     page, more = rows[:size], len(rows) > size
     links = []
     if more:
@@ -148,22 +167,31 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, str] | None:
 async def authz(request: web.Request) -> web.Response:
     state = state_of(request)
     signed = await authenticate(request)
-    account_id = _account_of(signed)
-    async with state.db.transaction() as conn:
-        current = await order_store.get_authz(conn, request.match_info["authz_id"])
+    account_id, authz_id = _account_of(signed), request.match_info["authz_id"]
+    requested = None if signed.jws.is_post_as_get else signed.jws.payload_json().get("status")
+
+    def own_authz(conn: sa.Connection) -> order_store.Authorization:
+        current = order_store.get_authz(conn, authz_id)
         if current is None or current.account_id != account_id:
             raise AcmeProblem(
                 ProblemType.MALFORMED, "no such authorization for this account", status=404
             )
-        await order_store.expire_authzs(conn, [current.id], datetime.now(UTC))
+        return current
+
+    def update(conn: sa.Connection) -> order_store.Authorization:
+        order_store.expire_authzs(conn, [own_authz(conn).id], datetime.now(UTC))
         if not signed.jws.is_post_as_get:
-            requested = signed.jws.payload_json().get("status")
-            fresh = await order_store.get_authz(conn, current.id)
-            assert fresh is not None
-            target = lifecycle.deactivate_authz(fresh.status, requested)
-            await order_store.set_authz_status(conn, current.id, target)
-        result = await order_store.get_authz(conn, current.id)
-    assert result is not None
+            target = lifecycle.deactivate_authz(own_authz(conn).status, requested)
+            order_store.set_authz_status(conn, authz_id, target)
+        return own_authz(conn)
+
+    result = None
+    if signed.jws.is_post_as_get:
+        result = await state.db.read(own_authz)
+        if order_store.authz_expired(result, datetime.now(UTC)):
+            result = None
+    if result is None:
+        result = await state.db.write(update)
     processing = any(c.status == ChallengeStatus.PROCESSING for c in result.challenges)
     return acme_json(
         request,
@@ -178,22 +206,38 @@ async def challenge(request: web.Request) -> web.Response:
     signed = await authenticate(request)
     account_id = _account_of(signed)
     challenge_id = request.match_info["challenge_id"]
-    async with state.db.transaction() as conn:
-        chal = await order_store.get_challenge(conn, challenge_id)
-        parent = await order_store.get_authz(conn, chal.authz_id) if chal else None
+    respond = signed.jws.is_post_as_get
+    if not respond:
+        signed.jws.payload_json()  # {} per erratum 5729; any object is accepted
+
+    def own(conn: sa.Connection) -> tuple[order_store.Challenge, order_store.Authorization]:
+        chal = order_store.get_challenge(conn, challenge_id)
+        parent = order_store.get_authz(conn, chal.authz_id) if chal else None
         if chal is None or parent is None or parent.account_id != account_id:
             raise AcmeProblem(
                 ProblemType.MALFORMED, "no such challenge for this account", status=404
             )
-        await order_store.expire_authzs(conn, [parent.id], datetime.now(UTC))
+        return chal, parent
+
+    def update(conn: sa.Connection) -> tuple[order_store.Challenge, bool]:
+        _, parent = own(conn)
+        order_store.expire_authzs(conn, [parent.id], datetime.now(UTC))
         started = False
-        if not signed.jws.is_post_as_get:
-            signed.jws.payload_json()  # {} per erratum 5729; any object is accepted
-            parent = await order_store.get_authz(conn, parent.id)
-            assert parent is not None
+        if not respond:
+            _, parent = own(conn)
             lifecycle.check_challenge_can_start(parent.status)
-            started = await order_store.start_challenge(conn, challenge_id)
-        chal = await order_store.get_challenge(conn, challenge_id)
+            started = order_store.start_challenge(conn, challenge_id)
+        chal, _ = own(conn)
+        return chal, started
+
+    started = False
+    chal: order_store.Challenge | None = None
+    if respond:
+        chal, parent = await state.db.read(own)
+        if order_store.authz_expired(parent, datetime.now(UTC)):
+            chal = None
+    if chal is None:
+        chal, started = await state.db.write(update)
     assert chal is not None
     if started:
         state.validation_wakeup.set()

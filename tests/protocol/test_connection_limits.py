@@ -163,6 +163,8 @@ def _plain_server(tmp_path: Path, *args: str) -> Iterator[int]:
                 f"127.0.0.1:{port}",
                 "--data-dir",
                 str(tmp_path / "data"),
+                "--workers",
+                "1",  # the caps are per process
                 *args,
             ],
             stdout=log,

@@ -87,6 +87,12 @@ class Settings:
     ca_cert: Path | None = None  # with ca_key: issue under this CA, not the generated one
     ca_key: Path | None = None
     replace_ca_root: bool = False  # make this CA the store's root even if another was recorded
+    # Revocation information (issue 12): a plain-HTTP listener for CRL/OCSP/issuer, and the
+    # base URL written into leaves (CRL DP, AIA). Neither set: no listener, leaves without them.
+    crl_listen: tuple[str, int] | None = None
+    crl_base_url: str | None = None
+    crl_validity: timedelta = timedelta(hours=24)  # CRL nextUpdate - thisUpdate
+    ocsp_validity: timedelta = timedelta(hours=12)  # OCSP response nextUpdate - thisUpdate
 
     @property
     def eab_required(self) -> bool:

@@ -19,6 +19,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
 from acme_server.nonces import NonceService
+from acme_server.revocation.listener import start_revocation
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
@@ -80,12 +81,14 @@ async def start(settings: Settings, stack: contextlib.AsyncExitStack) -> AppStat
     stack.push_async_callback(session.close)
     ssl_context = await _ssl_context(settings, ca)
     await _listen(settings, state, ssl_context, stack)
+    revocation_tasks = await start_revocation(settings, db, ca, stack)
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
     stack.push_async_callback(scheduler.close)
     tasks = [
         asyncio.create_task(scheduler.run(), name="validation"),
         asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"),
         asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge"),
+        *revocation_tasks,
     ]
     stack.push_async_callback(_cancel, tasks)
     stack.callback(log.info, "shutting down")
@@ -121,6 +124,7 @@ async def _load_ca(settings: Settings) -> CertificateAuthority:
             ca_key=settings.ca_key,
             constraints=constraints,
             leaf_client_auth=settings.leaf_client_auth,
+            revocation_base_url=settings.crl_base_url,
         ),
     )
 

@@ -18,6 +18,7 @@ from acme_server.cli.options import (
     split_list,
     store_options,
 )
+from acme_server.cli.revocation_options import revocation_options, revocation_settings
 from acme_server.config import Settings, parse_duration, parse_host_port
 
 
@@ -189,6 +190,7 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     type=click.IntRange(1),
     help="Validations one pre-registration's accounts may have running at once in this process.",
 )
+@revocation_options  # issue 12: CRL/OCSP listener
 def serve(
     listen: str,
     base_url: str | None,
@@ -238,6 +240,7 @@ def serve(
         head_timeout = parse_duration(request_head_timeout).total_seconds()
         body_seconds = parse_duration(body_timeout).total_seconds()
         trust_store = retention_limit_settings(retention_limits)
+        revocation = revocation_settings(retention_limits)  # the remaining flags, not only limits
         allow_cidrs, deny_cidrs = (
             split_list(validation_allow_cidrs),
             split_list(validation_deny_cidrs),
@@ -283,6 +286,7 @@ def serve(
         ca_cert=ca_cert,
         ca_key=ca_key,
         replace_ca_root=replace_ca_root,
+        **revocation,
     )
     try:
         asyncio.run(run_server(settings))

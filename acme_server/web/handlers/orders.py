@@ -14,6 +14,7 @@ from acme_server.domain.identifiers import check_allowed, check_issuable, parse_
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.domain.statuses import ChallengeStatus, OrderStatus
 from acme_server.jose import b64u_decode, b64u_encode
+from acme_server.revocation import ari
 from acme_server.store import limits as limit_store
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
@@ -49,10 +50,8 @@ async def new_order(request: web.Request) -> web.Response:
             raise AcmeProblem(
                 ProblemType.MALFORMED, f"{unsupported} is not supported by this server"
             )
-    if "profile" in payload or "replaces" in payload:
-        raise AcmeProblem(
-            ProblemType.MALFORMED, "profile and replaces are not supported by this server"
-        )
+    if "profile" in payload:
+        raise AcmeProblem(ProblemType.MALFORMED, "profile is not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
     check_issuable(names, state.ca.permits)
@@ -69,6 +68,15 @@ async def new_order(request: web.Request) -> web.Response:
         order = await order_store.create_order(
             conn, account_id=_account_of(signed), names=names, order_expires=expires
         )
+        if "replaces" in payload:  # RFC 9773 5; a refusal rolls the order back
+            await ari.record_replacement(
+                conn,
+                payload["replaces"],
+                account_id=order.account_id,
+                names=names,
+                order_id=order.id,
+                now=now,
+            )
     return acme_json(
         request, order_json(order, state.urls), status=201, location=state.urls.order(order.id)
     )

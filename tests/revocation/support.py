@@ -101,7 +101,7 @@ def issue(acme: Acme, names: list[str], out: Path) -> Issued:
     return Issued(leaf, leaf_pem, issuer_pem, acme.gw.root_pem)
 
 
-def ocsp_status(cert: Issued) -> str:
+def ocsp_status(cert: Issued, url: str | None = None) -> str:
     """`openssl ocsp` as docs/revocation.md shows it; its whole output (checked verified)."""
     result = run(
         "ocsp",
@@ -110,7 +110,7 @@ def ocsp_status(cert: Issued) -> str:
         "-cert",
         str(cert.leaf_pem),
         "-url",
-        cert.ocsp_url,
+        url or cert.ocsp_url,
         "-CAfile",
         str(cert.root_pem),
         "-timeout",

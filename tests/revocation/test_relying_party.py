@@ -36,7 +36,9 @@ def _ocsp_request(cert: Issued, *, nonce: bytes | None = None) -> bytes:
     return builder.build().public_bytes(serialization.Encoding.DER)
 
 
-def _post(url: str, der: bytes, content_type: str = "application/ocsp-request") -> requests.Response:
+def _post(
+    url: str, der: bytes, content_type: str = "application/ocsp-request"
+) -> requests.Response:
     resp = requests.post(url, data=der, headers={"Content-Type": content_type}, timeout=10)
     assert resp.status_code == 200, resp.text
     assert resp.headers["Content-Type"] == "application/ocsp-response"
@@ -127,9 +129,10 @@ def test_ocsp_get_post_nonce_unknown_and_caching(
     eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.OCSP_SIGNING]
     responder.extensions.get_extension_for_class(x509.OCSPNoCheck)
-    assert answer.responder_key_hash == responder.extensions.get_extension_for_class(
-        x509.SubjectKeyIdentifier
-    ).value.digest
+    assert (
+        answer.responder_key_hash
+        == responder.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    )
     assert answer.next_update_utc is not None
     max_age = int(resp.headers["Cache-Control"].split("max-age=")[1].split(",")[0])
     expected = (answer.next_update_utc - datetime.now(UTC)).total_seconds()
@@ -180,9 +183,7 @@ def test_ocsp_get_post_nonce_unknown_and_caching(
         (b"0" * 9000, "application/ocsp-request"),
     ],
 )
-def test_ocsp_malformed(
-    rev_gateway: GatewayProcess, body: bytes, content_type: str
-) -> None:
+def test_ocsp_malformed(rev_gateway: GatewayProcess, body: bytes, content_type: str) -> None:
     url = f"http://127.0.0.1:{rev_gateway.crl_port}/ocsp"  # type: ignore[attr-defined]
     answer = ocsp.load_der_ocsp_response(_post(url, body, content_type).content)
     assert answer.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST

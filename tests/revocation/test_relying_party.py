@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -141,7 +142,7 @@ def test_ocsp_get_post_nonce_unknown_and_caching(
 
     # GET (RFC 6960 A.1), no nonce: same status, URL-encoded base64 in the path.
     encoded = base64.b64encode(_ocsp_request(cert)).decode()
-    got = requests.get(f"{cert.ocsp_url}/{requests.utils.quote(encoded, safe='')}", timeout=10)
+    got = requests.get(f"{cert.ocsp_url}/{quote(encoded, safe='')}", timeout=10)
     assert got.status_code == 200
     answer = ocsp.load_der_ocsp_response(got.content)
     assert answer.certificate_status == ocsp.OCSPCertStatus.GOOD

@@ -84,7 +84,7 @@ def test_crl_entries_reasons_number_aki(ca: CertificateAuthority) -> None:
     aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
     assert aki.key_identifier == ca.issuer_key_id
     assert crl.next_update_utc == NOW + timedelta(days=1)
-    reasons = {}
+    reasons: dict[int, x509.ReasonFlags | None] = {}
     for entry in crl:
         try:
             reasons[entry.serial_number] = entry.extensions.get_extension_for_class(
@@ -97,8 +97,8 @@ def test_crl_entries_reasons_number_aki(ca: CertificateAuthority) -> None:
         12: None,
         13: x509.ReasonFlags.cessation_of_operation,
     }
-    entry = crl.get_revoked_certificate_by_serial_number(11)
-    assert entry is not None and entry.revocation_date_utc == NOW - timedelta(hours=2)
+    first = crl.get_revoked_certificate_by_serial_number(11)
+    assert first is not None and first.revocation_date_utc == NOW - timedelta(hours=2)
 
 
 def test_responder_certificate_and_rotation(ca: CertificateAuthority) -> None:
@@ -141,9 +141,9 @@ def test_ocsp_answers(ca: CertificateAuthority) -> None:
         b"nonce-1234567890"
     )
     # Signed by the responder, which the issuer certified.
-    responder.certificate.public_key().verify(  # type: ignore[call-arg, union-attr]
-        good.signature, good.tbs_response_bytes, ec.ECDSA(hashes.SHA256())
-    )
+    public_key = responder.certificate.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    public_key.verify(good.signature, good.tbs_response_bytes, ec.ECDSA(hashes.SHA256()))
 
     when = NOW - timedelta(minutes=5)
     revoked = x509_ocsp.load_der_ocsp_response(

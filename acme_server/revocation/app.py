@@ -75,7 +75,13 @@ async def crl(request: web.Request) -> web.Response:
     state = request.app[REVOCATION_KEY]
     if _key_id(request, ".crl") != state.publisher.key_id:
         raise web.HTTPNotFound(text="no CRL for this issuer here\n")
-    current = await state.publisher.current()
+    try:
+        current = await state.publisher.current()
+    except Exception:
+        log.exception("serving the CRL failed")
+        raise web.HTTPServiceUnavailable(
+            text="the CRL is unavailable right now\n", headers={"Retry-After": "30"}
+        ) from None
     assert current.der is not None and current.this_update and current.next_update
     return _cacheable(current.der, "application/pkix-crl", current.this_update, current.next_update)
 

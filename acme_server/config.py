@@ -93,6 +93,7 @@ class Settings:
     crl_base_url: str | None = None
     crl_validity: timedelta = timedelta(hours=24)  # CRL nextUpdate - thisUpdate
     ocsp_validity: timedelta = timedelta(hours=12)  # OCSP response nextUpdate - thisUpdate
+    ari_retry_after: timedelta = timedelta(hours=6)  # renewalInfo Retry-After (RFC 9773 4.3)
 
     @property
     def eab_required(self) -> bool:

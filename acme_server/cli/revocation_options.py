@@ -1,5 +1,5 @@
-"""`serve` flags for revocation information (issue 12): the plain-HTTP CRL/OCSP listener and
-the URL leaves point at."""
+"""`serve` flags for revocation information (issue 12): the plain-HTTP CRL/OCSP listener,
+the URL leaves point at, and how often ARI clients ask again."""
 
 from __future__ import annotations
 
@@ -46,6 +46,14 @@ def revocation_options(func: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="OCSP response nextUpdate after thisUpdate (also its Cache-Control max-age).",
         ),
+        click.option(
+            "--ari-retry-after",
+            envvar=ENV + "ARI_RETRY_AFTER",
+            default="6h",
+            show_default=True,
+            help="Retry-After of renewalInfo answers (RFC 9773): how soon clients ask again, "
+            "so how soon they notice a revocation.",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -76,4 +84,5 @@ def revocation_settings(values: dict[str, Any]) -> dict[str, Any]:
         "crl_base_url": base_url.rstrip("/") if base_url else None,
         "crl_validity": parse_duration(str(values["crl_validity"])),
         "ocsp_validity": parse_duration(str(values["ocsp_validity"])),
+        "ari_retry_after": parse_duration(str(values["ari_retry_after"])),
     }

@@ -16,9 +16,6 @@ from acme_server.store import certificates as cert_store
 from acme_server.store import orders as order_store
 from acme_server.store.certificates import StoredCertificate
 
-# How soon a client should ask again (RFC 9773 4.3); Let's Encrypt answers with 6 hours.
-RETRY_AFTER = timedelta(hours=6)
-
 
 @dataclass(frozen=True)
 class CertId:

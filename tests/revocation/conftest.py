@@ -26,6 +26,7 @@ def rev_gateway(
         tmp_path_factory.mktemp(f"gw-revocation-{request.param}"),
         database=database,
         resolvers=(bind_server.resolver_address,),
+        extra=("--ari-retry-after", "90s"),
     ).start()
     try:
         yield gw

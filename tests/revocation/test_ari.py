@@ -102,3 +102,12 @@ def test_replaces_in_new_order(gateway: GatewayProcess) -> None:
     assert acme.finalize(order, csr_pem).status_code == 200
     assert acme.wait(url, {"valid", "invalid"})["status"] == "valid"
     assert_problem(_order_replacing(acme, names, ident), "alreadyReplaced", 409)
+
+
+def test_retry_after_is_configurable(rev_gateway: GatewayProcess) -> None:
+    """`--ari-retry-after 90s` (tests/revocation/conftest.py): clients ask again that soon."""
+    acme = new_account(rev_gateway)
+    cert, _, _ = acme.issue([unique("ari-retry")])
+    resp = _renewal_info(acme, cert_id_of(cert))
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["Retry-After"] == "90"

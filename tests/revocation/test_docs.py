@@ -59,7 +59,13 @@ def test_documented_flags_exist() -> None:
     help_text = subprocess.run(
         [GATEWAY, "serve", "--help"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
-    flags = set(re.findall(r"`(--(?:crl|ocsp)-[a-z-]+)`", DOC.read_text()))
-    assert flags == {"--crl-listen", "--crl-base-url", "--crl-validity", "--ocsp-validity"}
+    flags = set(re.findall(r"^\| `(--[a-z-]+)`", DOC.read_text(), re.MULTILINE))  # the table
+    assert flags == {
+        "--crl-listen",
+        "--crl-base-url",
+        "--crl-validity",
+        "--ocsp-validity",
+        "--ari-retry-after",
+    }
     for flag in flags:
         assert flag in help_text, flag

@@ -197,9 +197,10 @@ def test_suggested_window() -> None:
 
 
 def test_revocation_flags() -> None:
-    base = {"crl_validity": "24h", "ocsp_validity": "12h"}
+    base = {"crl_validity": "24h", "ocsp_validity": "12h", "ari_retry_after": "6h"}
     off = revocation_settings({**base, "crl_listen": None, "crl_base_url": None})
     assert off["crl_listen"] is None and off["crl_base_url"] is None
+    assert off["ari_retry_after"] == timedelta(hours=6)
     derived = revocation_settings({**base, "crl_listen": "127.0.0.1", "crl_base_url": None})
     assert derived["crl_listen"] == ("127.0.0.1", 14080)
     assert derived["crl_base_url"] == "http://127.0.0.1:14080"

@@ -24,7 +24,5 @@ async def renewal_info(request: web.Request) -> web.Response:
         )
     window = ari.suggested_window(stored, datetime.now(UTC))
     body = {"suggestedWindow": {"start": rfc3339(window.start), "end": rfc3339(window.end)}}
-    retry = int(ari.RETRY_AFTER.total_seconds())
-    response = acme_json(request, body, retry_after=retry)
-    response.headers["Cache-Control"] = f"public, max-age={retry}"
-    return response
+    retry = int(state.settings.ari_retry_after.total_seconds())
+    return acme_json(request, body, retry_after=retry)

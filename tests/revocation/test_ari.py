@@ -28,6 +28,9 @@ def test_window_is_the_middle_third_then_now_after_revocation(gateway: GatewayPr
     acme = new_account(gateway)
     assert acme.directory["renewalInfo"] == f"{gateway.base_url}/acme/renewal-info"
     cert, _, _ = acme.issue([unique("ari")])
+    # This server runs without --crl-listen/--crl-base-url: its leaves point at nothing.
+    for ext in (x509.CRLDistributionPoints, x509.AuthorityInformationAccess):
+        assert not [e for e in cert.extensions if isinstance(e.value, ext)]
     resp = _renewal_info(acme, cert_id_of(cert))
     assert resp.status_code == 200, resp.text
     assert int(resp.headers["Retry-After"]) == 6 * 3600

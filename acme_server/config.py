@@ -92,6 +92,13 @@ class Settings:
     workers: int = 1
     nonce_scope: str = "server"  # server: shared memory of this serve's workers | store
     account_cache_seconds: float = 2.0
+    # Revocation information (issue 12): a plain-HTTP listener for CRL/OCSP/issuer, and the
+    # base URL written into leaves (CRL DP, AIA). Neither set: no listener, leaves without them.
+    crl_listen: tuple[str, int] | None = None
+    crl_base_url: str | None = None
+    crl_validity: timedelta = timedelta(hours=24)  # CRL nextUpdate - thisUpdate
+    ocsp_validity: timedelta = timedelta(hours=12)  # OCSP response nextUpdate - thisUpdate
+    ari_retry_after: timedelta = timedelta(hours=6)  # renewalInfo Retry-After (RFC 9773 4.3)
 
     @property
     def eab_required(self) -> bool:

@@ -21,6 +21,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
 from acme_server.config import Settings
 from acme_server.nonces import NonceService, WindowLedger
+from acme_server.revocation.listener import start_revocation
 from acme_server.shared_region import SharedRegion
 from acme_server.store import meta, retention
 from acme_server.store.database import Database, redact_url
@@ -126,11 +127,15 @@ async def start(
     session = make_http_session(resolver, timeout=settings.validation_timeout)
     stack.push_async_callback(session.close)
     ssl_context = await _ssl_context(settings, ca)
+    housekeeping = role is None or role.index == 0  # needs one process, not every worker
     await _listen(settings, state, ssl_context, stack, reuse_port=role is not None)
+    revocation_tasks = await start_revocation(
+        settings, db, ca, stack, reuse_port=role is not None, housekeeping=housekeeping
+    )
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
     stack.push_async_callback(scheduler.close)
-    tasks = [asyncio.create_task(scheduler.run(), name="validation")]
-    if role is None or role.index == 0:  # housekeeping needs one process, not every worker
+    tasks = [asyncio.create_task(scheduler.run(), name="validation"), *revocation_tasks]
+    if housekeeping:
         tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
         tasks.append(
             asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge")
@@ -170,6 +175,7 @@ async def _load_ca(settings: Settings) -> CertificateAuthority:
             ca_key=settings.ca_key,
             constraints=constraints,
             leaf_client_auth=settings.leaf_client_auth,
+            revocation_base_url=settings.crl_base_url,
         ),
     )
 

@@ -13,6 +13,8 @@ PACKAGES=(
     util-linux     # runuser, to start postgres as an unprivileged user
     passwd         # useradd, when the postgres user must be created
     ca-certificates
+    openssl        # relying-party checks (tests/revocation): openssl ocsp, verify -crl_check
+    curl           # docs/revocation.md fetches the CRL with curl (run by a test)
 )
 
 missing=()

@@ -21,9 +21,12 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 
 from acme_server.ca import generated, given, serving
 from acme_server.ca.constraints import NameConstraintsSpec, check_matches, of_certificate, permits
+from acme_server.ca.crl import build_crl
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import spki_sha256, spki_sha256_of_jwk
-from acme_server.ca.profile import BACKDATE, build_leaf
+from acme_server.ca.ocsp_responder import ResponderHolder
+from acme_server.ca.profile import BACKDATE, RevocationPointers, build_leaf, issuer_key_id
+from acme_server.ca.revocation_urls import RevocationUrls
 
 __all__ = [
     "CAConfigError",
@@ -69,6 +72,7 @@ class CertificateAuthority:
         intermediates: Sequence[x509.Certificate] = (),
         previous_issuers: Sequence[x509.Certificate] = (),
         leaf_client_auth: bool = False,
+        revocation_base_url: str | None = None,
     ) -> None:
         self.root_certificate = root
         self.leaf_client_auth = leaf_client_auth
@@ -79,6 +83,15 @@ class CertificateAuthority:
         self.issuer_chain_pem = "".join(_pem(c) for c in served)
         self.root_pem = _pem(root)
         self._known_issuers = (issuer, *previous_issuers)
+        self.issuer_key_id = issuer_key_id(issuer)
+        # Revocation information (issue 12): leaves point at it only when it is served.
+        self.revocation_urls = RevocationUrls(revocation_base_url) if revocation_base_url else None
+        self._pointers: RevocationPointers | None = (
+            self.revocation_urls.pointers(self.issuer_key_id.hex())
+            if self.revocation_urls
+            else None
+        )
+        self.ocsp_responders = ResponderHolder(issuer, issuer_key)
 
     @classmethod
     def load_or_create(
@@ -89,6 +102,7 @@ class CertificateAuthority:
         ca_key: Path | None = None,
         constraints: NameConstraintsSpec | None = None,
         leaf_client_auth: bool = False,
+        revocation_base_url: str | None = None,
     ) -> CertificateAuthority:
         """The operator's CA when `ca_cert`/`ca_key` are given, else the one in the data dir.
 
@@ -108,6 +122,7 @@ class CertificateAuthority:
                 issuer_key=g.issuer_key,
                 intermediates=g.intermediates,
                 leaf_client_auth=leaf_client_auth,
+                revocation_base_url=revocation_base_url,
             )
         ca = generated.load_or_create(data_dir / "ca", wanted)
         return cls(
@@ -116,6 +131,7 @@ class CertificateAuthority:
             issuer_key=ca.issuer_key,
             previous_issuers=ca.previous_issuers,
             leaf_client_auth=leaf_client_auth,
+            revocation_base_url=revocation_base_url,
         )
 
     def issue(
@@ -136,6 +152,7 @@ class CertificateAuthority:
             not_before=not_before,
             not_after=not_after,
             client_auth=self.leaf_client_auth,
+            revocation=self._pointers,
         )
 
     def issue_for_key(
@@ -147,6 +164,7 @@ class CertificateAuthority:
         not_before: datetime | None = None,
         not_after: datetime | None = None,
         client_auth: bool = False,
+        revocation: RevocationPointers | None = None,
     ) -> IssuedCertificate:
         """Sign a leaf for `names` and `public_key`, clamped to the issuer's validity."""
         unique = list(dict.fromkeys(names))
@@ -165,7 +183,14 @@ class CertificateAuthority:
                 f"{issuer.not_valid_after_utc}"
             )
         cert = build_leaf(
-            public_key, unique, issuer, self._issuer_key, start, end, client_auth=client_auth
+            public_key,
+            unique,
+            issuer,
+            self._issuer_key,
+            start,
+            end,
+            client_auth=client_auth,
+            revocation=revocation,
         )
         leaf_pem = _pem(cert)
         return IssuedCertificate(
@@ -200,3 +225,21 @@ class CertificateAuthority:
                 continue
             return True
         return False
+
+    def sign_crl(
+        self,
+        entries: Sequence[tuple[int, datetime, int | None]],
+        *,
+        number: int,
+        this_update: datetime,
+        next_update: datetime,
+    ) -> bytes:
+        """The issuing CA's DER CRL listing `entries` (serial, revocation time, reason)."""
+        return build_crl(
+            self.issuer_certificate,
+            self._issuer_key,
+            entries,
+            number=number,
+            this_update=this_update,
+            next_update=min(next_update, self.issuer_certificate.not_valid_after_utc),
+        )

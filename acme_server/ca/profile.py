@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
 )
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 from acme_server.ca.keys import signature_hash
 
@@ -111,6 +112,41 @@ def build_intermediate(
     return _constrained(builder, constraints).sign(issuer_key, signature_hash(issuer_key))
 
 
+@dataclass(frozen=True)
+class RevocationPointers:
+    """Where relying parties find a leaf's revocation status and its issuer (plain HTTP)."""
+
+    crl_url: str
+    ocsp_url: str
+    ca_issuers_url: str
+
+    def extensions(self) -> list[x509.ExtensionType]:
+        """CRL distribution point (RFC 5280 4.2.1.13) and AIA (4.2.2.1), both non-critical."""
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(self.crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=None,
+        )
+        access = [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(self.ocsp_url)
+            ),
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(self.ca_issuers_url),
+            ),
+        ]
+        return [x509.CRLDistributionPoints([point]), x509.AuthorityInformationAccess(access)]
+
+
+def issuer_key_id(issuer_cert: x509.Certificate) -> bytes:
+    """The key identifier our leaves, CRLs and OCSP responses name this issuer by (their AKI)."""
+    key_id = _authority_key_id(issuer_cert).key_identifier
+    assert key_id is not None
+    return key_id
+
+
 def _authority_key_id(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     """AKI copied from the issuer's SKI (so clients can match it), else derived from its key."""
     try:
@@ -153,11 +189,13 @@ def build_leaf(
     not_after: datetime,
     *,
     client_auth: bool = False,
+    revocation: RevocationPointers | None = None,
 ) -> x509.Certificate:
     """End-entity TLS certificate for `names` (first name as CN when it fits).
 
     serverAuth only unless `client_auth`: a leaf that may also log in as a TLS client is
     something the operator opts into, not a side effect of getting a server certificate.
+    `revocation` adds the CRL distribution point and the AIA (OCSP, caIssuers).
     """
     usages = [ExtendedKeyUsageOID.SERVER_AUTH]
     if client_auth:
@@ -170,7 +208,7 @@ def build_leaf(
         if len(first) <= MAX_CN_LENGTH
         else x509.Name([])
     )
-    return (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer_cert.subject)
@@ -191,5 +229,7 @@ def build_leaf(
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(_authority_key_id(issuer_cert), critical=False)
-        .sign(issuer_key, signature_hash(issuer_key))
     )
+    for extension in revocation.extensions() if revocation else ():
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(issuer_key, signature_hash(issuer_key))

@@ -19,6 +19,7 @@ from acme_server.cli.options import (
     split_list,
     store_options,
 )
+from acme_server.cli.revocation_options import revocation_options, revocation_settings
 from acme_server.config import Settings, parse_duration, parse_host_port
 
 
@@ -217,6 +218,7 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="How long an account and its pre-registration are served from memory: suspension or "
     "deletion of a pre-registration takes effect within this time (0: read on every request).",
 )
+@revocation_options  # issue 12: CRL/OCSP listener
 def serve(
     listen: str,
     base_url: str | None,
@@ -270,6 +272,7 @@ def serve(
         head_timeout = parse_duration(request_head_timeout).total_seconds()
         body_seconds = parse_duration(body_timeout).total_seconds()
         trust_store = retention_limit_settings(retention_limits)
+        revocation = revocation_settings(retention_limits)  # the remaining flags, not only limits
         allow_cidrs, deny_cidrs = (
             split_list(validation_allow_cidrs),
             split_list(validation_deny_cidrs),
@@ -318,6 +321,7 @@ def serve(
         workers=workers or len(os.sched_getaffinity(0)),
         nonce_scope=nonce_scope,
         account_cache_seconds=account_cache_seconds,
+        **revocation,
     )
     try:
         if settings.workers > 1:

@@ -16,6 +16,7 @@ class ProblemType(StrEnum):
     """ACME error types (RFC 8555 section 6.7) with their default HTTP status."""
 
     ACCOUNT_DOES_NOT_EXIST = "accountDoesNotExist"
+    ALREADY_REPLACED = "alreadyReplaced"  # RFC 9773 (ARI): `replaces` names a replaced cert
     ALREADY_REVOKED = "alreadyRevoked"
     BAD_CSR = "badCSR"
     BAD_NONCE = "badNonce"
@@ -51,6 +52,7 @@ class ProblemType(StrEnum):
 
 
 _STATUS = {
+    ProblemType.ALREADY_REPLACED: 409,
     ProblemType.CAA: 403,
     ProblemType.COMPOUND: 403,
     ProblemType.EXTERNAL_ACCOUNT_REQUIRED: 403,

@@ -8,7 +8,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from acme_server.store.schema import certificates
+from acme_server.store import crls
+from acme_server.store.schema import certificates, orders
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class StoredCertificate:
     not_after: datetime
     revoked_at: datetime | None
     revocation_reason: int | None
+    replaced_by_order_id: str | None = None
 
 
 def _cert(row: Any) -> StoredCertificate:
@@ -41,6 +43,7 @@ def _cert(row: Any) -> StoredCertificate:
         row.not_after,
         row.revoked_at,
         row.revocation_reason,
+        row.replaced_by_order_id,
     )
 
 
@@ -63,7 +66,9 @@ def insert(conn: sa.Connection, **values: Any) -> None:
 
 
 def revoke(conn: sa.Connection, cert_id: str, reason: int) -> bool:
-    """Mark revoked once; bump the revision so the operator re-exports the new state."""
+    """Mark revoked once; bump the revision so the operator re-exports the new state, and
+    mark the CRLs stale so no process serves one without this revocation."""
+    crls.mark_stale(conn)
     result = conn.execute(
         certificates.update()
         .where(certificates.c.id == cert_id, certificates.c.revoked_at.is_(None))
@@ -72,5 +77,30 @@ def revoke(conn: sa.Connection, cert_id: str, reason: int) -> bool:
             revocation_reason=reason,
             revision=certificates.c.revision + 1,
         )
+    )
+    return bool(result.rowcount)
+
+
+def mark_replaced(conn: sa.Connection, cert_id: str, order_id: str, now: datetime) -> bool:
+    """Record `order_id` as the replacement of `cert_id` (RFC 9773 `replaces`).
+
+    False when another replacement order is still alive (pending, ready, processing) or
+    succeeded; a replacement that failed or expired unfinished may be superseded.
+    """
+    live = (
+        sa.select(orders.c.id)
+        .where(
+            orders.c.id == certificates.c.replaced_by_order_id,
+            sa.or_(
+                orders.c.status == "valid",
+                sa.and_(orders.c.status != "invalid", orders.c.expires_at > now),
+            ),
+        )
+        .exists()
+    )
+    result = conn.execute(
+        certificates.update()
+        .where(certificates.c.id == cert_id, sa.not_(live))
+        .values(replaced_by_order_id=order_id)
     )
     return bool(result.rowcount)

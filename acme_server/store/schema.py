@@ -234,7 +234,24 @@ certificates = sa.Table(
     # Outbox for the operator: bumped on every change it must export (issue, revocation).
     sa.Column("revision", sa.Integer, nullable=False, default=1),
     sa.Column("exported_revision", sa.Integer, nullable=False, default=0),
+    # ARI (RFC 9773): the order that replaces this certificate (newOrder `replaces`).
+    sa.Column("replaced_by_order_id", sa.String(64), nullable=True),
     sa.Index("ix_certificates_outbox", "registration_id", "exported_revision", "revision"),
+    # The CRL lists revoked, unexpired certificates.
+    sa.Index("ix_certificates_revoked", "revoked_at", "not_after"),
+)
+
+# The current CRL of each issuing CA, shared so every process serves the same bytes and the
+# CRL number never goes backwards; `stale` is set by each revocation (same transaction).
+crls = sa.Table(
+    "crls",
+    metadata,
+    sa.Column("issuer_key_id", sa.String(128), primary_key=True),  # hex key identifier
+    sa.Column("number", sa.BigInteger, nullable=False),
+    sa.Column("this_update", TS(), nullable=True),
+    sa.Column("next_update", TS(), nullable=True),
+    sa.Column("der", sa.LargeBinary, nullable=True),
+    sa.Column("stale", sa.Boolean, nullable=False, default=True),
 )
 
 # Small shared facts every process must agree on (e.g. the CA root PEM the operator exports).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from acme_server.web.handlers import accounts, certificates, directory, orders
+from acme_server.web.handlers import accounts, certificates, directory, orders, renewal_info
 from acme_server.web.middleware import acme_middleware
 from acme_server.web.state import STATE_KEY, AppState
 
@@ -31,6 +31,7 @@ def build_app(state: AppState) -> web.Application:
     r.add_post("/acme/cert/{cert_id}", certificates.certificate)
     r.add_post("/acme/revoke-cert", certificates.revoke)
     r.add_get("/acme/issuer", certificates.issuer)
+    r.add_get("/acme/renewal-info/{cert_id}", renewal_info.renewal_info)
     r.add_get("/metrics", directory.metrics)
     r.add_get("/healthz", directory.healthz)
     return app

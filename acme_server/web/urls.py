@@ -36,6 +36,10 @@ class Urls:
         return f"{self.base}/acme/key-change"
 
     @property
+    def renewal_info(self) -> str:
+        return f"{self.base}/acme/renewal-info"
+
+    @property
     def issuer(self) -> str:
         return f"{self.base}/acme/issuer"
 

@@ -31,8 +31,10 @@ def test_directory_open_mode(gateway: GatewayProcess) -> None:
     assert body["keyChange"] == f"{base}/acme/key-change"
     assert body["meta"]["externalAccountRequired"] is False
     assert body["meta"]["website"].startswith("https://")
-    # Not advertised until they work (interop notes: cert-manager keys off their presence).
-    assert "renewalInfo" not in body and "profiles" not in body["meta"]
+    # ARI (RFC 9773) works, so it is advertised; profiles are not until they work
+    # (interop notes: cert-manager keys off their presence).
+    assert body["renewalInfo"] == f"{base}/acme/renewal-info"
+    assert "profiles" not in body["meta"]
 
 
 def test_directory_pre_registered_mode(prereg_gateway: GatewayProcess) -> None:

@@ -26,6 +26,7 @@ async def directory(request: web.Request) -> web.Response:
         "newOrder": urls.new_order,
         "revokeCert": urls.revoke_cert,
         "keyChange": urls.key_change,
+        "renewalInfo": urls.renewal_info,
         "meta": meta,
     }
     response = acme_json(request, body)

@@ -15,6 +15,7 @@ from acme_server.domain.identifiers import check_allowed, check_issuable, parse_
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.domain.statuses import ChallengeStatus, OrderStatus
 from acme_server.jose import b64u_decode, b64u_encode
+from acme_server.revocation import ari
 from acme_server.store import limits as limit_store
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
@@ -50,10 +51,8 @@ async def new_order(request: web.Request) -> web.Response:
             raise AcmeProblem(
                 ProblemType.MALFORMED, f"{unsupported} is not supported by this server"
             )
-    if "profile" in payload or "replaces" in payload:
-        raise AcmeProblem(
-            ProblemType.MALFORMED, "profile and replaces are not supported by this server"
-        )
+    if "profile" in payload:
+        raise AcmeProblem(ProblemType.MALFORMED, "profile is not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
     check_issuable(names, state.ca.permits)
@@ -69,9 +68,19 @@ async def new_order(request: web.Request) -> web.Response:
             raise AcmeProblem(
                 ProblemType.RATE_LIMITED, str(exc), headers={"Retry-After": str(exc.retry_after)}
             ) from None
-        return order_store.create_order(
+        order = order_store.create_order(
             conn, account_id=account_id, names=names, order_expires=expires
         )
+        if "replaces" in payload:  # RFC 9773 5; a refusal rolls the order back
+            ari.record_replacement(
+                conn,
+                payload["replaces"],
+                account_id=order.account_id,
+                names=names,
+                order_id=order.id,
+                now=now,
+            )
+        return order
 
     order = await state.db.write(unit)
     return acme_json(

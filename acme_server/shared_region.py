@@ -22,8 +22,6 @@ import os
 import secrets
 import struct
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 WINDOW = 1 << 23  # nonces; 1 MiB of bits
@@ -68,28 +66,26 @@ class SharedRegion:
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
 
-    @contextmanager
-    def _locked(self) -> Iterator[mmap.mmap]:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        try:
-            yield self._map
-        finally:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    # -- nonces
+    # The nonce operations run on every request: plain flock/unlock calls, no context manager.
 
     def next_nonce(self) -> int:
         """Reserve the next counter and mark it unspent (its ring slot is reused)."""
-        with self._locked() as m:
+        m = self._map
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
             counter = _U64.unpack_from(m, _COUNTER)[0] + 1
             _U64.pack_into(m, _COUNTER, counter)
             slot, bit = divmod(counter % WINDOW, 8)
             m[_BITS + slot] &= ~(1 << bit) & 0xFF
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
         return counter
 
     def spend_nonce(self, counter: int) -> bool:
         """True exactly once per issued counter still inside the window."""
-        with self._locked() as m:
+        m = self._map
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
             latest = _U64.unpack_from(m, _COUNTER)[0]
             if counter > latest or counter <= latest - WINDOW or counter <= 0:
                 return False
@@ -99,6 +95,8 @@ class SharedRegion:
                 return False
             m[_BITS + slot] = current | (1 << bit)
             return True
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     # -- account changes
 
@@ -107,5 +105,8 @@ class SharedRegion:
         return int(_U64.unpack_from(self._map, _GENERATION)[0])
 
     def bump_account_generation(self) -> None:
-        with self._locked() as m:
-            _U64.pack_into(m, _GENERATION, _U64.unpack_from(m, _GENERATION)[0] + 1)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            _U64.pack_into(self._map, _GENERATION, _U64.unpack_from(self._map, _GENERATION)[0] + 1)
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)

@@ -42,8 +42,11 @@ def _account(row: Any) -> Account:
     )
 
 
+_BY_ID = sa.select(accounts).where(accounts.c.id == sa.bindparam("id"))
+
+
 def by_id(conn: sa.Connection, account_id: str) -> Account | None:
-    row = (conn.execute(sa.select(accounts).where(accounts.c.id == account_id))).first()
+    row = conn.execute(_BY_ID, {"id": account_id}).first()
     return _account(row) if row else None
 
 

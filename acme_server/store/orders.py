@@ -77,21 +77,32 @@ def _challenge(row: Any) -> Challenge:
     )
 
 
+# Statements every request runs, built once (bound parameters) rather than per call.
+_CHALLENGES_OF = (
+    sa.select(challenges)
+    .where(challenges.c.authz_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(challenges.c.type.desc())
+)
+_AUTHZ = sa.select(authorizations).where(authorizations.c.id == sa.bindparam("id"))
+_CHALLENGE = sa.select(challenges).where(challenges.c.id == sa.bindparam("id"))
+_ORDER = sa.select(orders).where(orders.c.id == sa.bindparam("id"))
+_ORDER_AUTHZ_IDS = (
+    sa.select(order_authorizations.c.authz_id)
+    .where(order_authorizations.c.order_id == sa.bindparam("id"))
+    .order_by(order_authorizations.c.position)
+)
+
+
 def _challenges_of(conn: sa.Connection, authz_ids: list[str]) -> dict[str, list[Challenge]]:
     out: dict[str, list[Challenge]] = {a: [] for a in authz_ids}
     if authz_ids:
-        rows = conn.execute(
-            sa.select(challenges)
-            .where(challenges.c.authz_id.in_(authz_ids))
-            .order_by(challenges.c.type.desc())
-        )
-        for row in rows:
+        for row in conn.execute(_CHALLENGES_OF, {"ids": authz_ids}):
             out[row.authz_id].append(_challenge(row))
     return out
 
 
 def get_authz(conn: sa.Connection, authz_id: str) -> Authorization | None:
-    row = (conn.execute(sa.select(authorizations).where(authorizations.c.id == authz_id))).first()
+    row = conn.execute(_AUTHZ, {"id": authz_id}).first()
     if row is None:
         return None
     chals = (_challenges_of(conn, [authz_id]))[authz_id]
@@ -107,21 +118,15 @@ def get_authz(conn: sa.Connection, authz_id: str) -> Authorization | None:
 
 
 def get_challenge(conn: sa.Connection, challenge_id: str) -> Challenge | None:
-    row = (conn.execute(sa.select(challenges).where(challenges.c.id == challenge_id))).first()
+    row = conn.execute(_CHALLENGE, {"id": challenge_id}).first()
     return _challenge(row) if row else None
 
 
 def get_order(conn: sa.Connection, order_id: str) -> Order | None:
-    row = (conn.execute(sa.select(orders).where(orders.c.id == order_id))).first()
+    row = conn.execute(_ORDER, {"id": order_id}).first()
     if row is None:
         return None
-    authz_ids = (
-        conn.execute(
-            sa.select(order_authorizations.c.authz_id)
-            .where(order_authorizations.c.order_id == order_id)
-            .order_by(order_authorizations.c.position)
-        )
-    ).scalars()
+    authz_ids = conn.execute(_ORDER_AUTHZ_IDS, {"id": order_id}).scalars()
     return Order(
         row.id,
         row.account_id,

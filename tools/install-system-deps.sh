@@ -13,6 +13,8 @@ PACKAGES=(
     util-linux     # runuser, to start postgres as an unprivileged user
     passwd         # useradd, when the postgres user must be created
     ca-certificates
+    pebble         # bench/ and its smoke test: Pebble 2.4 as a peer, pebble-challtestsrv as DNS
+    # (step-ca is built with CGO off, which leaves out its pcsc/PKCS#11 KMS: no libpcsclite-dev)
 )
 
 missing=()

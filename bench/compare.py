@@ -51,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--workers", type=int, default=2, help="ours: serve --workers N, if serve has it"
     )
+    p.add_argument(
+        "--eab", action="store_true", help="ours: pre-registered accounts with EAB (default open)"
+    )
     p.add_argument("--poll-ms", type=int, default=50, help="client poll interval (all servers)")
     p.add_argument("--flow-timeout", type=float, default=60.0, help="seconds; longer = stall")
     p.add_argument("--run-timeout", type=float, default=300.0, help="seconds per run")
@@ -87,7 +90,7 @@ def postmaster_pid(pg: PostgresServer) -> int:
 def run_all(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -> list[RunResult]:
     loadgen = go_tool("loadgen")
     stepca = go_tool("stepca") if "step-ca" in args.server_list else None
-    workers = args.workers if serve_supports("--workers") else None
+    workers = args.workers_used
     dns = stack.enter_context(started(ChallTestSrv(work / "challtestsrv")))
     pg: PostgresServer | None = None
     if "ours-postgres" in args.server_list:
@@ -118,6 +121,7 @@ def run_all(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -
                     database=database,
                     workers=workers,
                     extra_cpu_roots=roots,
+                    eab=args.eab,
                 )
             opts = LoadOptions(
                 count=args.count,
@@ -174,8 +178,12 @@ def table(results: list[RunResult]) -> str:
             rate = [_ratio(r.certs_per_s, p.certs_per_s if p else None) for p in peers]
             ratios = [*cpu, *rate]
         errors = lg["retryable_errors"] + lg["other_errors"]
+        cpu_cell = _fmt(r.cpu_ms_per_cert)
+        if len(r.cpu_by_root_s) > 1 and r.issued:  # ours on PostgreSQL: server + database
+            server, *db = (1000 * s / r.issued for s in r.cpu_by_root_s.values())
+            cpu_cell += f" ({server:.1f} + {sum(db):.1f} DB)"
         lines.append(
-            f"| {r.server} | {r.concurrency} | {r.certs_per_s:.1f} | {_fmt(r.cpu_ms_per_cert)} "
+            f"| {r.server} | {r.concurrency} | {r.certs_per_s:.1f} | {cpu_cell} "
             f"| {lg['all_requests']['p99_ms']:.0f} | {lg['flow']['p99_ms']:.0f} "
             f"| {lg['stalls']} | {errors} | " + " | ".join(ratios) + " |"
         )
@@ -222,6 +230,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
+    args.workers_used = args.workers if serve_supports("--workers") else None
     now = datetime.datetime.now(datetime.UTC)
     results: list[RunResult] = []
     try:
@@ -240,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             "count": args.count,
             "concurrency": args.levels,
             "servers": args.server_list,
-            "workers": args.workers,
+            "workers": args.workers_used,  # None: this serve has no --workers
+            "eab": args.eab,
             "poll_ms": args.poll_ms,
         },
         "results": [r.as_dict() for r in results],

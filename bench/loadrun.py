@@ -22,11 +22,10 @@ class LoadOptions:
     count: int = 200
     concurrency: int = 10
     http01_port: int = 5002
+    suffix: str = "bench.test"
     poll_ms: int = 50
     flow_timeout_s: float = 60.0
     run_timeout_s: float = 300.0
-    eab_kid: str = ""
-    eab_hmac: str = ""
 
 
 @dataclass
@@ -78,11 +77,12 @@ def run_load(loadgen: Path, server: Server, opts: LoadOptions, log: Path) -> Run
         *("-directory", server.directory_url, "-ca-bundle", str(server.ca_bundle)),
         *("-count", str(opts.count), "-concurrency", str(opts.concurrency)),
         *("-http01-listen", f"127.0.0.1:{opts.http01_port}", "-poll", f"{opts.poll_ms}ms"),
+        *("-suffix", opts.suffix),
         *("-flow-timeout", f"{opts.flow_timeout_s}s", "-run-timeout", f"{opts.run_timeout_s}s"),
         "-wait-go",
     ]
-    if opts.eab_kid:
-        cmd += ["-eab-kid", opts.eab_kid, "-eab-hmac", opts.eab_hmac]
+    if server.eab is not None:
+        cmd += ["-eab-kid", server.eab[0], "-eab-hmac", server.eab[1]]
     deadline = time.monotonic() + opts.run_timeout_s + 2 * opts.flow_timeout_s + 60
     with log.open("a") as err:
         proc = subprocess.Popen(

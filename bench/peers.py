@@ -40,6 +40,7 @@ class Server(Protocol):
     name: str
     directory_url: str
     ca_bundle: Path
+    eab: tuple[str, str] | None  # (key id, HMAC key) every account must bind to
 
     def cpu_roots(self) -> list[int]: ...
     def stop(self) -> None: ...
@@ -181,6 +182,7 @@ class _Proc:
 
     def __init__(self, name: str, workdir: Path) -> None:
         self.name = name
+        self.eab: tuple[str, str] | None = None
         self.workdir = workdir
         self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -319,8 +321,9 @@ def serve_supports(flag: str) -> bool:
 
 
 class Ours:
-    """`acme-gateway serve` (open account creation, like the peers' bench setup) on SQLite or
-    the given PostgreSQL URL, validating through the shared resolver."""
+    """`acme-gateway serve` on SQLite or the given PostgreSQL URL, validating through the
+    shared resolver. Open account creation by default, like the peers' bench setup; with
+    `eab`, pre-registered accounts under one registration that grants `suffix`."""
 
     def __init__(
         self,
@@ -332,8 +335,13 @@ class Ours:
         database: str | None = None,
         workers: int | None = None,
         extra_cpu_roots: tuple[int, ...] = (),
+        eab: bool = False,
+        suffix: str = "bench.test",
     ) -> None:
         self.name = name
+        self.use_eab = eab
+        self.suffix = suffix
+        self.eab: tuple[str, str] | None = None
         extra: tuple[str, ...] = ()
         if workers is not None:
             extra = ("--workers", str(workers))
@@ -343,6 +351,7 @@ class Ours:
             http01_port=http01_port,
             dns_resolvers=(resolver,),
             extra_args=extra,
+            account_creation="pre-registered" if eab else "open",
         )
         self.extra_cpu_roots = extra_cpu_roots
         self.directory_url = self.gw.directory_url
@@ -350,6 +359,9 @@ class Ours:
 
     def start(self) -> Ours:
         self.gw.start()
+        if self.use_eab:
+            reg = self.gw.create_registration("bench", "--domain", self.suffix)
+            self.eab = (str(reg["kid"]), str(reg["hmac_key"]))
         return self
 
     def cpu_roots(self) -> list[int]:

@@ -19,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -138,9 +139,12 @@ def run_all(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -
                     result = run_load(loadgen, server, opts, run_dir / "loadgen.log")
                 except (RuntimeError, TimeoutError, OSError) as exc:
                     print(f"   failed: {exc}", file=sys.stderr)
+                    keep_log(server, args.stamp, level)
                     continue
+                lg = result.loadgen
+                if lg["stalls"] or lg["retryable_errors"] or lg["other_errors"]:
+                    result.log = str(keep_log(server, args.stamp, level))
             results.append(result)
-            lg = result.loadgen
             print(
                 f"   {lg['issued']} issued, {lg['stalls']} stalls, "
                 f"{lg['retryable_errors'] + lg['other_errors']} errors, "
@@ -149,6 +153,16 @@ def run_all(args: argparse.Namespace, work: Path, stack: contextlib.ExitStack) -
                 file=sys.stderr,
             )
     return results
+
+
+def keep_log(server: Server, stamp: str, level: int) -> Path:
+    """Copy the server's log (for Go peers with a goroutine dump) to bench/results/."""
+    kept = RESULTS / f"compare-{stamp}-{server.name}-c{level}.log"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        shutil.copyfile(server.diagnose(), kept)
+    print(f"   server log kept: {kept}", file=sys.stderr)
+    return kept
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     args.workers_used = args.workers if serve_supports("--workers") else None
     now = datetime.datetime.now(datetime.UTC)
+    args.stamp = f"{now:%Y%m%dT%H%M%SZ}"
     results: list[RunResult] = []
     try:
         with tempfile.TemporaryDirectory(prefix="acme-bench-") as tmp, contextlib.ExitStack() as st:
@@ -255,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "results": [r.as_dict() for r in results],
     }
-    out = args.output or RESULTS / f"compare-{now:%Y%m%dT%H%M%SZ}.json"
+    out = args.output or RESULTS / f"compare-{args.stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(table(results))

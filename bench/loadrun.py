@@ -4,6 +4,7 @@ over exactly the issuance phase (accounts are created before the first CPU readi
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -37,6 +38,8 @@ class RunResult:
     loadgen: dict[str, Any]
     server_cpu_s: float
     cpu_by_root_s: dict[str, float] = field(default_factory=dict)
+    loadavg_1m: float = 0.0  # the machine's load right after the run (others share it)
+    log: str = ""  # server log kept under bench/results/ when flows stalled or failed
 
     @property
     def issued(self) -> int:
@@ -115,4 +118,5 @@ def run_load(loadgen: Path, server: Server, opts: LoadOptions, log: Path) -> Run
         loadgen=result,
         server_cpu_s=sum(by_root.values()),
         cpu_by_root_s=by_root,
+        loadavg_1m=os.getloadavg()[0],
     )

@@ -5,6 +5,7 @@ pebble-challtestsrv as the one DNS server all of them resolve the random names w
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -43,6 +44,7 @@ class Server(Protocol):
     eab: tuple[str, str] | None  # (key id, HMAC key) every account must bind to
 
     def cpu_roots(self) -> list[int]: ...
+    def diagnose(self) -> Path: ...
     def stop(self) -> None: ...
 
 
@@ -194,6 +196,15 @@ class _Proc:
 
     def log_tail(self) -> str:
         return log_tail(self.log, 40)
+
+    def diagnose(self) -> Path:
+        """Its log, after SIGQUIT: a Go server then writes every goroutine's stack to it
+        (and exits), which shows where stalled requests wait."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        return self.log
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -367,6 +378,9 @@ class Ours:
     def cpu_roots(self) -> list[int]:
         assert self.gw.proc is not None
         return [self.gw.proc.pid, *self.extra_cpu_roots]
+
+    def diagnose(self) -> Path:
+        return self.gw.log_path
 
     def stop(self) -> None:
         self.gw.stop()

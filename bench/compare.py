@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flow-timeout", type=float, default=60.0, help="seconds; longer = stall")
     p.add_argument("--run-timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/)")
+    p.add_argument("--table", type=Path, default=None, help="only print the tables of a JSON file")
     args = p.parse_args(argv)
     args.count = args.count or (50 if args.quick else 200)
     levels = args.concurrency or ("10" if args.quick else "10,50,200")
@@ -190,6 +191,11 @@ def table(results: list[RunResult]) -> str:
             peers = [by_key.get((p, r.concurrency)) for p in PEERS]
             cpu = [_ratio(r.cpu_ms_per_cert, p.cpu_ms_per_cert if p else None) for p in peers]
             rate = [_ratio(r.certs_per_s, p.certs_per_s if p else None) for p in peers]
+            # A peer run with stalls has no meaningful rate to compare with.
+            rate = [
+                "stalled" if p and p.loadgen["stalls"] else cell
+                for p, cell in zip(peers, rate, strict=True)
+            ]
             ratios = [*cpu, *rate]
         errors = lg["retryable_errors"] + lg["other_errors"]
         cpu_cell = _fmt(r.cpu_ms_per_cert)
@@ -231,7 +237,7 @@ def machine() -> dict[str, Any]:
                 model = line.split(":", 1)[1].strip()
                 break
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=False
     ).stdout.strip()
     return {
         "cpus": os.cpu_count(),
@@ -241,8 +247,25 @@ def machine() -> dict[str, Any]:
     }
 
 
+def load_results(path: Path) -> list[RunResult]:
+    """The runs of a JSON file this script wrote."""
+    runs = json.loads(path.read_text())["results"]
+    fields = set(RunResult.__dataclass_fields__)
+    return [RunResult(**{k: v for k, v in run.items() if k in fields}) for run in runs]
+
+
+def print_tables(results: list[RunResult]) -> None:
+    print(table(results))
+    print()
+    print("Latency per request kind, p50/p99 ms:")
+    print(kinds_table(results))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.table:
+        print_tables(load_results(args.table))
+        return 0
     signal.signal(signal.SIGTERM, _sigterm)
     args.workers_used = args.workers if serve_supports("--workers") else None
     now = datetime.datetime.now(datetime.UTC)
@@ -273,10 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output or RESULTS / f"compare-{args.stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
-    print(table(results))
-    print()
-    print("Latency per request kind, p50/p99 ms:")
-    print(kinds_table(results))
+    print_tables(results)
     print(f"\nJSON: {out}")
     complete = len(results) == len(args.server_list) * len(args.levels)
     return 0 if complete else 1

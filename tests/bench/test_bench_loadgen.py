@@ -3,12 +3,13 @@ parse. Counts and positivity only: speed is measured by `make bench`, never by a
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bench.compare import KINDS, kinds_table, table
+from bench.compare import KINDS, kinds_table, load_results, table
 from bench.loadrun import LoadOptions, RunResult, run_load
 from bench.peers import ChallTestSrv, Ours, Pebble, go_tool
 from tests.procs import free_port
@@ -65,6 +66,10 @@ def test_ours_and_pebble(loadgen: Path, dns: ChallTestSrv, tmp_path: Path) -> No
     assert cells[8] == cells[10] == "—"
     assert float(cells[9]) > 0 and float(cells[11]) > 0
     assert len(kinds_table(results).splitlines()) == 4
+    # `compare.py --table FILE` reprints the same table from the JSON it wrote.
+    saved = tmp_path / "results.json"
+    saved.write_text(json.dumps({"results": [r.as_dict() for r in results]}))
+    assert table(load_results(saved)) == table(results)
 
 
 def test_ours_with_eab(loadgen: Path, dns: ChallTestSrv, tmp_path: Path) -> None:

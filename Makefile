@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: run serve test lint deps python-deps system-deps go-deps format bench
+.PHONY: run serve test lint deps python-deps system-deps go-deps format bench bench-deps
 
 ## run: the whole local stack (control plane, operator, ACME server) on embedded defaults
 run: deps
@@ -32,11 +32,18 @@ system-deps:
 
 go-deps:
 	tools/k8s/build.sh >/dev/null
-	tools/go-tools/build.sh all >/dev/null
+	tools/go-tools/build.sh all loadgen >/dev/null
 
 format: python-deps
 	.venv/bin/ruff format acme_server operator tests tools bench helm
 	.venv/bin/ruff check --fix .
 
-bench: python-deps system-deps
-	.venv/bin/python bench/issuance.py
+## bench: full ACME flows against Pebble, step-ca and ours (SQLite, PostgreSQL) side by side;
+## BENCH_ARGS=--quick for one level of 50 certificates (see bench/README.md)
+BENCH_ARGS ?=
+bench: python-deps system-deps bench-deps
+	.venv/bin/python bench/compare.py $(BENCH_ARGS)
+
+## bench-deps: step-ca and the load generator, built from the Go module proxy and cached
+bench-deps:
+	tools/go-tools/build.sh stepca loadgen >/dev/null

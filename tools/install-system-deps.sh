@@ -15,6 +15,8 @@ PACKAGES=(
     ca-certificates
     openssl        # relying-party checks (tests/revocation): openssl ocsp, verify -crl_check
     curl           # docs/revocation.md fetches the CRL with curl (run by a test)
+    pebble         # bench/ and its smoke test: Pebble 2.4 as a peer, pebble-challtestsrv as DNS
+    # (step-ca is built with CGO off, which leaves out its pcsc/PKCS#11 KMS: no libpcsclite-dev)
 )
 
 missing=()

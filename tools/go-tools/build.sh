@@ -7,17 +7,21 @@
 #   lego         github.com/go-acme/lego/v5 (main package is the module root, not cmd/lego),
 #                built through a throw-away module because of LEGO_REPLACE
 #   helm         helm.sh/helm/v3/cmd/helm with the version ldflags upstream's Makefile sets
+#   stepca       github.com/smallstep/certificates/cmd/step-ca, a peer for bench/ (not in `all`)
+#   loadgen      bench/loadgen, the ACME load generator of bench/ (not in `all`)
 #
-# Usage: tools/go-tools/build.sh [certmanager|lego|helm|all]...   (default: all)
+# Usage: tools/go-tools/build.sh [certmanager|lego|helm|stepca|loadgen|all]...   (default: all)
 # Prints NAME=path lines on stdout (logs go to stderr). A warm run takes well under a second.
 # Env:   LEGO_VERSION, HELM_VERSION, ACME_GATEWAY_CACHE (default ~/.cache/acme-gateway)
 set -euo pipefail
 
 LEGO_VERSION="${LEGO_VERSION:-v5.6.0}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
+STEPCA_VERSION="${STEPCA_VERSION:-v0.30.2}"
 CACHE="${ACME_GATEWAY_CACHE:-$HOME/.cache/acme-gateway}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CM_SRC="$(cd "$HERE/../certmanager" && pwd)"
+LOADGEN_SRC="$(cd "$HERE/../../bench/loadgen" && pwd)"
 
 # lego's Makefile dead-code-elimination tags, plus its "dnslight" build with only the RFC 2136
 # provider (`--dns rfc2136` / `dnsupdate`): the tests need no other DNS provider, and the full
@@ -126,6 +130,46 @@ build_helm() {
   echo "HELM_BIN=$dir/bin/helm"
 }
 
+# gobuild ARGS...: `go build`/`go install` under the machine-wide Go build lock, so builds
+# started by other checkouts or scripts do not run at the same time on the 2 cores.
+gobuild() { flock "$CACHE/go-build.lock" go "$@"; }
+
+# step-ca with CGO off: the YubiKey (pcsc) and PKCS#11 KMS are then left out by their build
+# constraints (`cgo && !noyubikey`), so libpcsclite is not needed; the bench uses neither.
+build_stepca() {
+  local dir="$CACHE/stepca-$STEPCA_VERSION"
+  local key="stepca=$STEPCA_VERSION go=$GOVERSION cgo=0"
+  if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/step-ca" ]]; then
+    log "building step-ca $STEPCA_VERSION (cold build: several minutes on 2 cores)"
+    local start=$SECONDS
+    rm -rf "$dir/bin.tmp" "$dir/.built" && mkdir -p "$dir/bin.tmp" "$dir/bin"
+    GOBIN="$dir/bin.tmp" gobuild install -trimpath \
+        -ldflags "-s -w -X main.Version=$STEPCA_VERSION" \
+        "github.com/smallstep/certificates/cmd/step-ca@$STEPCA_VERSION"
+    mv -f "$dir/bin.tmp/step-ca" "$dir/bin/step-ca" && rmdir "$dir/bin.tmp"
+    echo "$key" >"$dir/.built"
+    log "step-ca built in $((SECONDS - start)) s"
+  fi
+  echo "STEPCA_BIN=$dir/bin/step-ca"
+}
+
+build_loadgen() {
+  local sum dir key
+  sum="$(cat "$LOADGEN_SRC"/*.go "$LOADGEN_SRC/go.mod" | sha256sum | cut -c1-16)"
+  dir="$CACHE/loadgen-$sum"
+  key="loadgen=$sum go=$GOVERSION"
+  if ! stamp_ok "$dir" "$key" || [[ ! -x "$dir/bin/loadgen" ]]; then
+    log "building bench/loadgen ($sum)"
+    local start=$SECONDS
+    rm -f "$dir/.built" && mkdir -p "$dir/bin"
+    (cd "$LOADGEN_SRC" && gobuild build -trimpath -ldflags "-s -w" -o "$dir/bin/loadgen.tmp" .)
+    mv -f "$dir/bin/loadgen.tmp" "$dir/bin/loadgen"
+    echo "$key" >"$dir/.built"
+    log "loadgen built in $((SECONDS - start)) s"
+  fi
+  echo "LOADGEN_BIN=$dir/bin/loadgen"
+}
+
 main() {
   command -v go >/dev/null || die "go is not installed"
   local -a targets=("$@")
@@ -133,8 +177,8 @@ main() {
   local t
   for t in "${targets[@]}"; do
     case "$t" in
-      certmanager | lego | helm | all) ;;
-      *) die "unknown target '$t' (want certmanager, lego, helm or all)" ;;
+      certmanager | lego | helm | stepca | loadgen | all) ;;
+      *) die "unknown target '$t' (want certmanager, lego, helm, stepca, loadgen or all)" ;;
     esac
   done
   mkdir -p "$CACHE"

@@ -1,0 +1,3 @@
+module acme-gateway.local/loadgen
+
+go 1.22

@@ -202,10 +202,14 @@ def table(results: list[RunResult]) -> str:
         if len(r.cpu_by_root_s) > 1 and r.issued:  # ours on PostgreSQL: server + database
             server, *db = (1000 * s / r.issued for s in r.cpu_by_root_s.values())
             cpu_cell += f" ({server:.1f} + {sum(db):.1f} DB)"
+        stalls = str(lg["stalls"])
+        if lg["not_started"]:
+            stalls += f" (+{lg['not_started']} not started)"
+        flow_p99 = f"{lg['flow']['p99_ms']:.0f}" if lg["flow"]["n"] else "—"
         lines.append(
             f"| {r.server} | {r.concurrency} | {r.certs_per_s:.1f} | {cpu_cell} "
-            f"| {lg['all_requests']['p99_ms']:.0f} | {lg['flow']['p99_ms']:.0f} "
-            f"| {lg['stalls']} | {errors} | " + " | ".join(ratios) + " |"
+            f"| {lg['all_requests']['p99_ms']:.0f} | {flow_p99} "
+            f"| {stalls} | {errors} | " + " | ".join(ratios) + " |"
         )
     return "\n".join(lines)
 

@@ -27,6 +27,7 @@ class LoadOptions:
     poll_ms: int = 50
     flow_timeout_s: float = 60.0
     run_timeout_s: float = 300.0
+    max_stalls: int | None = None  # default: the concurrency (every client stalled once)
 
 
 @dataclass
@@ -82,6 +83,7 @@ def run_load(loadgen: Path, server: Server, opts: LoadOptions, log: Path) -> Run
         *("-http01-listen", f"127.0.0.1:{opts.http01_port}", "-poll", f"{opts.poll_ms}ms"),
         *("-suffix", opts.suffix),
         *("-flow-timeout", f"{opts.flow_timeout_s}s", "-run-timeout", f"{opts.run_timeout_s}s"),
+        *("-max-stalls", str(opts.max_stalls or opts.concurrency)),
         "-wait-go",
     ]
     if server.eab is not None:

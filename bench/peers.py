@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import ipaddress
 import json
 import os
 import shutil
@@ -125,8 +126,6 @@ def _cert(
         usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
         builder = builder.add_extension(usage, critical=True)
     if sans:
-        import ipaddress
-
         names: list[x509.GeneralName] = []
         for san in sans:
             try:

@@ -61,6 +61,7 @@ type config struct {
 	flowTimeout  time.Duration
 	reqTimeout   time.Duration
 	runTimeout   time.Duration
+	maxStalls    int
 	eabKID       string
 	eabHMAC      string
 	waitGo       bool
@@ -79,6 +80,7 @@ func main() {
 	flag.DurationVar(&cfg.flowTimeout, "flow-timeout", 60*time.Second, "a flow still running after this is a stall")
 	flag.DurationVar(&cfg.reqTimeout, "request-timeout", 30*time.Second, "timeout of one HTTP request")
 	flag.DurationVar(&cfg.runTimeout, "run-timeout", 600*time.Second, "no flow starts after this")
+	flag.IntVar(&cfg.maxStalls, "max-stalls", 0, "no flow starts after this many stalls (0: no limit); a hung server is not waited for again and again")
 	flag.StringVar(&cfg.eabKID, "eab-kid", "", "external account binding key id")
 	flag.StringVar(&cfg.eabHMAC, "eab-hmac", "", "external account binding HMAC key, base64url")
 	flag.BoolVar(&cfg.waitGo, "wait-go", false, "after creating accounts, print a phase line and wait for a stdin line")
@@ -272,6 +274,9 @@ func run(cfg config) (*result, error) {
 			defer wg.Done()
 			for {
 				if time.Now().After(runDeadline) {
+					return
+				}
+				if cfg.maxStalls > 0 && atomic.LoadInt64(&res.Stalls) >= int64(cfg.maxStalls) {
 					return
 				}
 				if next.Add(1) > int64(cfg.count) {

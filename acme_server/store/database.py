@@ -120,7 +120,7 @@ class Database:
         else:
             engine = create_async_engine(
                 url,
-                pool_pre_ping=True,
+                pool_recycle=3600,
                 pool_size=10,
                 max_overflow=10,
                 pool_timeout=30,

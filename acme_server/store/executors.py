@@ -17,6 +17,8 @@ statement, which is what made the async driver layers the server's main CPU cost
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,15 +63,25 @@ def _sqlite_engine(url: str, *, begin: str) -> sa.Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql(begin)
+        # Straight to the driver: through exec_driver_sql this cost as much as a query.
+        conn.connection.driver_connection.execute(begin)  # type: ignore[union-attr]
 
     return engine
 
 
 class SqliteThreads:
-    """One writer thread and a few reader threads, each with its own connection."""
+    """One writer thread and a few reader threads, each with its own connection.
+
+    The writers of several processes on one file (the workers of a `serve`) also take an
+    `flock` on `<database>.write-lock` around each write: the kernel hands the lock to the
+    next waiter at once, where SQLite's own busy handler would sleep and poll. Processes that
+    do not take it (admin CLI, operator) still wait on SQLite's lock as before.
+    """
 
     def __init__(self, url: str, *, readers: int = SQLITE_READERS) -> None:
+        path = sa.engine.make_url(url).database
+        assert path, "a file database"
+        self._write_lock = os.open(f"{path}.write-lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._write_engine = _sqlite_engine(url, begin="BEGIN IMMEDIATE")
         self._read_engine = _sqlite_engine(url, begin="BEGIN")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
@@ -103,7 +115,14 @@ class SqliteThreads:
 
     async def write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, self._run, self._write_engine, work)
+        return await loop.run_in_executor(self._writer, self._run_write, work)
+
+    def _run_write(self, work: Work[T]) -> T:
+        fcntl.flock(self._write_lock, fcntl.LOCK_EX)
+        try:
+            return self._run(self._write_engine, work)
+        finally:
+            fcntl.flock(self._write_lock, fcntl.LOCK_UN)
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
@@ -118,21 +137,45 @@ class SqliteThreads:
             self._opened.clear()
         self._write_engine.dispose()
         self._read_engine.dispose()
+        os.close(self._write_lock)
 
 
 class AsyncEngineUnits:
-    """Units on an async engine (asyncpg): no threads, the driver's own async I/O."""
+    """Units on an async engine (asyncpg): no threads, the driver's own async I/O.
+
+    Every round trip counts here, so: a read runs in autocommit (no BEGIN/ROLLBACK; its few
+    statements tolerate seeing commits in between), and pooled connections are not pinged
+    before use. A connection found dead instead (the database restarted) is dropped and the
+    unit run once more on a fresh one, which is safe because it failed before its commit.
+    """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def read(self, work: Work[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        for attempt in (1, 2):
+            try:
+                async with self._autocommit.connect() as conn:
+                    return await conn.run_sync(work)
+            except sa.exc.DBAPIError as exc:
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+        raise AssertionError("unreachable")
 
     async def write(self, work: Work[T]) -> T:
-        async with self.engine.begin() as conn:
-            return await conn.run_sync(work)
+        for attempt in (1, 2):
+            async with self.engine.connect() as conn:
+                try:
+                    transaction = await conn.begin()
+                    result = await conn.run_sync(work)
+                except sa.exc.DBAPIError as exc:
+                    if attempt == 2 or not exc.connection_invalidated:
+                        raise
+                    continue
+                await transaction.commit()  # a failure here is not retried: it may have landed
+                return result
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         await self.engine.dispose()

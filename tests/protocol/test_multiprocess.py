@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import josepy
 import pytest
@@ -179,12 +178,12 @@ def test_nonces_are_shared(pair: tuple[GatewayProcess, GatewayProcess]) -> None:
 
 
 def test_server_scoped_nonces_stay_on_their_server(
-    tmp_path: Path, pair: tuple[GatewayProcess, GatewayProcess]
+    pair: tuple[GatewayProcess, GatewayProcess],
 ) -> None:
     """The default scope: two servers on one store (here the pair's) share no nonces; the
     badNonce answer carries a nonce of the server that refused, which then works."""
     gw_a, _ = pair
-    own = GatewayProcess(tmp_path / "own", database=gw_a.database)
+    own = GatewayProcess(gw_a.data_dir, database=gw_a.database)  # A's CA, default nonce scope
     own.start()
     try:
         key: josepy.JWK = ec_key()

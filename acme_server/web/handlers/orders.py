@@ -229,14 +229,16 @@ async def challenge(request: web.Request) -> web.Response:
         return chal, parent
 
     def update(conn: sa.Connection) -> tuple[order_store.Challenge, bool]:
-        _, parent = own(conn)
-        order_store.expire_authzs(conn, [parent.id], datetime.now(UTC))
+        chal, parent = own(conn)
+        if order_store.authz_expired(parent, datetime.now(UTC)):
+            order_store.expire_authzs(conn, [parent.id], datetime.now(UTC))
+            chal, parent = own(conn)
         started = False
         if not respond:
-            _, parent = own(conn)
             lifecycle.check_challenge_can_start(parent.status)
             started = order_store.start_challenge(conn, challenge_id)
-        chal, _ = own(conn)
+            if started:
+                chal = order_store.get_challenge(conn, challenge_id) or chal
         return chal, started
 
     started = False

@@ -85,3 +85,20 @@ async def mark_exported(db: Database, certificate_id: str, revision: int) -> boo
             .values(exported_revision=revision)
         )
         return bool(result.rowcount)
+
+
+async def mark_exported_many(db: Database, done: list[tuple[str, int]]) -> int:
+    """`mark_exported` for a whole exported batch in one transaction; how many were marked."""
+    if not done:
+        return 0
+    async with db.transaction() as conn:
+        result = await conn.execute(
+            certificates.update()
+            .where(
+                certificates.c.id == sa.bindparam("b_id"),
+                certificates.c.exported_revision < sa.bindparam("b_rev"),
+            )
+            .values(exported_revision=sa.bindparam("b_rev")),
+            [{"b_id": cid, "b_rev": rev} for cid, rev in done],
+        )
+        return int(result.rowcount)

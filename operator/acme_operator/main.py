@@ -54,7 +54,7 @@ async def run_operator(config: OperatorConfig) -> None:
         )
     finally:
         await store.close()
-        kube.close()
+        await kube.aclose()
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -12,11 +12,11 @@ from acme_operator.constants import (
     DOMAINS,
     FINALIZER,
     GROUP,
-    KOPF_PREFIX,
     REGISTRATIONS,
     VERSION,
 )
 from acme_operator.context import from_memo
+from acme_operator.persistence import StatusFirstDiffBase, StatusFirstProgress
 
 WATCHED = (REGISTRATIONS, DOMAINS)
 
@@ -25,12 +25,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
-        # Kopf's bookkeeping annotations live under their own prefix: kopf ignores every
-        # annotation under it when diffing, and acme-gateway.io/* ones must trigger updates.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=KOPF_PREFIX, key="last-handled-configuration"
-        )
+        # Kopf's bookkeeping lives in status.kopf (one status PATCH per handled change); the
+        # annotations older versions wrote under their own prefix are still read, and kopf
+        # ignores every annotation under it when diffing (acme-gateway.io/* ones must
+        # trigger updates).
+        settings.persistence.progress_storage = StatusFirstProgress()
+        settings.persistence.diffbase_storage = StatusFirstDiffBase()
         # One operator per store; no peering CRDs to install.
         settings.peering.standalone = True
         # No cluster-wide watching of CRDs and namespaces (it would need cluster-scoped RBAC):

@@ -301,9 +301,40 @@ class Bench:
         await asyncio.to_thread(self.op.start, 120)
         return time.monotonic() - t
 
+    async def warm_up(self, api: Api) -> None:
+        """One registration in another namespace until Ready: the operator is watching."""
+        base = f"{GROUP_PATH}/namespaces/warmup"
+        watch = ReadyWatch(api, base + "/acmeregistrations")
+        await watch.start()
+        await api.create(
+            base + "/alloweddomains",
+            {
+                "apiVersion": "acme-gateway.io/v1alpha1",
+                "kind": "AllowedDomain",
+                "metadata": {"name": "warm"},
+                "spec": {"registrationName": "warm", "domain": "warm.bench.example"},
+            },
+        )
+        await api.create(
+            base + "/acmeregistrations",
+            {
+                "apiVersion": "acme-gateway.io/v1alpha1",
+                "kind": "AcmeRegistration",
+                "metadata": {"name": "warm"},
+                "spec": {},
+            },
+        )
+
+        async def ready() -> bool:
+            return "warm" in watch.ready
+
+        await wait_until("warm-up registration Ready", ready, time.monotonic() + 120)
+        await watch.stop()
+
     async def run(self, store: Store) -> None:
         api = Api(self.cp, self.args.concurrency)
         try:
+            await self.warm_up(api)
             await self._registrations(api, store)
             await self._exports(api, store)
         finally:
@@ -356,10 +387,19 @@ class Bench:
             hmac_before = await secret_versions(api, ns, "eab-hmac-key")
             restarted = await self.restart()
 
+        last_report = [time.monotonic()]
+
         async def all_done() -> bool:
-            if len(regs.ready) < n or len(doms.ready) < n:
-                return False
-            return await store.registrations_with_domain() >= n
+            in_store = await store.registrations_with_domain()
+            if time.monotonic() - last_report[0] >= 5:
+                last_report[0] = time.monotonic()
+                print(
+                    f"  {time.monotonic() - t0:5.1f}s: {len(regs.ready)} registrations and "
+                    f"{len(doms.ready)} domains Ready, {in_store} in the store",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return len(regs.ready) >= n and len(doms.ready) >= n and in_store >= n
 
         t_ready = await wait_until("all Ready", all_done, deadline, self._tick)
         await regs.stop()
@@ -469,6 +509,7 @@ def main() -> int:
     try:
         cp.start(workdir / "kube")
         cp.kubectl("create", "namespace", "bench")
+        cp.kubectl("create", "namespace", "warmup")
         url = f"sqlite:///{workdir / 'store.sqlite3'}"
         asyncio.run(migrate(url))
         assert cp.kubeconfig is not None
@@ -477,7 +518,7 @@ def main() -> int:
             cp.kubeconfig,
             url,
             workdir,
-            namespaces=("bench",),
+            namespaces=("bench", "warmup"),
             export_interval=2.0,
             resync_interval=30,
             status_interval=10,

@@ -39,28 +39,39 @@ def load_configuration() -> kubernetes.client.Configuration:
     return cfg
 
 
+def ssl_context(cfg: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
+    """TLS as the loaded configuration says: its CA, client certificate, verification."""
+    if not str(cfg.host).startswith("https"):
+        return False
+    ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
+    if not cfg.verify_ssl:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    if cfg.cert_file:
+        ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
+    return ctx
+
+
+def kopf_session(cfg: kubernetes.client.Configuration, limit: int) -> aiohttp.ClientSession:
+    """The session kopf uses (login handler): bounded connections. Kopf's own session has
+    no limit, so a burst of 10,000 objects opened thousands of TLS connections at once."""
+    token = cfg.get_api_key_with_prefix("authorization")
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=ssl_context(cfg), limit=limit),
+        headers={"Authorization": token} if token else None,
+    )
+
+
 class KubeClient:
     def __init__(self, configuration: kubernetes.client.Configuration) -> None:
         self._cfg = configuration
         self._base = str(configuration.host).rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 
-    def _ssl(self) -> ssl.SSLContext | bool:
-        cfg = self._cfg
-        if not self._base.startswith("https"):
-            return False
-        ctx = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-        if not cfg.verify_ssl:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-        if cfg.cert_file:
-            ctx.load_cert_chain(cfg.cert_file, cfg.key_file)
-        return ctx
-
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._ssl(), limit=CONNECTIONS),
+                connector=aiohttp.TCPConnector(ssl=ssl_context(self._cfg), limit=CONNECTIONS),
                 timeout=aiohttp.ClientTimeout(
                     total=TIMEOUT[0] + TIMEOUT[1], connect=TIMEOUT[0], sock_read=TIMEOUT[1]
                 ),
@@ -141,8 +152,11 @@ class KubeClient:
         assert out is not None
         return out
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Body) -> bool:
-        """Merge-patch `status` of one of our custom objects; False when it is gone."""
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Body
+    ) -> str | None:
+        """Merge-patch `status` of one of our custom objects: the new resourceVersion, None
+        when the object is gone."""
         out = await self._call(
             "PATCH",
             self._custom_path(namespace, plural, name, "status"),
@@ -150,7 +164,7 @@ class KubeClient:
             content_type="application/merge-patch+json",
             missing_ok=True,
         )
-        return out is not None
+        return None if out is None else str(out["metadata"]["resourceVersion"])
 
     async def missing_resources(
         self, group: str, version: str, plurals: tuple[str, ...]

@@ -7,7 +7,7 @@ Store writes for one registration happen under its lock (see context.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import AllowList, DomainEntry, allow_list
 from acme_operator.hmac_secret import Ownership
 from acme_operator.owners import registration_owner
+from acme_operator.views import ObjectView
 from acme_server.store.operator_facade import (
     Registration,
     RegistrationError,
@@ -42,6 +43,9 @@ class RegistrationEntry:
     suspended: bool
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
+    # The whole object as last seen (for the operator-wide sweeps); one index, not two:
+    # kopf runs every index function on every watch event.
+    view: ObjectView | None = None
 
 
 @dataclass(frozen=True)
@@ -281,7 +285,7 @@ async def reconcile_registration(
     uid: str,
     spec: Mapping[str, Any],
     annotations: Mapping[str, str],
-    domains: Iterable[DomainEntry],
+    domains: Iterable[DomainEntry] | Callable[[], Iterable[DomainEntry]],
     allow_rotation: bool,
     secret_claims: Iterable[SecretClaim] = (),
     expect_secret: bool = True,
@@ -303,7 +307,9 @@ async def reconcile_registration(
             first_claim=first_claim(secret_claims, uid),
             expect_secret=expect_secret,
         )
-        allowed = allow_list(domains)
+        # Read inside the lock: an AllowedDomain indexed meanwhile is either seen here or
+        # synced by its own handler after this write (which takes the same lock).
+        allowed = allow_list(domains() if callable(domains) else domains)
         suspended = bool(spec.get("suspended", False))
         existing = await ctx.rows.get(sname)
         store_key = keyres.key or (existing.hmac_key if existing is not None else None)
@@ -458,6 +464,8 @@ async def sync_domains(
         )
         if not wanted.matches(existing):
             await wanted.write(ctx, sname)
+            # The registration's Ready condition names its grant: refresh it.
+            ctx.registrations_dirty.add((namespace, registration))
         return True
 
 

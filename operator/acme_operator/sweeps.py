@@ -21,17 +21,18 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import kopf
 
 from acme_operator import hmac_secret, reconcile, usage
+from acme_operator.conditions import get_condition
 from acme_operator.constants import DOMAINS, REGISTRATIONS
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import DomainEntry
 from acme_operator.handlers.domains import in_force, verdict
 from acme_operator.status import COMPONENT, write_status
-from acme_operator.views import DomainView, ObjectView
+from acme_operator.views import ObjectView
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,18 @@ T = TypeVar("T")
 class Indices:
     """The kopf indices the sweeps read (live views, filled by the watch)."""
 
-    registration_views: kopf.Index[Key, ObjectView]
     registration_index: kopf.Index[Key, reconcile.RegistrationEntry]
     secret_index: kopf.Index[Key, reconcile.SecretClaim]
     domain_index: kopf.Index[Key, DomainEntry]
-    domain_views: kopf.Index[Key, DomainView]
+
+    def registration_views(self, key: Key | None = None) -> list[ObjectView]:
+        """Every registration (or the one at `key`) as last seen."""
+        entries = (
+            [e for _, e in _all(self.registration_index)]
+            if key is None
+            else _values(self.registration_index, key)
+        )
+        return [e.view for e in entries if e.view is not None]
 
 
 def _values(index: kopf.Index[Key, T], key: Key) -> list[T]:
@@ -64,17 +72,26 @@ def _all(index: kopf.Index[Key, T]) -> list[tuple[Key, T]]:
     return [(key, value) for key in list(index) for value in _values(index, key)]
 
 
-async def _bounded(jobs: Iterable[Awaitable[Any]], limit: int = PATCH_CONCURRENCY) -> None:
+async def _bounded(jobs: Iterable[Awaitable[bool]], limit: int = PATCH_CONCURRENCY) -> int:
+    """Run the status writes, at most `limit` at once; how many wrote something."""
     sem = asyncio.Semaphore(limit)
 
-    async def one(job: Awaitable[Any]) -> None:
+    async def one(job: Awaitable[bool]) -> bool:
         async with sem:
             try:
-                await job
+                return await job
             except Exception:
                 log.exception("status update failed (the next sweep retries)")
+                return False
 
-    await asyncio.gather(*(one(j) for j in jobs))
+    return sum(await asyncio.gather(*(one(j) for j in jobs)))
+
+
+def _handled(view: ObjectView) -> bool:
+    """The index shows the object's handler ran for its current generation: judging it now
+    cannot race with that handler's own status patch."""
+    ready = get_condition(view.status.get("conditions"), "Ready")
+    return ready is not None and ready.get("observedGeneration") == view.generation
 
 
 # ---------------------------------------------------------------- resync
@@ -90,7 +107,7 @@ async def resync_one(ctx: OperatorContext, idx: Indices, view: ObjectView) -> No
         uid=view.uid,
         spec=view.spec,
         annotations=view.annotations,
-        domains=_values(idx.domain_index, (ns, name)),
+        domains=lambda: _values(idx.domain_index, (ns, name)),
         allow_rotation=False,
         secret_claims=_values(idx.secret_index, (ns, ref.name)),
     )
@@ -111,7 +128,7 @@ async def resync_loop(ctx: OperatorContext, idx: Indices) -> None:
     while True:
         started = time.monotonic()
         await asyncio.sleep(ctx.config.resync_interval)
-        views = [v for _, v in _all(idx.registration_views)]
+        views = idx.registration_views()
         for view in views:
             tick = time.monotonic()
             try:
@@ -130,19 +147,20 @@ async def resync_loop(ctx: OperatorContext, idx: Indices) -> None:
 
 
 async def usage_pass(ctx: OperatorContext, idx: Indices) -> None:
-    views = [v for _, v in _all(idx.registration_views)]
+    views = idx.registration_views()
     found = await ctx.store.usage_many([store_name(v.namespace, v.name) for v in views])
     jobs = []
     for view in views:
         used = found.get(store_name(view.namespace, view.name))
-        if used is None:
-            continue
+        if used is None or "conditions" not in view.status:
+            continue  # not reconciled yet: its first status patch carries the usage
         wanted = usage.build_usage(
             ctx.config, used.accounts, used.certificates_issued, used.last_issuance
         )
         if usage.changed_fields(view.status, wanted):
             jobs.append(write_status(ctx, REGISTRATIONS, view, wanted))
-    await _bounded(jobs)
+    if written := await _bounded(jobs):
+        log.info("usage sweep: updated the status of %d AcmeRegistration(s)", written)
 
 
 async def usage_loop(ctx: OperatorContext, idx: Indices) -> None:
@@ -162,23 +180,29 @@ async def usage_loop(ctx: OperatorContext, idx: Indices) -> None:
 async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | None) -> None:
     """Re-judge the AllowedDomains naming `keys` (all of them when None)."""
     views = (
-        _all(idx.domain_views)
+        _all(idx.domain_index)
         if keys is None
-        else [(k, v) for k in keys for v in _values(idx.domain_views, k)]
+        else [(k, v) for k in keys for v in _values(idx.domain_index, k)]
     )
     rows = await ctx.store.registrations(sorted({store_name(*k) for k, _ in views}))
     jobs = []
     repair: set[Key] = set()
-    for (ns, registration), dv in views:
+    for (ns, registration), entry in views:
+        view = entry.view
+        if view is None:
+            continue
+        if keys is not None and not _handled(view):
+            ctx.domains_dirty.add((ns, registration))  # its handler's patch is not seen yet
+            continue
         reg_entries = _values(idx.registration_index, (ns, registration))
         row = rows.get(store_name(ns, registration))
-        if dv.entry.error is None and row is not None and not in_force(dv.entry, row):
+        if entry.error is None and row is not None and not in_force(entry, row):
             repair.add((ns, registration))  # a sync a crash cut short
         ok, reason, message = verdict(
-            ns, dv.entry, registration, reg_entries[0] if reg_entries else None, row
+            ns, entry, registration, reg_entries[0] if reg_entries else None, row
         )
-        fields = {"observedGeneration": dv.view.generation}
-        jobs.append(write_status(ctx, DOMAINS, dv.view, fields, (ok, reason, message)))
+        fields = {"observedGeneration": view.generation}
+        jobs.append(write_status(ctx, DOMAINS, view, fields, (ok, reason, message)))
     for ns, registration in sorted(repair):
         reg_entries = _values(idx.registration_index, (ns, registration))
         await reconcile.sync_domains(
@@ -188,31 +212,58 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
             entry=reg_entries[0] if reg_entries else None,
             domains=_values(idx.domain_index, (ns, registration)),
         )
-    await _bounded(jobs)
+    if written := await _bounded(jobs):
+        log.info("domain sweep: updated the Ready condition of %d AllowedDomain(s)", written)
 
 
 async def domain_loop(ctx: OperatorContext, idx: Indices) -> None:
+    dirty = ctx.domains_dirty
     next_full = time.monotonic() + ctx.config.status_interval
     while True:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(
-                ctx.dirty_event.wait(), timeout=max(0.0, next_full - time.monotonic())
+                dirty.event.wait(), timeout=max(0.0, next_full - time.monotonic())
             )
         try:
             if time.monotonic() >= next_full:
-                ctx.dirty.clear()
-                ctx.dirty_event.clear()
+                dirty.take()
                 next_full = time.monotonic() + ctx.config.status_interval
                 await domain_pass(ctx, idx, None)
             else:
                 await asyncio.sleep(DOMAIN_DELAY)
-                keys, ctx.dirty = ctx.dirty, set()
-                ctx.dirty_event.clear()
-                await domain_pass(ctx, idx, keys)
+                await domain_pass(ctx, idx, dirty.take())
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("AllowedDomain status refresh failed; the next pass retries")
+
+
+async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
+    """Registrations whose grant an AllowedDomain changed: re-judge them (and their status)
+    soon, not at the next re-sync pass."""
+    dirty = ctx.registrations_dirty
+    while True:
+        await dirty.event.wait()
+        await asyncio.sleep(DOMAIN_DELAY)
+        keys = dirty.take()
+        views = []
+        for key in sorted(keys):
+            for view in idx.registration_views(key):
+                if _handled(view):
+                    views.append(view)
+                else:  # its handler's own status patch is not in the index yet: later
+                    dirty.add(key)
+
+        async def one(view: ObjectView) -> bool:
+            await resync_one(ctx, idx, view)
+            return True
+
+        try:
+            await _bounded([one(v) for v in views])
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("registration refresh failed; the re-sync sweep retries")
 
 
 def start(ctx: OperatorContext, idx: Indices) -> list[asyncio.Task[None]]:
@@ -220,4 +271,5 @@ def start(ctx: OperatorContext, idx: Indices) -> list[asyncio.Task[None]]:
         asyncio.create_task(resync_loop(ctx, idx), name="resync sweep"),
         asyncio.create_task(usage_loop(ctx, idx), name="usage sweep"),
         asyncio.create_task(domain_loop(ctx, idx), name="domain sweep"),
+        asyncio.create_task(registration_refresh_loop(ctx, idx), name="registration refresh"),
     ]

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from acme_operator.constants import API_VERSION
-from acme_operator.domains import DomainEntry
 
 
 def _plain(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -27,6 +26,7 @@ class ObjectView:
     name: str
     uid: str
     generation: int | None
+    resource_version: str
     created: str
     spec: dict[str, Any]
     annotations: dict[str, str]
@@ -49,6 +49,7 @@ class ObjectView:
             name=name,
             uid=uid,
             generation=meta.get("generation"),
+            resource_version=str(meta.get("resourceVersion") or ""),
             created=str(meta.get("creationTimestamp") or ""),
             spec=_plain(spec),
             annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
@@ -62,9 +63,3 @@ class ObjectView:
             "kind": self.kind,
             "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
         }
-
-
-@dataclass(frozen=True)
-class DomainView:
-    view: ObjectView
-    entry: DomainEntry

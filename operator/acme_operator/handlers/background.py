@@ -12,7 +12,6 @@ from acme_operator import reconcile, sweeps
 from acme_operator.config import OperatorConfig
 from acme_operator.context import from_memo
 from acme_operator.domains import DomainEntry
-from acme_operator.views import DomainView, ObjectView
 
 Key = tuple[str, str]
 
@@ -21,19 +20,15 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(id="start_sweeps", registry=registry)  # type: ignore[arg-type]  # index args
     async def start_sweeps(
         memo: kopf.Memo,
-        registration_views: kopf.Index[Key, ObjectView],
         registration_index: kopf.Index[Key, reconcile.RegistrationEntry],
         secret_index: kopf.Index[Key, reconcile.SecretClaim],
         domain_index: kopf.Index[Key, DomainEntry],
-        domain_views: kopf.Index[Key, DomainView],
         **_: Any,
     ) -> None:
         idx = sweeps.Indices(
-            registration_views=registration_views,
             registration_index=registration_index,
             secret_index=secret_index,
             domain_index=domain_index,
-            domain_views=domain_views,
         )
         memo["sweep_tasks"] = sweeps.start(from_memo(memo), idx)
 

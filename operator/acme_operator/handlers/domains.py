@@ -8,6 +8,7 @@ reported by the operator-wide domain sweep (sweeps.py), not by one kopf timer pe
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +20,7 @@ from acme_operator.constants import DOMAINS, GROUP, VERSION
 from acme_operator.context import OperatorContext, from_memo, store_name
 from acme_operator.domains import DomainEntry, entry_from_spec
 from acme_operator.handlers.common import apply_ready, index_values, namespaced, not_deleting
-from acme_operator.views import DomainView, ObjectView
+from acme_operator.views import ObjectView
 from acme_server.store.operator_facade import Registration
 
 RETRY_BACKOFF = 5.0
@@ -86,15 +87,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     res = (GROUP, VERSION, DOMAINS)
 
     @kopf.index(*res, id="domain_index", when=not_deleting, registry=registry)
-    def domain_index(
-        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
-    ) -> dict[Key, DomainEntry]:
-        namespace = namespaced(namespace)
-        key = (namespace, str(spec.get("registrationName", "")))
-        return {key: entry_from_spec(name, spec)}
-
-    @kopf.index(*res, id="domain_views", when=not_deleting, registry=registry)
-    def domain_views(
+    async def domain_index(
         namespace: str | None,
         name: str,
         uid: str,
@@ -102,12 +95,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         spec: kopf.Spec,
         status: kopf.Status,
         **_: Any,
-    ) -> dict[Key, DomainView]:
-        """By (namespace, registration name), everything the domain sweep needs."""
+    ) -> dict[Key, DomainEntry]:
         namespace = namespaced(namespace)
-        view = ObjectView.of("AllowedDomain", namespace, name, uid, meta, spec, status)
         key = (namespace, str(spec.get("registrationName", "")))
-        return {key: DomainView(view, entry_from_spec(name, spec))}
+        view = ObjectView.of("AllowedDomain", namespace, name, uid, meta, spec, status)
+        return {key: dataclasses.replace(entry_from_spec(name, spec), view=view)}
 
     async def sync(
         ctx: OperatorContext,

@@ -1,7 +1,7 @@
 """AcmeRegistration: Secret + store row on create/update/resume; finalizer on delete.
 
 The periodic re-sync and the usage refresh are operator-wide sweeps (sweeps.py) over the
-`registration_views` index, not one kopf timer per object: 10,000 timers cost 10,000 tasks and
+`registration_index`, not one kopf timer per object: 10,000 timers cost 10,000 tasks and
 a store query each per interval.
 
 Handlers name the kopf arguments they use (typed, so mypy checks them) and take the rest as
@@ -32,8 +32,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     res = (GROUP, VERSION, REGISTRATIONS)
 
     @kopf.index(*res, id="registration_index", when=not_deleting, registry=registry)
-    def registration_index(
-        namespace: str | None, name: str, uid: str, spec: kopf.Spec, **_: Any
+    async def registration_index(
+        namespace: str | None,
+        name: str,
+        uid: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        **_: Any,
     ) -> dict[Key, reconcile.RegistrationEntry]:
         namespace = namespaced(namespace)
         orders, authzs = reconcile.limits(spec)
@@ -42,26 +48,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             suspended=bool(spec.get("suspended", False)),
             max_pending_orders=orders,
             max_pending_authorizations=authzs,
+            view=ObjectView.of("AcmeRegistration", namespace, name, uid, meta, spec, status),
         )
         return {(namespace, name): entry}
 
-    @kopf.index(*res, id="registration_views", when=not_deleting, registry=registry)
-    def registration_views(
-        namespace: str | None,
-        name: str,
-        uid: str,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        **_: Any,
-    ) -> dict[Key, ObjectView]:
-        """Everything the sweeps need, kept current by the watch."""
-        namespace = namespaced(namespace)
-        view = ObjectView.of("AcmeRegistration", namespace, name, uid, meta, spec, status)
-        return {(namespace, name): view}
-
     @kopf.index(*res, id="secret_index", when=not_deleting, registry=registry)
-    def secret_index(
+    async def secret_index(
         namespace: str | None, name: str, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
     ) -> dict[Key, reconcile.SecretClaim]:
         """Which registrations name which HMAC Secret: two on one Secret is a conflict."""
@@ -108,7 +100,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             uid=uid,
             spec=spec,
             annotations=meta.annotations,
-            domains=domains,
+            domains=lambda: index_values(domain_index, (namespace, name)),
             allow_rotation=True,
             secret_claims=index_values(secret_index, (namespace, ref.name)),
             expect_secret=bool(status.get("hmacKeySecretRef")) or resuming,

@@ -23,8 +23,8 @@ from acme_server.store.operator_facade import CertificateExport
 log = logging.getLogger(__name__)
 
 COMPONENT = "acme-gateway-operator"
-BATCH = 500
-CONCURRENCY = 16
+BATCH = 1000
+CONCURRENCY = 32
 
 # (namespace, name) -> the live AcmeRegistration's uid as the index knows it (None: unknown).
 OwnerLookup = Callable[[str, str], "str | None"]

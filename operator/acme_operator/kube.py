@@ -52,10 +52,16 @@ def ssl_context(cfg: kubernetes.client.Configuration) -> ssl.SSLContext | bool:
     return ctx
 
 
+def bearer(cfg: kubernetes.client.Configuration) -> str | None:
+    """The Authorization header value ("Bearer ..."), if the credentials are a token."""
+    token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization")
+    return str(token) if token else None
+
+
 def kopf_session(cfg: kubernetes.client.Configuration, limit: int) -> aiohttp.ClientSession:
     """The session kopf uses (login handler): bounded connections. Kopf's own session has
     no limit, so a burst of 10,000 objects opened thousands of TLS connections at once."""
-    token = cfg.get_api_key_with_prefix("authorization")
+    token = bearer(cfg)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=ssl_context(cfg), limit=limit),
         headers={"Authorization": token} if token else None,
@@ -88,7 +94,7 @@ class KubeClient:
 
     def _headers(self, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = self._cfg.get_api_key_with_prefix("authorization")  # refreshes SA tokens
+        token = bearer(self._cfg)  # refreshes ServiceAccount tokens
         if token:
             headers["Authorization"] = token
         if content_type:

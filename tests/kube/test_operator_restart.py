@@ -112,9 +112,11 @@ def test_restart_midway_redoes_no_finished_work(
         assert not rewritten, f"HMAC Secrets written again after the restart: {rewritten}"
         changed = {k for k, v in keys_before.items() if keys_after.get(k) != v}
         assert not changed, f"store keys changed after the restart: {changed}"
+        # Each key generated once: never a second SecretCreated (one posted by the killed
+        # process may be lost with it; Events are best effort).
         for i in range(COUNT):
             created = [e for e in events_for(cp, ns, f"r{i}") if e["reason"] == "SecretCreated"]
-            assert sum(e.get("count", 1) for e in created) == 1, (f"r{i}", created)
+            assert sum(e.get("count", 1) for e in created) <= 1, (f"r{i}", created)
 
         # The same for the certificate outbox: kill it halfway through a batch of exports.
         for i in range(COUNT):

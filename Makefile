@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: run serve test lint deps python-deps system-deps go-deps format bench bench-deps
+.PHONY: run serve test lint deps python-deps system-deps go-deps format bench bench-deps bench-operator
 
 ## run: the whole local stack (control plane, operator, ACME server) on embedded defaults
 run: deps
@@ -47,3 +47,10 @@ bench: python-deps system-deps bench-deps
 ## bench-deps: step-ca and the load generator, built from the Go module proxy and cached
 bench-deps:
 	tools/go-tools/build.sh stepca loadgen >/dev/null
+
+## bench-operator: the operator at 1,000 and 10,000 objects (control plane + operator, loopback)
+BENCH_OPERATOR_ARGS ?=
+bench-operator: python-deps
+	tools/k8s/build.sh >/dev/null
+	.venv/bin/python bench/operator_scale.py --count 1000 $(BENCH_OPERATOR_ARGS)
+	.venv/bin/python bench/operator_scale.py --count 10000 --concurrency 32 $(BENCH_OPERATOR_ARGS)

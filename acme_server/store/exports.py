@@ -84,3 +84,21 @@ async def mark_exported(db: Database, certificate_id: str, revision: int) -> boo
         .values(exported_revision=revision)
     )
     return await db.write(lambda conn: bool(conn.execute(query).rowcount))
+
+
+_MARK_EXPORTED = (
+    certificates.update()
+    .where(
+        certificates.c.id == sa.bindparam("b_id"),
+        certificates.c.exported_revision < sa.bindparam("b_rev"),
+    )
+    .values(exported_revision=sa.bindparam("b_rev"))
+)
+
+
+async def mark_exported_many(db: Database, done: list[tuple[str, int]]) -> int:
+    """`mark_exported` for a whole exported batch in one transaction; how many were marked."""
+    if not done:
+        return 0
+    rows = [{"b_id": cid, "b_rev": rev} for cid, rev in done]
+    return await db.write(lambda conn: int(conn.execute(_MARK_EXPORTED, rows).rowcount))

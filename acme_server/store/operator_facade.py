@@ -23,6 +23,8 @@ from acme_server.store.registrations import (
     BoundAccount,
     Registration,
     RegistrationError,
+    RegistrationUsage,
+    RowSpec,
     generate_hmac_key,
 )
 
@@ -33,6 +35,8 @@ __all__ = [
     "OperatorStore",
     "Registration",
     "RegistrationError",
+    "RegistrationUsage",
+    "RowSpec",
     "SchemaMismatch",
     "Usage",
     "default_database_url",
@@ -114,6 +118,24 @@ class OperatorStore:
         """True when a row was removed (its accounts stay, refused from now on)."""
         return await registrations.delete(self._db, name)
 
+    # Batches: the operator coalesces concurrent reconciles into these (one transaction each).
+
+    async def registrations(self, names: list[str]) -> dict[str, Registration]:
+        return await registrations.get_many(self._db, names)
+
+    async def kid_holders(self, kids: list[str]) -> dict[str, str]:
+        """key ID -> holder name, for the key IDs in use."""
+        return await registrations.kid_holders(self._db, kids)
+
+    async def upsert_registrations(
+        self, specs: list[RowSpec]
+    ) -> list[Registration | RegistrationError]:
+        """Per spec the stored registration or the error refusing it; one transaction."""
+        return await registrations.upsert_many(self._db, specs)
+
+    async def usage_many(self, names: list[str]) -> dict[str, RegistrationUsage]:
+        return await registrations.usage_many(self._db, names)
+
     async def usage(self, name: str) -> Usage:
         accounts = await registrations.bound_accounts(self._db, name)
         issued, last = await registrations.certificate_count(self._db, name)
@@ -129,6 +151,10 @@ class OperatorStore:
     async def mark_exported(self, certificate_id: str, revision: int) -> bool:
         """Compare-and-set: False when this revision (or a newer one) was marked already."""
         return await exports.mark_exported(self._db, certificate_id, revision)
+
+    async def mark_exported_many(self, done: list[tuple[str, int]]) -> int:
+        """`mark_exported` for (certificate id, revision) pairs, in one transaction."""
+        return await exports.mark_exported_many(self._db, done)
 
     async def ca_root_pem(self) -> str | None:
         """The CA root the server recorded at start; None before the first server start."""

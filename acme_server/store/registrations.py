@@ -478,3 +478,252 @@ async def certificate_count(db: Database, name: str) -> tuple[int, datetime | No
     )
     row = await db.read(lambda conn: conn.execute(query).one())
     return int(row[0]), row[1]
+
+
+# ---------------------------------------------------------------- the operator's batches
+# The Kubernetes operator reconciles thousands of registrations at once: these read and write
+# many rows per transaction (a few statements per batch instead of a few per registration).
+
+
+def _load_many(conn: sa.Connection, where: sa.ColumnElement[bool]) -> list[Registration]:
+    rows = list(conn.execute(sa.select(registrations).where(where)))
+    if not rows:
+        return []
+    rules: dict[int, list[DomainRule]] = {}
+    ids = [r.id for r in rows]
+    for chunk in _chunks(ids):
+        doms = conn.execute(_rules_query().where(allowed_domains.c.registration_id.in_(chunk)))
+        for d in doms:
+            rules.setdefault(d.registration_id, []).append(_rule_of(d))
+    return [_registration(r, tuple(rules.get(r.id, ()))) for r in rows]
+
+
+def _chunks(items: list[Any], size: int = 500) -> list[list[Any]]:
+    """IN lists stay below SQLite's bound-parameter limit."""
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def get_many(db: Database, names: list[str]) -> dict[str, Registration]:
+    """The registrations named (absent ones are missing from the result), in one transaction."""
+
+    def unit(conn: sa.Connection) -> dict[str, Registration]:
+        out: dict[str, Registration] = {}
+        for chunk in _chunks(sorted(set(names))):
+            for reg in _load_many(conn, registrations.c.name.in_(chunk)):
+                out[reg.name] = reg
+        return out
+
+    return await db.read(unit)
+
+
+async def kid_holders(db: Database, kids: list[str]) -> dict[str, str]:
+    """key ID -> name of the registration using it, for those in use."""
+
+    def unit(conn: sa.Connection) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(kids))):
+            rows = conn.execute(
+                sa.select(registrations.c.kid, registrations.c.name).where(
+                    registrations.c.kid.in_(chunk)
+                )
+            )
+            out.update({r.kid: r.name for r in rows})
+        return out
+
+    return await db.read(unit)
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    """One registration as the operator wants it stored (see `upsert_many`)."""
+
+    name: str
+    kid: str
+    hmac_key: str
+    max_accounts: int | None
+    suspended: bool
+    domains: tuple[DomainRule, ...]
+    any_domain: bool
+    max_pending_orders: int | None = None
+    max_pending_authorizations: int | None = None
+
+
+def _check_spec(spec: RowSpec) -> None:
+    if not spec.name or len(spec.name) > 255:
+        raise RegistrationError("registration name must be 1..255 characters")
+    if not spec.kid or len(spec.kid) > 255:
+        raise RegistrationError("key ID must be 1..255 characters")
+    _check_positive("max accounts", spec.max_accounts)
+    _check_positive("max pending orders", spec.max_pending_orders)
+    _check_positive("max pending authorizations", spec.max_pending_authorizations)
+    validate_hmac_key(spec.hmac_key)
+
+
+async def upsert_many(db: Database, specs: list[RowSpec]) -> list[Registration | RegistrationError]:
+    """Create or update each registration exactly as given (allow-list replaced), in one
+    transaction; per item the stored registration, or the RegistrationError refusing it
+    (invalid values, or a key ID another registration holds) while the others go ahead."""
+    results: list[Registration | RegistrationError | None] = [None] * len(specs)
+    last: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        try:
+            _check_spec(spec)
+        except RegistrationError as exc:
+            results[i] = exc
+            continue
+        last[spec.name] = i  # the newest wish for a name wins
+    now = datetime.now(UTC)
+
+    def unit(conn: sa.Connection) -> tuple[dict[str, Registration], list[RowSpec]]:
+        names = sorted(last)
+        existing: dict[str, int] = {}
+        kid_of: dict[str, str] = {}
+        for chunk in _chunks(names):
+            rows = conn.execute(
+                sa.select(registrations.c.id, registrations.c.name).where(
+                    registrations.c.name.in_(chunk)
+                )
+            )
+            existing.update({r.name: r.id for r in rows})
+        for chunk in _chunks(sorted({specs[i].kid for i in last.values()})):
+            rows = conn.execute(
+                sa.select(registrations.c.kid, registrations.c.name).where(
+                    registrations.c.kid.in_(chunk)
+                )
+            )
+            kid_of.update({r.kid: r.name for r in rows})
+        claimed: dict[str, str] = {}
+        ok: list[RowSpec] = []
+        for name in names:
+            spec = specs[last[name]]
+            holder = claimed.get(spec.kid) or kid_of.get(spec.kid)
+            if holder is not None and holder != name:
+                results[last[name]] = RegistrationError(
+                    f"key ID {spec.kid!r} is already used by {holder!r}"
+                )
+                continue
+            claimed[spec.kid] = name
+            ok.append(spec)
+        values = [
+            {
+                "kid": s.kid,
+                "hmac_key": s.hmac_key,
+                "max_accounts": s.max_accounts,
+                "suspended": s.suspended,
+                "any_domain": s.any_domain,
+                "max_pending_orders": s.max_pending_orders,
+                "max_pending_authorizations": s.max_pending_authorizations,
+                "updated_at": now,
+            }
+            for s in ok
+        ]
+        new = [
+            {"name": s.name, "created_at": now, **v}
+            for s, v in zip(ok, values, strict=True)
+            if s.name not in existing
+        ]
+        if new:
+            conn.execute(registrations.insert(), new)
+        old = [
+            {"b_id": existing[s.name], **v}
+            for s, v in zip(ok, values, strict=True)
+            if s.name in existing
+        ]
+        if old:
+            conn.execute(
+                registrations.update()
+                .where(registrations.c.id == sa.bindparam("b_id"))
+                .values({k: sa.bindparam(k) for k in values[0]}),
+                old,
+            )
+        ids: dict[str, int] = dict(existing)
+        fresh = [s.name for s in ok if s.name not in existing]
+        for chunk in _chunks(fresh):
+            rows = conn.execute(
+                sa.select(registrations.c.id, registrations.c.name).where(
+                    registrations.c.name.in_(chunk)
+                )
+            )
+            ids.update({r.name: r.id for r in rows})
+        all_ids = [ids[s.name] for s in ok]
+        for chunk in _chunks(all_ids):
+            conn.execute(
+                allowed_domains.delete().where(allowed_domains.c.registration_id.in_(chunk))
+            )
+        doms = [
+            {
+                "registration_id": ids[s.name],
+                "domain": r.domain,
+                "include_subdomains": r.include_subdomains,
+                "allow_wildcard": r.allow_wildcard,
+            }
+            for s in ok
+            for r in {d.domain: d for d in s.domains}.values()
+        ]
+        if doms:
+            conn.execute(allowed_domains.insert(), doms)
+        loaded: dict[str, Registration] = {}
+        for chunk in _chunks(all_ids):
+            for reg in _load_many(conn, registrations.c.id.in_(chunk)):
+                loaded[reg.name] = reg
+        return loaded, ok
+
+    loaded, ok = await db.write(unit)
+    for s in ok:
+        results[last[s.name]] = loaded[s.name]
+    for i, spec in enumerate(specs):
+        if results[i] is None:  # superseded by a later wish for the same name in this batch
+            results[i] = results[last[spec.name]]
+    return [r for r in results if r is not None]
+
+
+@dataclass(frozen=True)
+class RegistrationUsage:
+    accounts: list[BoundAccount]
+    certificates_issued: int
+    last_issuance: datetime | None
+
+
+async def usage_many(db: Database, names: list[str]) -> dict[str, RegistrationUsage]:
+    """Bound accounts and certificate counts of many registrations, in two grouped queries
+    per chunk (the operator's status refresh)."""
+
+    def unit(conn: sa.Connection) -> dict[str, RegistrationUsage]:
+        out: dict[str, RegistrationUsage] = {}
+        for chunk in _chunks(sorted(set(names))):
+            accts: dict[str, list[BoundAccount]] = {}
+            rows = conn.execute(
+                sa.select(
+                    registrations.c.name,
+                    accounts.c.id,
+                    accounts.c.status,
+                    accounts.c.key_thumbprint,
+                    accounts.c.created_at,
+                )
+                .join(registrations, registrations.c.id == accounts.c.registration_id)
+                .where(registrations.c.name.in_(chunk))
+                .order_by(accounts.c.created_at)
+            )
+            for r in rows:
+                accts.setdefault(r.name, []).append(
+                    BoundAccount(r.id, r.status, r.key_thumbprint, r.created_at)
+                )
+            counts: dict[str, tuple[int, datetime | None]] = {}
+            rows = conn.execute(
+                sa.select(
+                    registrations.c.name,
+                    sa.func.count(certificates.c.id),
+                    sa.func.max(certificates.c.created_at),
+                )
+                .join(registrations, registrations.c.id == certificates.c.registration_id)
+                .where(registrations.c.name.in_(chunk))
+                .group_by(registrations.c.name)
+            )
+            for r in rows:
+                counts[r[0]] = (int(r[1]), r[2])
+            for name in chunk:
+                issued, last = counts.get(name, (0, None))
+                out[name] = RegistrationUsage(accts.get(name, []), issued, last)
+        return out
+
+    return await db.read(unit)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from acme_operator.views import ObjectView
 from acme_server.domain.identifiers import DomainRule, normalise_dns_name
 
 
@@ -22,6 +23,8 @@ class DomainEntry:
     rule: DomainRule | None
     error: str | None
     any_domain: bool = False
+    # The AllowedDomain as last seen (for the domain sweep), set by the index.
+    view: ObjectView | None = None
 
     @property
     def valid(self) -> bool:

@@ -3,25 +3,47 @@
 Per certificate: write the Secret (create, or replace when it differs), then mark the
 revision exported. A crash in between re-exports the same content next time: no Secret is
 duplicated (its name derives from the serial) and none is lost (the row stays pending).
+The Secrets of a batch are written concurrently (bounded) and marked in one transaction;
+owners come from kopf's index of live AcmeRegistrations, not from a GET per certificate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from acme_operator import cert_secret
 from acme_operator.context import OperatorContext
+from acme_server.store.operator_facade import CertificateExport
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "acme-gateway-operator"
-BATCH = 100
+BATCH = 1000
+CONCURRENCY = 32
+
+# (namespace, name) -> the live AcmeRegistration's uid as the index knows it (None: unknown).
+OwnerLookup = Callable[[str, str], "str | None"]
 
 
-async def export_batch(ctx: OperatorContext) -> int:
+async def _owner_uid(
+    ctx: OperatorContext, known: OwnerLookup, namespace: str, name: str
+) -> str | None:
+    """From the index; else (not seen yet, e.g. just after a start) from the API server."""
+    uid = known(namespace, name)
+    if uid is not None:
+        return uid
+    owner = await ctx.kube.get_registration(namespace, name)
+    if owner is None or owner["metadata"].get("deletionTimestamp"):
+        return None
+    return str(owner["metadata"]["uid"])
+
+
+async def export_batch(ctx: OperatorContext, owner_uid: OwnerLookup) -> int:
     """Export what is pending now; returns how many certificates were marked exported."""
     batch = await ctx.store.pending_exports(ctx.config.namespaces, limit=BATCH)
     if not batch:
@@ -34,54 +56,76 @@ async def export_batch(ctx: OperatorContext) -> int:
             len(batch),
         )
         return 0
-    owners: dict[str, dict[str, Any] | None] = {}
-    done = 0
-    for cert in batch:
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(cert: CertificateExport) -> tuple[str, int] | None:
         namespace, _, name = cert.registration_name.partition("/")
-        if cert.registration_name not in owners:
-            owners[cert.registration_name] = await ctx.kube.get_registration(namespace, name)
-        owner = owners[cert.registration_name]
-        if owner is None or owner["metadata"].get("deletionTimestamp"):
+        async with sem:
+            uid = await _owner_uid(ctx, owner_uid, namespace, name)
+        if uid is None:
             # No live custom resource: nothing could own the Secret. It stays in the store.
             log.debug(
                 "skip certificate %s: AcmeRegistration %s is gone",
                 cert.serial,
                 cert.registration_name,
             )
-            continue
-        wanted = cert_secret.build_secret(
-            cert,
-            namespace=namespace,
-            registration=name,
-            registration_uid=owner["metadata"]["uid"],
-            ca_root_pem=ca_root,
-            account=ctx.config.account_url(cert.account_id),
+            return None
+        async with sem:
+            await _export(ctx, cert, namespace, name, uid, ca_root)
+        return cert.id, cert.revision
+
+    results = await asyncio.gather(*(one(c) for c in batch), return_exceptions=True)
+    done = [r for r in results if isinstance(r, tuple)]
+    for r in results:
+        if isinstance(r, BaseException):
+            log.error("certificate export failed (retried next round): %s", r)
+    return await ctx.store.mark_exported_many(done)
+
+
+async def _export(
+    ctx: OperatorContext,
+    cert: CertificateExport,
+    namespace: str,
+    name: str,
+    uid: str,
+    ca_root: str,
+) -> None:
+    wanted = cert_secret.build_secret(
+        cert,
+        namespace=namespace,
+        registration=name,
+        registration_uid=uid,
+        ca_root_pem=ca_root,
+        account=ctx.config.account_url(cert.account_id),
+    )
+    created = await _write(ctx, namespace, wanted)
+    secret = wanted["metadata"]["name"]
+    log.info(
+        "exported certificate %s (revision %d) to Secret %s/%s",
+        cert.serial,
+        cert.revision,
+        namespace,
+        secret,
+    )
+    if created is None:
+        return
+    what = "Exported" if created else "Updated"
+    owner = {
+        "apiVersion": "acme-gateway.io/v1alpha1",
+        "kind": "AcmeRegistration",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+    }
+    try:
+        await ctx.kube.post_event(
+            owner,
+            type_="Normal",
+            reason="CertificateExported",
+            message=f"{what} certificate {cert.serial} for {', '.join(cert.names)} "
+            f"to Secret {secret}",
+            component=COMPONENT,
         )
-        created = await _write(ctx, namespace, wanted)
-        if await ctx.store.mark_exported(cert.id, cert.revision):
-            done += 1
-        secret = wanted["metadata"]["name"]
-        log.info(
-            "exported certificate %s (revision %d) to Secret %s/%s",
-            cert.serial,
-            cert.revision,
-            namespace,
-            secret,
-        )
-        if created is not None:
-            what = "Exported" if created else "Updated"
-            try:
-                await ctx.kube.post_event(
-                    owner,
-                    type_="Normal",
-                    reason="CertificateExported",
-                    message=f"{what} certificate {cert.serial} for {', '.join(cert.names)} "
-                    f"to Secret {secret}",
-                    component=COMPONENT,
-                )
-            except ApiException as exc:
-                log.warning("could not post an Event about %s: %s", secret, exc.reason)
-    return done
+    except ApiException as exc:
+        log.warning("could not post an Event about %s: %s", secret, exc.reason)
 
 
 async def _write(ctx: OperatorContext, namespace: str, wanted: dict[str, Any]) -> bool | None:

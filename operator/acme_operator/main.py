@@ -18,10 +18,13 @@ from acme_server.store.operator_facade import OperatorStore, SchemaMismatch, def
 
 
 class _QuietTimers(logging.Filter):
-    """Drop kopf's "Timer 'x' succeeded." lines: every few seconds per object, no news."""
+    """Drop kopf's per-event "Timer 'x' succeeded." / "Handler 'gone' succeeded." lines:
+    one per object and event, no news."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
+        if msg == "Handler 'gone' succeeded.":
+            return False
         return not (msg.startswith("Timer '") and msg.endswith("' succeeded."))
 
 
@@ -54,7 +57,7 @@ async def run_operator(config: OperatorConfig) -> None:
         )
     finally:
         await store.close()
-        kube.close()
+        await kube.aclose()
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -7,19 +7,26 @@ Store writes for one registration happen under its lock (see context.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
 from acme_operator import hmac_secret
+from acme_operator.conditions import get_condition
 from acme_operator.constants import GROUP, ROTATE_ANNOTATION
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import AllowList, DomainEntry, allow_list
 from acme_operator.hmac_secret import Ownership
 from acme_operator.owners import registration_owner
-from acme_server.store.operator_facade import Registration, RegistrationError, generate_hmac_key
+from acme_operator.views import ObjectView
+from acme_server.store.operator_facade import (
+    Registration,
+    RegistrationError,
+    RowSpec,
+    generate_hmac_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +43,9 @@ class RegistrationEntry:
     suspended: bool
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
+    # The whole object as last seen (for the operator-wide sweeps); one index, not two:
+    # kopf runs every index function on every watch event.
+    view: ObjectView | None = None
 
 
 @dataclass(frozen=True)
@@ -104,16 +114,18 @@ class _Row:
 
     async def write(self, ctx: OperatorContext, sname: str) -> None:
         assert self.hmac_key is not None
-        await ctx.store.upsert_registration(
-            sname,
-            kid=self.kid,
-            hmac_key=self.hmac_key,
-            max_accounts=self.max_accounts,
-            suspended=self.suspended,
-            domains=self.allowed.rules,
-            any_domain=self.allowed.any_domain,
-            max_pending_orders=self.max_pending_orders,
-            max_pending_authorizations=self.max_pending_authorizations,
+        await ctx.rows.upsert(
+            RowSpec(
+                name=sname,
+                kid=self.kid,
+                hmac_key=self.hmac_key,
+                max_accounts=self.max_accounts,
+                suspended=self.suspended,
+                domains=tuple(self.allowed.rules),
+                any_domain=self.allowed.any_domain,
+                max_pending_orders=self.max_pending_orders,
+                max_pending_authorizations=self.max_pending_authorizations,
+            )
         )
 
 
@@ -144,13 +156,17 @@ async def _hmac_key(
     ref: hmac_secret.SecretRef,
     rotate_to: str | None,
     first_claim: bool,
+    expect_secret: bool = True,
 ) -> _KeyResult:
     """The registration's HMAC key, generating or rotating the Secret when it is ours.
 
     A Secret marked for this registration is its own whatever else names it; any other
-    Secret (or a missing one) belongs to the oldest registration naming it.
+    Secret (or a missing one) belongs to the oldest registration naming it. Without
+    `expect_secret` (a new registration) creating comes first: one request, not two.
     """
-    secret = await ctx.kube.get_secret(namespace, ref.name)
+    secret = None
+    if expect_secret or not first_claim:
+        secret = await ctx.kube.get_secret(namespace, ref.name)
     if secret is None and not first_claim:
         return _KeyResult(None, conflict=_secret_conflict(ref))
     if secret is None:
@@ -251,7 +267,7 @@ async def _write_new_key(
 
 
 async def _kid_taken(ctx: OperatorContext, kid: str, sname: str) -> bool:
-    holder = await ctx.store.kid_holder(kid)
+    holder = await ctx.rows.kid_holder(kid)
     return holder is not None and holder != sname
 
 
@@ -269,9 +285,10 @@ async def reconcile_registration(
     uid: str,
     spec: Mapping[str, Any],
     annotations: Mapping[str, str],
-    domains: Iterable[DomainEntry],
+    domains: Iterable[DomainEntry] | Callable[[], Iterable[DomainEntry]],
     allow_rotation: bool,
     secret_claims: Iterable[SecretClaim] = (),
+    expect_secret: bool = True,
 ) -> Outcome:
     """Secret first, then the store row; the caller writes status and Events from the result."""
     kid = effective_kid(namespace, name, spec)
@@ -288,10 +305,13 @@ async def reconcile_registration(
             ref=ref,
             rotate_to=rotate_to or None,
             first_claim=first_claim(secret_claims, uid),
+            expect_secret=expect_secret,
         )
-        allowed = allow_list(domains)
+        # Read inside the lock: an AllowedDomain indexed meanwhile is either seen here or
+        # synced by its own handler after this write (which takes the same lock).
+        allowed = allow_list(domains() if callable(domains) else domains)
         suspended = bool(spec.get("suspended", False))
-        existing = await ctx.store.registration(sname)
+        existing = await ctx.rows.get(sname)
         store_key = keyres.key or (existing.hmac_key if existing is not None else None)
         store_error = None
         kid_conflict = await _kid_taken(ctx, kid, sname)
@@ -302,6 +322,7 @@ async def reconcile_registration(
             if not wanted.matches(existing):
                 try:
                     await wanted.write(ctx, sname)
+                    ctx.registration_written(namespace, name)
                 except RegistrationError as exc:
                     # Taken in between (the store's message names the holder: not repeated).
                     kid_conflict = await _kid_taken(ctx, kid, sname)
@@ -364,6 +385,60 @@ def _ready_message(kid: str, allowed: AllowList) -> str:
     return msg
 
 
+def status_fields(out: Outcome, generation: int | None) -> dict[str, Any]:
+    """The status fields (besides conditions and usage) a reconcile outcome sets."""
+    return {
+        "observedGeneration": generation,
+        "keyID": out.kid,
+        "hmacKeySecretRef": out.secret_ref.as_status(),
+        "hmacKeyRotation": out.rotation,
+    }
+
+
+async def settled(
+    ctx: OperatorContext,
+    *,
+    namespace: str,
+    name: str,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    domains: Iterable[DomainEntry],
+) -> bool:
+    """True when a Ready registration's status and store row already say what the spec,
+    annotations and AllowedDomains ask for: after a restart there is nothing to redo (the
+    Secret is re-read by the resync sweep, not all at once on start)."""
+    generation = meta.get("generation")
+    ready = get_condition(status.get("conditions"), "Ready")
+    if (
+        ready is None
+        or ready.get("status") != "True"
+        or ready.get("observedGeneration") != generation
+        or status.get("observedGeneration") != generation
+    ):
+        return False
+    rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
+    if rotate and rotate != status.get("hmacKeyRotation"):
+        return False
+    kid = effective_kid(namespace, name, spec)
+    if status.get("keyID") != kid:
+        return False
+    row = await ctx.rows.get(store_name(namespace, name))
+    if row is None:
+        return False
+    orders, authzs = limits(spec)
+    wanted = _Row(
+        kid,
+        row.hmac_key,
+        spec.get("maxAccounts"),
+        bool(spec.get("suspended", False)),
+        allow_list(domains),
+        orders,
+        authzs,
+    )
+    return wanted.matches(row)
+
+
 async def sync_domains(
     ctx: OperatorContext,
     *,
@@ -375,7 +450,7 @@ async def sync_domains(
     """Rewrite one registration's grant; False when it has no store row (yet)."""
     sname = store_name(namespace, registration)
     async with ctx.lock(sname):
-        existing = await ctx.store.registration(sname)
+        existing = await ctx.rows.get(sname)
         if existing is None or entry is None:
             return False
         wanted = _Row(
@@ -389,6 +464,8 @@ async def sync_domains(
         )
         if not wanted.matches(existing):
             await wanted.write(ctx, sname)
+            # The registration's Ready condition names its grant: refresh it.
+            ctx.registrations_dirty.add((namespace, registration))
         return True
 
 

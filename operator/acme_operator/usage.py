@@ -13,7 +13,7 @@ from acme_server.timefmt import rfc3339
 
 
 async def usage_status(ctx: OperatorContext, namespace: str, name: str) -> dict[str, Any]:
-    used = await ctx.store.usage(store_name(namespace, name))
+    used = await ctx.rows.usage(store_name(namespace, name))
     return build_usage(ctx.config, used.accounts, used.certificates_issued, used.last_issuance)
 
 

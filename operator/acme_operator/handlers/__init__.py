@@ -5,7 +5,7 @@ from __future__ import annotations
 import kopf
 
 from acme_operator.config import OperatorConfig
-from acme_operator.handlers import domains, export, operator_level, registrations
+from acme_operator.handlers import background, domains, export, operator_level, registrations
 
 
 def register_all(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -13,3 +13,4 @@ def register_all(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Non
     registrations.register(registry, config)
     domains.register(registry, config)
     export.register(registry, config)
+    background.register(registry, config)

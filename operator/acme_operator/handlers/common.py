@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 
 import kopf
 
-from acme_operator.conditions import get_condition, set_condition
+from acme_operator.conditions import ready_conditions
 
 
 def not_deleting(meta: Mapping[str, Any], **_: Any) -> bool:
@@ -42,23 +42,12 @@ def apply_ready(
     generation: int | None,
 ) -> bool:
     """Patch the Ready condition when it changed; post an Event when its meaning changed."""
-    old = get_condition(status.get("conditions"), "Ready")
-    changed_meaning = old is None or (
-        old.get("status"),
-        old.get("reason"),
-        old.get("message"),
-    ) != ("True" if ok else "False", reason, message)
-    same_generation = old is not None and old.get("observedGeneration") == generation
-    if not changed_meaning and (generation is None or same_generation):
-        return False
-    patch.status["conditions"] = set_condition(
-        status.get("conditions"),
-        type_="Ready",
-        ok=ok,
-        reason=reason,
-        message=message,
-        generation=generation,
+    conditions, changed_meaning = ready_conditions(
+        status, ok=ok, reason=reason, message=message, generation=generation
     )
+    if conditions is None:
+        return False
+    patch.status["conditions"] = conditions
     if changed_meaning:
         if ok:
             kopf.info(body, reason=reason, message=message)

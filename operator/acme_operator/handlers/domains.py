@@ -2,10 +2,13 @@
 
 The domain index (by namespace and registration name) is what the registration handlers
 sync from; these handlers re-sync on every change and report whether the domain is in force.
+Later changes of that verdict (the registration appearing, vanishing, being re-written) are
+reported by the operator-wide domain sweep (sweeps.py), not by one kopf timer per object.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +20,7 @@ from acme_operator.constants import DOMAINS, GROUP, VERSION
 from acme_operator.context import OperatorContext, from_memo, store_name
 from acme_operator.domains import DomainEntry, entry_from_spec
 from acme_operator.handlers.common import apply_ready, index_values, namespaced, not_deleting
+from acme_operator.views import ObjectView
 from acme_server.store.operator_facade import Registration
 
 RETRY_BACKOFF = 5.0
@@ -26,14 +30,14 @@ RegistrationIndex = kopf.Index[Key, reconcile.RegistrationEntry]
 DomainIndex = kopf.Index[Key, DomainEntry]
 
 
-async def _verdict(
-    ctx: OperatorContext,
+def verdict(
     namespace: str,
     entry: DomainEntry,
     registration: str,
     reg_entry: reconcile.RegistrationEntry | None,
+    row: Registration | None,
 ) -> tuple[bool, str, str]:
-    """(ok, reason, message) for the Ready condition, judged against the store itself."""
+    """(ok, reason, message) for the Ready condition, judged against the store row."""
     if entry.error is not None:
         return False, "InvalidDomain", f"spec.domain {entry.domain!r}: {entry.error}"
     if reg_entry is None:
@@ -43,7 +47,6 @@ async def _verdict(
             f"no AcmeRegistration {registration!r} in namespace {namespace}; create it or "
             "fix spec.registrationName (this domain takes effect once it exists)",
         )
-    row = await ctx.store.registration(store_name(namespace, registration))
     if row is None or not in_force(entry, row):
         return (
             False,
@@ -60,6 +63,19 @@ async def _verdict(
     return True, "Active", f"{scope} may be requested by registration {registration} ({wildcard})"
 
 
+async def _verdict(
+    ctx: OperatorContext,
+    namespace: str,
+    entry: DomainEntry,
+    registration: str,
+    reg_entry: reconcile.RegistrationEntry | None,
+) -> tuple[bool, str, str]:
+    row = None
+    if entry.error is None and reg_entry is not None:
+        row = await ctx.rows.get(store_name(namespace, registration))
+    return verdict(namespace, entry, registration, reg_entry, row)
+
+
 def in_force(entry: DomainEntry, row: Registration) -> bool:
     """The store row carries this AllowedDomain's grant."""
     if entry.any_domain:
@@ -71,12 +87,19 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     res = (GROUP, VERSION, DOMAINS)
 
     @kopf.index(*res, id="domain_index", when=not_deleting, registry=registry)
-    def domain_index(
-        namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+    async def domain_index(
+        namespace: str | None,
+        name: str,
+        uid: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        **_: Any,
     ) -> dict[Key, DomainEntry]:
         namespace = namespaced(namespace)
         key = (namespace, str(spec.get("registrationName", "")))
-        return {key: entry_from_spec(name, spec)}
+        view = ObjectView.of("AllowedDomain", namespace, name, uid, meta, spec, status)
+        return {key: dataclasses.replace(entry_from_spec(name, spec), view=view)}
 
     async def sync(
         ctx: OperatorContext,
@@ -165,42 +188,11 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             registration_index=registration_index,
         )
 
-    @kopf.timer(*res, id="status", interval=config.status_interval, registry=registry)  # type: ignore[arg-type]  # index args
-    async def domain_status(
-        body: kopf.Body,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        namespace: str | None,
-        name: str,
-        memo: kopf.Memo,
-        registration_index: RegistrationIndex,
-        domain_index: DomainIndex,
-        **_: Any,
-    ) -> None:
-        """Notice the registration appearing/vanishing; repair a sync a crash cut short."""
-        namespace = namespaced(namespace)
-        ctx = from_memo(memo)
-        registration = str(spec.get("registrationName", ""))
-        entry = entry_from_spec(name, spec)
-        row = await ctx.store.registration(store_name(namespace, registration))
-        if entry.error is None and row is not None and not in_force(entry, row):
-            await sync(ctx, namespace, registration, registration_index, domain_index)
-        await report(
-            ctx,
-            registration,
-            body=body,
-            meta=meta,
-            spec=spec,
-            status=status,
-            patch=patch,
-            namespace=namespace,
-            name=name,
-            registration_index=registration_index,
-        )
-
-    @kopf.on.delete(*res, id="delete", backoff=RETRY_BACKOFF, registry=registry)  # type: ignore[arg-type]  # index args
+    # No finalizer on AllowedDomains (optional=True): a deleted domain leaves the store as
+    # soon as the watch reports it gone (below), and a deletion the operator missed while
+    # down is caught when the registration resumes (its allow-list no longer matches the
+    # index) or at the latest by the re-sync sweep. That saves two API writes per object.
+    @kopf.on.delete(*res, id="delete", optional=True, registry=registry)  # type: ignore[arg-type]  # index args
     async def domain_deleted(
         spec: kopf.Spec,
         namespace: str | None,
@@ -209,6 +201,23 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         domain_index: DomainIndex,
         **_: Any,
     ) -> None:
+        namespace = namespaced(namespace)
+        registration = str(spec.get("registrationName", ""))
+        await sync(from_memo(memo), namespace, registration, registration_index, domain_index)
+
+    @kopf.on.event(*res, id="gone", registry=registry)  # type: ignore[arg-type]  # index args
+    async def domain_gone(
+        event: kopf.RawEvent,
+        spec: kopf.Spec,
+        namespace: str | None,
+        memo: kopf.Memo,
+        registration_index: RegistrationIndex,
+        domain_index: DomainIndex,
+        **_: Any,
+    ) -> None:
+        """The object is gone (the index already dropped it): drop its grant from the store."""
+        if event.get("type") != "DELETED":
+            return
         namespace = namespaced(namespace)
         registration = str(spec.get("registrationName", ""))
         await sync(from_memo(memo), namespace, registration, registration_index, domain_index)

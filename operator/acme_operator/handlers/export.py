@@ -12,14 +12,22 @@ import kopf
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext, from_memo
 from acme_operator.exporter import BATCH, export_batch
+from acme_operator.reconcile import RegistrationEntry
+
+Key = tuple[str, str]
 
 log = logging.getLogger(__name__)
 
 
-async def export_loop(ctx: OperatorContext) -> None:
+async def export_loop(ctx: OperatorContext, owners: kopf.Index[Key, RegistrationEntry]) -> None:
+    def owner_uid(namespace: str, name: str) -> str | None:
+        key = (namespace, name)
+        entries = list(owners[key]) if key in owners else []
+        return entries[0].uid if entries else None
+
     while True:
         try:
-            exported = await export_batch(ctx)
+            exported = await export_batch(ctx, owner_uid)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -30,9 +38,13 @@ async def export_loop(ctx: OperatorContext) -> None:
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
-    @kopf.on.startup(id="start_exporter", registry=registry)
-    async def start_exporter(memo: kopf.Memo, **_: Any) -> None:
-        memo["export_task"] = asyncio.create_task(export_loop(from_memo(memo)), name="exporter")
+    @kopf.on.startup(id="start_exporter", registry=registry)  # type: ignore[arg-type]  # index args
+    async def start_exporter(
+        memo: kopf.Memo, registration_index: kopf.Index[Key, RegistrationEntry], **_: Any
+    ) -> None:
+        memo["export_task"] = asyncio.create_task(
+            export_loop(from_memo(memo), registration_index), name="exporter"
+        )
 
     @kopf.on.cleanup(id="stop_exporter", registry=registry)
     async def stop_exporter(memo: kopf.Memo, **_: Any) -> None:

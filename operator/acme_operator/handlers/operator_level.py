@@ -12,25 +12,31 @@ from acme_operator.constants import (
     DOMAINS,
     FINALIZER,
     GROUP,
-    KOPF_PREFIX,
     REGISTRATIONS,
     VERSION,
 )
 from acme_operator.context import from_memo
+from acme_operator.kube import kopf_session, load_configuration
+from acme_operator.persistence import StatusFirstDiffBase, StatusFirstProgress
 
 WATCHED = (REGISTRATIONS, DOMAINS)
+# Kopf's connections to the API server (two of them hold the watch streams).
+KOPF_CONNECTIONS = 24
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     @kopf.on.startup(id="configure", registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
-        # Kopf's bookkeeping annotations live under their own prefix: kopf ignores every
-        # annotation under it when diffing, and acme-gateway.io/* ones must trigger updates.
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=KOPF_PREFIX, key="last-handled-configuration"
-        )
+        # Kopf's bookkeeping lives in status.kopf (one status PATCH per handled change); the
+        # annotations older versions wrote under their own prefix are still read, and kopf
+        # ignores every annotation under it when diffing (acme-gateway.io/* ones must
+        # trigger updates).
+        settings.persistence.progress_storage = StatusFirstProgress()
+        settings.persistence.diffbase_storage = StatusFirstDiffBase()
+        # No settings.batching.worker_limit: with indices, kopf's first workers wait until
+        # every object is indexed, which a limit below the object count never lets happen
+        # (a deadlock at start). API concurrency is bounded by the connection pools instead.
         # One operator per store; no peering CRDs to install.
         settings.peering.standalone = True
         # No cluster-wide watching of CRDs and namespaces (it would need cluster-scoped RBAC):
@@ -57,11 +63,13 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             )
 
     @kopf.on.login(id="login", registry=registry)
-    def login(
-        logger: kopf.Logger, settings: kopf.OperatorSettings, **_: Any
-    ) -> kopf.ConnectionInfo | None:
-        """In cluster via the ServiceAccount, else the kubeconfig (the kubernetes client's rules)."""
-        return kopf.login_via_client(logger=logger, settings=settings)
+    async def login(**_: Any) -> kopf.AiohttpSession:
+        """In cluster via the ServiceAccount, else the kubeconfig (the kubernetes client's
+        rules), over a session with a bounded number of connections (KOPF_CONNECTIONS)."""
+        cfg = load_configuration()
+        return kopf.AiohttpSession(
+            server=str(cfg.host), aiohttp_session=kopf_session(cfg, KOPF_CONNECTIONS)
+        )
 
     @kopf.on.probe(id="store", registry=registry)
     async def store_reachable(memo: kopf.Memo, **_: Any) -> str:

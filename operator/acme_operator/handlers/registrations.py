@@ -1,4 +1,8 @@
-"""AcmeRegistration: Secret + store row on create/update/resume and on a timer; finalizer on delete.
+"""AcmeRegistration: Secret + store row on create/update/resume; finalizer on delete.
+
+The periodic re-sync and the usage refresh are operator-wide sweeps (sweeps.py) over the
+`registration_index`, not one kopf timer per object: 10,000 timers cost 10,000 tasks and
+a store query each per interval.
 
 Handlers name the kopf arguments they use (typed, so mypy checks them) and take the rest as
 `**_`: kopf passes every argument to every handler.
@@ -11,11 +15,13 @@ from typing import Any
 import kopf
 
 from acme_operator import hmac_secret, reconcile, usage
+from acme_operator.conditions import get_condition
 from acme_operator.config import OperatorConfig
 from acme_operator.constants import GROUP, REGISTRATIONS, VERSION
 from acme_operator.context import from_memo
 from acme_operator.domains import DomainEntry
 from acme_operator.handlers.common import apply_ready, index_values, namespaced, not_deleting
+from acme_operator.views import ObjectView
 
 RETRY_BACKOFF = 5.0
 
@@ -26,8 +32,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     res = (GROUP, VERSION, REGISTRATIONS)
 
     @kopf.index(*res, id="registration_index", when=not_deleting, registry=registry)
-    def registration_index(
-        namespace: str | None, name: str, uid: str, spec: kopf.Spec, **_: Any
+    async def registration_index(
+        namespace: str | None,
+        name: str,
+        uid: str,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        **_: Any,
     ) -> dict[Key, reconcile.RegistrationEntry]:
         namespace = namespaced(namespace)
         orders, authzs = reconcile.limits(spec)
@@ -36,11 +48,12 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             suspended=bool(spec.get("suspended", False)),
             max_pending_orders=orders,
             max_pending_authorizations=authzs,
+            view=ObjectView.of("AcmeRegistration", namespace, name, uid, meta, spec, status),
         )
         return {(namespace, name): entry}
 
     @kopf.index(*res, id="secret_index", when=not_deleting, registry=registry)
-    def secret_index(
+    async def secret_index(
         namespace: str | None, name: str, uid: str, spec: kopf.Spec, meta: kopf.Meta, **_: Any
     ) -> dict[Key, reconcile.SecretClaim]:
         """Which registrations name which HMAC Secret: two on one Secret is a conflict."""
@@ -64,30 +77,40 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         memo: kopf.Memo,
         domain_index: kopf.Index[Key, DomainEntry],
         secret_index: kopf.Index[Key, reconcile.SecretClaim],
-        allow_rotation: bool,
+        resuming: bool,
     ) -> None:
+        ctx = from_memo(memo)
+        domains = index_values(domain_index, (namespace, name))
+        if resuming and await reconcile.settled(
+            ctx,
+            namespace=namespace,
+            name=name,
+            spec=spec,
+            meta=meta,
+            status=status,
+            domains=domains,
+        ):
+            # Finished before a restart: the sweep re-reads its Secret later, at its pace.
+            return
+        ref = hmac_secret.effective_ref(name, spec)
         out = await reconcile.reconcile_registration(
-            from_memo(memo),
+            ctx,
             namespace=namespace,
             name=name,
             uid=uid,
             spec=spec,
             annotations=meta.annotations,
-            domains=index_values(domain_index, (namespace, name)),
-            allow_rotation=allow_rotation,
-            secret_claims=index_values(
-                secret_index, (namespace, hmac_secret.effective_ref(name, spec).name)
-            ),
+            domains=lambda: index_values(domain_index, (namespace, name)),
+            allow_rotation=True,
+            secret_claims=index_values(secret_index, (namespace, ref.name)),
+            expect_secret=bool(status.get("hmacKeySecretRef")) or resuming,
         )
         for type_, reason, message in out.actions:
             kopf.event(body, type=type_, reason=reason, message=message)
-        generation = meta.get("generation")
-        wanted: dict[str, Any] = {
-            "observedGeneration": generation,
-            "keyID": out.kid,
-            "hmacKeySecretRef": out.secret_ref.as_status(),
-            "hmacKeyRotation": out.rotation,
-        }
+        wanted = reconcile.status_fields(out, meta.get("generation"))
+        if get_condition(status.get("conditions"), "Ready") is None:
+            # First reconcile: the usage fields go in the same status patch.
+            wanted.update(await usage.usage_status(ctx, namespace, name))
         for key, value in usage.changed_fields(status, wanted).items():
             patch.status[key] = value
         apply_ready(
@@ -97,93 +120,49 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             ok=out.ready,
             reason=out.reason,
             message=out.message,
-            generation=generation,
+            generation=meta.get("generation"),
+        )
+
+    async def handle(
+        *,
+        resuming: bool,
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        namespace: str | None,
+        name: str,
+        uid: str,
+        memo: kopf.Memo,
+        domain_index: kopf.Index[Key, DomainEntry],
+        secret_index: kopf.Index[Key, reconcile.SecretClaim],
+        **_: Any,
+    ) -> None:
+        await run(
+            body=body,
+            meta=meta,
+            spec=spec,
+            status=status,
+            patch=patch,
+            namespace=namespaced(namespace),
+            name=name,
+            uid=uid,
+            memo=memo,
+            domain_index=domain_index,
+            secret_index=secret_index,
+            resuming=resuming,
         )
 
     @kopf.on.resume(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
+    async def registration_resumed(**kwargs: Any) -> None:
+        """After a restart: skips registrations whose status and store row are up to date."""
+        await handle(resuming=True, **kwargs)
+
     @kopf.on.create(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
-    @kopf.on.update(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)  # type: ignore[arg-type]  # index args
-    async def registration_changed(
-        body: kopf.Body,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        namespace: str | None,
-        name: str,
-        uid: str,
-        memo: kopf.Memo,
-        domain_index: kopf.Index[Key, DomainEntry],
-        secret_index: kopf.Index[Key, reconcile.SecretClaim],
-        **_: Any,
-    ) -> None:
-        namespace = namespaced(namespace)
-        await run(
-            body=body,
-            meta=meta,
-            spec=spec,
-            status=status,
-            patch=patch,
-            namespace=namespace,
-            name=name,
-            uid=uid,
-            memo=memo,
-            domain_index=domain_index,
-            secret_index=secret_index,
-            allow_rotation=True,
-        )
-
-    @kopf.timer(  # type: ignore[arg-type]  # index args
-        *res,
-        id="resync",
-        interval=config.resync_interval,
-        initial_delay=config.resync_interval,
-        registry=registry,
-    )
-    async def registration_resync(
-        body: kopf.Body,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        namespace: str | None,
-        name: str,
-        uid: str,
-        memo: kopf.Memo,
-        domain_index: kopf.Index[Key, DomainEntry],
-        secret_index: kopf.Index[Key, reconcile.SecretClaim],
-        **_: Any,
-    ) -> None:
-        """Pick up admin edits of the Secret and anything a missed event left behind."""
-        namespace = namespaced(namespace)
-        await run(
-            body=body,
-            meta=meta,
-            spec=spec,
-            status=status,
-            patch=patch,
-            namespace=namespace,
-            name=name,
-            uid=uid,
-            memo=memo,
-            domain_index=domain_index,
-            secret_index=secret_index,
-            allow_rotation=False,
-        )
-
-    @kopf.timer(*res, id="usage", interval=config.status_interval, registry=registry)
-    async def registration_usage(
-        status: kopf.Status,
-        patch: kopf.Patch,
-        namespace: str | None,
-        name: str,
-        memo: kopf.Memo,
-        **_: Any,
-    ) -> None:
-        namespace = namespaced(namespace)
-        wanted = await usage.usage_status(from_memo(memo), namespace, name)
-        for key, value in usage.changed_fields(status, wanted).items():
-            patch.status[key] = value
+    @kopf.on.update(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
+    async def registration_changed(**kwargs: Any) -> None:
+        await handle(resuming=False, **kwargs)
 
     @kopf.on.delete(*res, id="delete", backoff=RETRY_BACKOFF, registry=registry)
     async def registration_deleted(

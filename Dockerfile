@@ -16,7 +16,11 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS builder
 ARG UV_VERSION=0.13.9
-RUN python3.11 -m venv /opt/uv \
+# A CA bundle for downloads behind a TLS-inspecting proxy, mounted into the build at this
+# path (e.g. `buildah bud -v host.pem:/etc/build-ca.pem:ro`); empty: the default trust.
+ARG BUILD_CA_BUNDLE=
+RUN if [ -n "$BUILD_CA_BUNDLE" ]; then export PIP_CERT="$BUILD_CA_BUNDLE"; fi \
+ && python3.11 -m venv /opt/uv \
  && /opt/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
         "uv==${UV_VERSION}" \
  && ln -s /opt/uv/bin/uv /usr/local/bin/uv
@@ -29,12 +33,14 @@ WORKDIR /src
 # Dependencies first: this layer is reused while only the code changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    if [ -n "$BUILD_CA_BUNDLE" ]; then export SSL_CERT_FILE="$BUILD_CA_BUNDLE"; fi \
+ && uv sync --frozen --no-dev --no-install-project
 COPY README.md ./
 COPY acme_server ./acme_server
 COPY operator ./operator
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable \
+    if [ -n "$BUILD_CA_BUNDLE" ]; then export SSL_CERT_FILE="$BUILD_CA_BUNDLE"; fi \
+ && uv sync --frozen --no-dev --no-editable \
  && /app/.venv/bin/acme-gateway --help >/dev/null \
  && /app/.venv/bin/acme-gateway-operator --help >/dev/null
 

@@ -662,26 +662,38 @@ def service_account_kubeconfig(
 # ---------------------------------------------------------------- CLI
 
 
-def _up(workdir: str | None) -> int:
+def _up(workdir: str | None, with_node: bool = False) -> int:
     made = workdir is None
     path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="acme-gateway-kube-"))
     print(f"building/checking control plane binaries ({BUILD_SCRIPT}) ...", file=sys.stderr)
-    cp = ControlPlane()
+    node_mod: Any = None
+    if with_node:
+        from tests.infra import node as node_mod
+
+        cp = ControlPlane(node_ip=node_mod.node_ip())
+    else:
+        cp = ControlPlane()
+    node = None
     # SIGTERM behaves like Ctrl-C so `kill` also cleans up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        cp.start(path)
+        cp.start(path / "control-plane" if with_node else path)
+        if node_mod is not None:
+            node = node_mod.Node(cp).start(path / "node")
+            print(f"node {node.name} Ready at {node.ip}", file=sys.stderr)
         print(f"control plane up at {cp.server}; logs in {path}", file=sys.stderr)
         print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
         print("press Ctrl-C to stop", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping control plane", file=sys.stderr)
+        print("stopping", file=sys.stderr)
     except ControlPlaneError as exc:
         print(exc, file=sys.stderr)
         return 1
     finally:
+        if node is not None:
+            node.stop()
         cp.stop()
         if made:
             shutil.rmtree(path, ignore_errors=True)
@@ -694,12 +706,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane until Ctrl-C")
     up.add_argument("--workdir", help="directory for certs, data, logs (default: a temp dir)")
+    up.add_argument(
+        "--node", action="store_true", help="also run a real node (tests/infra/node.py; root)"
+    )
     sub.add_parser("build", help="build the binaries (tools/k8s/build.sh)")
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build_binaries())
         return 0
-    return _up(args.workdir)
+    return _up(args.workdir, args.node)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,14 @@ main() {
   fi
   base="$(base_image)"
   log "building $REPO:$tag from $ROOT/Dockerfile on $base (buildah, chroot isolation)"
-  (cd "$ROOT" && "${BUILDAH[@]}" bud --isolation chroot --layers --quiet \
+  # The machine's own trust (it may sit behind a TLS-inspecting proxy) for PyPI downloads
+  # in the build; the image itself keeps its base's trust store.
+  local -a trust=()
+  local bundle="${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}"
+  if [[ -f "$bundle" ]]; then
+    trust=(-v "$bundle:/etc/build-ca.pem:ro" --build-arg BUILD_CA_BUNDLE=/etc/build-ca.pem)
+  fi
+  (cd "$ROOT" && "${BUILDAH[@]}" bud --isolation chroot --layers --quiet "${trust[@]}" \
       --build-arg "PYTHON_IMAGE=$base" -t "$REPO:$tag" -f Dockerfile . >&2)
   rm -f "$archive.tmp"
   "${BUILDAH[@]}" push -q "$REPO:$tag" "docker-archive:$archive.tmp:$REPO:$tag" >&2

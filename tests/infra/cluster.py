@@ -153,9 +153,11 @@ class Cluster:
         finally:
             os.unlink(fh.name)
 
-    def hostpath_pv(self, name: str, path: Path, size: str = "1Gi", uid: int = 10001) -> None:
+    def hostpath_pv(
+        self, name: str, path: Path, claim: tuple[str, str], size: str = "1Gi", uid: int = 10001
+    ) -> None:
         """A PersistentVolume on a host directory owned by the chart's user (hostPath
-        volumes ignore fsGroup), with no StorageClass, for the chart's claim to bind."""
+        volumes ignore fsGroup), with no StorageClass, reserved for claim (namespace, name)."""
         path.mkdir(parents=True, exist_ok=True)
         os.chown(path, uid, uid)
         path.chmod(0o750)
@@ -168,13 +170,16 @@ class Cluster:
                 "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
                 "storageClassName": "",
+                "claimRef": {"namespace": claim[0], "name": claim[1]},
                 "hostPath": {"path": str(path), "type": "Directory"},
             },
         }
         self.kubectl("apply", "-f", "-", input=json.dumps(pv))
 
     def ca_pem(self, namespace: str, secret: str) -> str:
-        data = json.loads(self.kubectl("get", "secret", secret, "-n", namespace, "-o", "json").stdout)
+        data = json.loads(
+            self.kubectl("get", "secret", secret, "-n", namespace, "-o", "json").stdout
+        )
         return base64.b64decode(data["data"]["tls.crt"]).decode()
 
     def cluster_ip(self, namespace: str, service: str) -> str:

@@ -38,9 +38,7 @@ def _cache_dir() -> Path:
 
 
 def _run(argv: Sequence[str], timeout: float = 600) -> str:
-    proc = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False
-    )
+    proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise ImageError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc.stdout

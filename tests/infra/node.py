@@ -109,7 +109,9 @@ def build_node_binaries(timeout: float = 3 * 3600) -> NodeBinaries:
         raise NodeError(f"{BUILD_SCRIPT} node failed (exit {proc.returncode}):\n{tail}")
     line = next(x for x in proc.stdout.splitlines() if x.startswith("NODE_BIN="))
     bin_dir = Path(line.split("=", 1)[1])
-    return NodeBinaries(*(bin_dir / n for n in ("kubelet", "kube-scheduler", "kube-proxy", "pause")))
+    return NodeBinaries(
+        *(bin_dir / n for n in ("kubelet", "kube-scheduler", "kube-proxy", "pause"))
+    )
 
 
 def require_tools() -> None:

@@ -33,7 +33,9 @@ class NodePostgres(PostgresServer):
 
 
 @pytest.fixture(scope="module")
-def postgres(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+def postgres(
+    cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PostgresServer]:
     """PostgreSQL on this machine's node address (never anything off this machine)."""
     pg = NodePostgres()
     pg.host = cluster.ip
@@ -147,5 +149,3 @@ def test_upgrade_rolls_without_failed_requests(cluster: Cluster, release: str) -
     assert not before & {p["metadata"]["name"] for p in live}, "no Pod was replaced"
     assert loop.ok > 50, loop.ok
     assert loop.failures == [], loop.failures
-
-

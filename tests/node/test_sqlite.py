@@ -21,7 +21,7 @@ def release(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """The chart installed with its defaults (plus the local image), its claim bound to a
     hostPath PV in a directory of this test session."""
     data: Path = tmp_path_factory.mktemp("sqlite-pv") / "data"
-    cluster.hostpath_pv("agw-sqlite-data", data)
+    cluster.hostpath_pv("agw-sqlite-data", data, (NS, f"{RELEASE}-data"))
     cluster.install_chart(RELEASE, NS, {})
     yield RELEASE
     cluster.helm("uninstall", RELEASE, "-n", NS, "--wait")
@@ -45,7 +45,13 @@ def test_pod_ready_and_directory_through_service(cluster: Cluster, release: str)
     assert set(statuses) == {"server", "operator"}, statuses
     assert all(c["ready"] for c in statuses.values()), statuses
     claim = cluster.kubectl(
-        "get", "pvc", f"{RELEASE}-data", "-n", NS, "-o", "jsonpath={.status.phase} {.spec.volumeName}"
+        "get",
+        "pvc",
+        f"{RELEASE}-data",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.status.phase} {.spec.volumeName}",
     ).stdout
     assert claim == "Bound agw-sqlite-data", claim
 
@@ -54,9 +60,7 @@ def test_pod_ready_and_directory_through_service(cluster: Cluster, release: str)
     for key in ("newNonce", "newAccount", "newOrder", "revokeCert", "keyChange"):
         assert directory[key].startswith(BASE + "/"), (key, directory)
     assert directory["meta"]["externalAccountRequired"] is True, directory
-    status, headers, _ = cluster.service_request(
-        NS, RELEASE, "HEAD", "/acme/new-nonce", ca_pem=ca
-    )
+    status, headers, _ = cluster.service_request(NS, RELEASE, "HEAD", "/acme/new-nonce", ca_pem=ca)
     assert status == 200 and headers.get("replay-nonce"), (status, headers)
 
 

@@ -180,7 +180,9 @@ def _path(cluster: Cluster, bind: BindServer, tmp_path: Path) -> None:
     )  # fmt: skip
 
     # The certificate in its Secret, issued by the chart's CA for the requested name.
-    tls = json.loads(cluster.kubectl("get", "secret", "web-tls", "-n", TENANT_NS, "-o", "json").stdout)
+    tls = json.loads(
+        cluster.kubectl("get", "secret", "web-tls", "-n", TENANT_NS, "-o", "json").stdout
+    )
     leaf = x509.load_pem_x509_certificate(base64.b64decode(tls["data"]["tls.crt"]))
     ca = x509.load_pem_x509_certificate(cluster.ca_pem(RELEASE_NS, f"{RELEASE}-ca").encode())
     assert leaf.issuer == ca.subject, (leaf.issuer, ca.subject)
@@ -205,7 +207,15 @@ def _path(cluster: Cluster, bind: BindServer, tmp_path: Path) -> None:
         "-o", "jsonpath={.items[0].metadata.name}",
     ).stdout  # fmt: skip
     cluster.kubectl("delete", "pod", old, "-n", RELEASE_NS, "--wait=true", timeout=120)
-    cluster.kubectl("rollout", "status", "-n", RELEASE_NS, f"deployment/{RELEASE}", "--timeout=180s", timeout=200)
+    cluster.kubectl(
+        "rollout",
+        "status",
+        "-n",
+        RELEASE_NS,
+        f"deployment/{RELEASE}",
+        "--timeout=180s",
+        timeout=200,
+    )
     new = cluster.kubectl(
         "get", "pods", "-n", RELEASE_NS, "-l", "app.kubernetes.io/component=server",
         "-o", "jsonpath={.items[*].metadata.name}",

@@ -190,38 +190,41 @@ def _remove_chains() -> None:
     every iptables variant (kube-proxy picks nft or legacy itself)."""
     for tool in _iptables_variants():
         family, backend = tool.split("-")
-        save, restore = f"{family}-{backend}-save", f"{family}-{backend}-restore"
-        dump = _run([save], check=False)
+        dump = _run([f"{family}-{backend}-save"], check=False)
         if dump.returncode != 0:
             continue
-        table, ops, ours = "", [], []
-        script: list[str] = []
-
-        def flush() -> None:
-            if table and (ops or ours):
-                script.append(f"*{table}")
-                script.extend(ops)
-                script.extend(f"-F {c}" for c in ours)
-                script.extend(f"-X {c}" for c in ours)
-                script.append("COMMIT")
-
-        for line in dump.stdout.splitlines():
-            if line.startswith("*"):
-                flush()
-                table, ops, ours = line[1:], [], []
-            elif line.startswith(":"):
-                chain = line[1:].split()[0]
-                if chain.startswith(CHAIN_PREFIXES):
-                    ours.append(chain)
-            elif line.startswith("-A "):
-                parts = line.split()
-                chain = parts[1]
-                jumps = any(p.startswith(CHAIN_PREFIXES) for p in parts[2:])
-                if not chain.startswith(CHAIN_PREFIXES) and jumps:
-                    ops.append("-D " + line[3:])
-        flush()
+        script = chain_removal_script(dump.stdout)
         if script:
-            _run([restore, "--noflush"], input="\n".join(script) + "\n", check=False)
+            _run([f"{family}-{backend}-restore", "--noflush"], input=script, check=False)
+
+
+def chain_removal_script(saved: str) -> str:
+    """An iptables-restore --noflush script undoing our chains in an iptables-save dump:
+    the jumps to them from other chains are deleted, then they are flushed and removed."""
+    out: list[str] = []
+    tables: list[tuple[str, list[str], list[str]]] = []
+    for line in saved.splitlines():
+        if line.startswith("*"):
+            tables.append((line[1:], [], []))
+        elif not tables:
+            continue
+        elif line.startswith(":"):
+            chain = line[1:].split()[0]
+            if chain.startswith(CHAIN_PREFIXES):
+                tables[-1][2].append(chain)
+        elif line.startswith("-A "):
+            parts = line.split()
+            jumps = any(p.startswith(CHAIN_PREFIXES) for p in parts[2:])
+            if not parts[1].startswith(CHAIN_PREFIXES) and jumps:
+                tables[-1][1].append("-D " + line[3:])
+    for table, deletes, chains in tables:
+        if deletes or chains:
+            out.append(f"*{table}")
+            out.extend(deletes)
+            out.extend(f"-F {c}" for c in chains)
+            out.extend(f"-X {c}" for c in chains)
+            out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else ""
 
 
 def _mounts_under(prefixes: Sequence[Path]) -> list[str]:

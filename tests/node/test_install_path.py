@@ -18,8 +18,9 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import yaml
@@ -31,6 +32,7 @@ from tests.infra.cluster import Cluster
 from tests.infra.kube import REPO
 from tests.node import certmanager
 
+T = TypeVar("T")
 RELEASE_NS, TENANT_NS, RELEASE = "acme-gateway", "team-a", "acme-gateway"
 DOMAIN = "web.example.com"
 
@@ -46,14 +48,14 @@ def bind(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         server.stop()
 
 
-def wait_until(what: str, check, timeout: float = 120, interval: float = 1.0):  # type: ignore[no-untyped-def]
+def wait_until(what: str, check: Callable[[], T], timeout: float = 120) -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(interval)
+        time.sleep(1)
 
 
 def run_install_block(cluster: Cluster, bind: BindServer, tmp_path: Path) -> str:

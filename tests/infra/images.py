@@ -113,9 +113,18 @@ def ensure_pause_image(node: Node, pause: Path) -> None:
 
 
 def ensure_app_image(node: Node, tag: str | None = None) -> str:
-    """Build (cached) and import the app image; returns its reference."""
+    """Build (cached) and import the app image; returns its reference. Earlier dev builds
+    are removed from the node (its image store persists across sessions)."""
     ref, archive = build_app_image(tag)
     ensure_image(node, ref, archive)
+    repo = ref.rsplit(":", 1)[0]
+    stale = [
+        name
+        for name in node.ctr("images", "ls", "-q").stdout.split()
+        if name.startswith(f"{repo}:") and name != ref
+    ]
+    if stale:
+        node.ctr("images", "rm", *stale)
     return ref
 
 

@@ -94,8 +94,14 @@ main() {
   rm -f "$archive.tmp"
   "${BUILDAH[@]}" push -q "$REPO:$tag" "docker-archive:$archive.tmp:$REPO:$tag" >&2
   mv -f "$archive.tmp" "$archive"
-  # Keep the cache small: older archives of this image go (buildah's layers stay for reuse).
+  # Keep the cache small: older archives and images of this repository go; the base and
+  # the layers still used stay for reuse.
   find "$DIR" -maxdepth 1 -name 'acme-gateway-*.tar' ! -path "$archive" -delete
+  local old
+  for old in $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' | grep "^$REPO:" || true); do
+    [[ "$old" == "$REPO:$tag" ]] || "${BUILDAH[@]}" rmi "$old" >/dev/null 2>&1 || true
+  done
+  "${BUILDAH[@]}" rmi --prune >/dev/null 2>&1 || true
   log "built in $((SECONDS - start)) s"
   echo "IMAGE=$REPO:$tag"
   echo "ARCHIVE=$archive"

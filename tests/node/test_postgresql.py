@@ -1,7 +1,8 @@
 """The chart in PostgreSQL mode on a real node: two server replicas and the operator's own
 Deployment against a PostgreSQL on this machine (listening on the node address, which Pods
 reach), `helm test`, and a `helm upgrade` to a new image tag that rolls the servers while a
-client loops ACME requests through the Service without a single failure."""
+client loops ACME requests (directory, newNonce, newAccount: accountCreation=open here)
+through the Service without a single failure."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import josepy
 import pytest
+from acme import jws as acme_jws
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.infra.cluster import Cluster
 from tests.infra.node import POD_CIDR
@@ -54,7 +59,7 @@ def release(cluster: Cluster, postgres: PostgresServer) -> Iterator[str]:
     )
     values = {
         "store": {"type": "postgresql", "postgresql": {"existingSecret": "agw-db"}},
-        "server": {"replicaCount": 2},
+        "server": {"replicaCount": 2, "accountCreation": "open"},
         "operator": {"watchNamespaces": [NS]},
     }
     cluster.install_chart(RELEASE, NS, values)
@@ -83,30 +88,51 @@ def test_replicas_and_operator_deployment_ready(cluster: Cluster, release: str) 
 
 
 class Looper(threading.Thread):
-    """GET /directory and HEAD newNonce through the Service, each on a fresh connection
-    (a new client every time, so every connection is routed by kube-proxy anew)."""
+    """An ACME client in a loop through the Service: GET the directory, HEAD newNonce, and
+    POST newAccount (a JWS with a fresh key: a write to the store) with that nonce. Every
+    request on a fresh connection, so each is routed by kube-proxy anew; any answer other
+    than the expected one, or a connection error, is a failure."""
 
-    def __init__(self, cluster: Cluster, ca: str) -> None:
+    def __init__(self, cluster: Cluster, ca: str, new_account_url: str) -> None:
         super().__init__(daemon=True)
-        self.cluster, self.ca = cluster, ca
+        self.cluster, self.ca, self.new_account_url = cluster, ca, new_account_url
         self.stop_event = threading.Event()
         self.ok = 0
+        self.accounts = 0
         self.failures: list[str] = []
+
+    def request(self, method: str, path: str, **kw: Any) -> tuple[int, dict[str, str], bytes]:
+        return self.cluster.service_request(NS, RELEASE, method, path, ca_pem=self.ca, **kw)
+
+    def once(self) -> None:
+        status, _, body = self.request("GET", "/directory")
+        assert status == 200, ("directory", status, body[:300])
+        status, headers, _ = self.request("HEAD", "/acme/new-nonce")
+        assert status == 200 and headers.get("replay-nonce"), ("newNonce", status, headers)
+        key = josepy.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
+        jws = acme_jws.JWS.sign(
+            json.dumps({"termsOfServiceAgreed": True}).encode(),
+            key,
+            josepy.ES256,
+            nonce=josepy.b64.b64decode(headers["replay-nonce"]),
+            url=self.new_account_url,
+        )
+        status, headers, body = self.request(
+            "POST",
+            "/acme/new-account",
+            body=jws.json_dumps().encode(),
+            headers={"Content-Type": "application/jose+json"},
+        )
+        assert status == 201 and headers.get("location"), ("newAccount", status, body[:300])
+        self.ok += 3
+        self.accounts += 1
 
     def run(self) -> None:
         while not self.stop_event.is_set():
-            for method, path in (("GET", "/directory"), ("HEAD", "/acme/new-nonce")):
-                try:
-                    status, headers, _ = self.cluster.service_request(
-                        NS, RELEASE, method, path, ca_pem=self.ca, timeout=10
-                    )
-                    good = status == 200 and (method == "GET" or headers.get("replay-nonce"))
-                    if good:
-                        self.ok += 1
-                    else:
-                        self.failures.append(f"{time.time():.2f} {method} {path}: {status}")
-                except OSError as exc:
-                    self.failures.append(f"{time.time():.2f} {method} {path}: {exc!r}")
+            try:
+                self.once()
+            except (AssertionError, OSError) as exc:
+                self.failures.append(f"{time.time():.2f} {exc!r}")
 
 
 def test_upgrade_rolls_without_failed_requests(cluster: Cluster, release: str) -> None:
@@ -121,13 +147,14 @@ def test_upgrade_rolls_without_failed_requests(cluster: Cluster, release: str) -
         )["items"]
     }
     new_image = cluster.tag_image("upgrade-1")
-    loop = Looper(cluster, ca)
+    directory = cluster.wait_service(NS, RELEASE, ca)
+    loop = Looper(cluster, ca, directory["newAccount"])
     loop.start()
     try:
         time.sleep(2)
         values = {
             "store": {"type": "postgresql", "postgresql": {"existingSecret": "agw-db"}},
-            "server": {"replicaCount": 2},
+            "server": {"replicaCount": 2, "accountCreation": "open"},
             "operator": {"watchNamespaces": [NS]},
             **cluster.image_values(new_image),
         }
@@ -147,5 +174,5 @@ def test_upgrade_rolls_without_failed_requests(cluster: Cluster, release: str) -
     live = [p for p in after if not p["metadata"].get("deletionTimestamp")]
     assert {p["spec"]["containers"][0]["image"] for p in live} == {new_image}
     assert not before & {p["metadata"]["name"] for p in live}, "no Pod was replaced"
-    assert loop.ok > 50, loop.ok
+    assert loop.accounts > 10 and loop.ok > 30, (loop.ok, loop.accounts)
     assert loop.failures == [], loop.failures

@@ -6,14 +6,24 @@
 #
 # The builder installs exactly the locked dependencies (uv.lock, no dev group) and the
 # project itself (non-editable) into /app/.venv; the final stage copies only that venv onto
-# the same slim Python base, so the venv's interpreter symlink stays valid.
+# the same Python base, so the venv's interpreter symlink stays valid.
+#
+# Without a registry (this project's tests, air-gapped builds), PYTHON_IMAGE can be any
+# Debian-like image with Python 3.11 at /usr/local/bin/python3.11 and the venv module:
+# tools/image/build.sh makes one with mmdebstrap and builds this same file with
+# `buildah bud --isolation chroot`. uv comes from PyPI (pinned), not from an image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
-
-FROM ${UV_IMAGE} AS uv
 
 FROM ${PYTHON_IMAGE} AS builder
-COPY --from=uv /uv /usr/local/bin/uv
+ARG UV_VERSION=0.13.9
+# A CA bundle for downloads behind a TLS-inspecting proxy, mounted into the build at this
+# path (e.g. `buildah bud -v host.pem:/etc/build-ca.pem:ro`); empty: the default trust.
+ARG BUILD_CA_BUNDLE=
+RUN if [ -n "$BUILD_CA_BUNDLE" ]; then export PIP_CERT="$BUILD_CA_BUNDLE"; fi \
+ && python3.11 -m venv /opt/uv \
+ && /opt/uv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
+        "uv==${UV_VERSION}" \
+ && ln -s /opt/uv/bin/uv /usr/local/bin/uv
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
@@ -23,12 +33,14 @@ WORKDIR /src
 # Dependencies first: this layer is reused while only the code changes.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    if [ -n "$BUILD_CA_BUNDLE" ]; then export SSL_CERT_FILE="$BUILD_CA_BUNDLE"; fi \
+ && uv sync --frozen --no-dev --no-install-project
 COPY README.md ./
 COPY acme_server ./acme_server
 COPY operator ./operator
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-editable \
+    if [ -n "$BUILD_CA_BUNDLE" ]; then export SSL_CERT_FILE="$BUILD_CA_BUNDLE"; fi \
+ && uv sync --frozen --no-dev --no-editable \
  && /app/.venv/bin/acme-gateway --help >/dev/null \
  && /app/.venv/bin/acme-gateway-operator --help >/dev/null
 

@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 PYTEST_ARGS ?=
 
-.PHONY: run serve test lint deps python-deps system-deps go-deps format bench bench-deps bench-operator
+.PHONY: run serve test lint deps python-deps system-deps go-deps image cluster format bench bench-deps bench-operator
 
 ## run: the whole local stack (control plane, operator, ACME server) on embedded defaults
 run: deps
@@ -12,6 +12,10 @@ run: deps
 ## serve: only the ACME server, standalone, on its embedded defaults
 serve: python-deps
 	.venv/bin/acme-gateway serve
+
+## cluster: control plane + a real node (root) + the chart from the freshly built image
+cluster: deps
+	.venv/bin/python tools/cluster.py
 
 ## test: lint, then every test (unit, protocol, certbot, lego, Kubernetes, cert-manager, Helm)
 test: deps lint
@@ -22,7 +26,7 @@ lint: python-deps
 	.venv/bin/ruff format --check acme_server operator tests tools bench helm
 	.venv/bin/mypy
 
-deps: python-deps system-deps go-deps
+deps: python-deps system-deps go-deps image
 
 python-deps:
 	tools/bootstrap-python.sh
@@ -31,8 +35,12 @@ system-deps:
 	tools/install-system-deps.sh
 
 go-deps:
-	tools/k8s/build.sh >/dev/null
+	tools/k8s/build.sh node >/dev/null
 	tools/go-tools/build.sh all loadgen >/dev/null
+
+# The app image from our Dockerfile (buildah, base made by mmdebstrap), for the node tests.
+image: system-deps
+	tools/image/build.sh >/dev/null
 
 format: python-deps
 	.venv/bin/ruff format acme_server operator tests tools bench helm

@@ -197,6 +197,7 @@ server = obj(
         "topologySpreadConstraints": {"type": "array", "items": spread},
         "priorityClassName": s(),
         "terminationGracePeriodSeconds": i(minimum=0),
+        "preStopSleepSeconds": i(minimum=0, maximum=120),
     }
 )
 operator = obj(

@@ -17,6 +17,17 @@ PACKAGES=(
     curl           # docs/revocation.md fetches the CRL with curl (run by a test)
     pebble         # bench/ and its smoke test: Pebble 2.4 as a peer, pebble-challtestsrv as DNS
     # (step-ca is built with CGO off, which leaves out its pcsc/PKCS#11 KMS: no libpcsclite-dev)
+    # The real node (tests/infra/node.py) and its images (tools/image/build.sh):
+    containerd                  # the node's container runtime (CRI), with a config of its own
+    runc                        # the OCI runtime containerd starts
+    containernetworking-plugins # bridge/host-local/loopback/portmap CNI plugins in /usr/lib/cni
+    iptables                    # kube-proxy and the bridge plugin program NAT rules
+    iproute2                    # ip: the harness removes the node's bridge on teardown
+    mmdebstrap                  # the image's base root filesystem, made locally
+    buildah                     # builds our Dockerfile without a daemon (chroot isolation)
+    skopeo                      # OCI layout -> docker-archive for `ctr images import`
+    umoci                       # packs single-binary images (pause, cert-manager)
+    busybox-static              # a shell for the helm test hook's image
 )
 
 missing=()

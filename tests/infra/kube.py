@@ -7,7 +7,11 @@ binaries built by tools/k8s/build.sh, on free loopback ports, then installs crds
     with ControlPlane().start(workdir) as cp:
         cp.kubectl("get", "ns")
 
-Human use: ``python -m tests.infra.kube up [--workdir DIR]``.
+With ``node_ip`` set (``ControlPlane(node_ip=...)``) the API server also listens on that
+address and runs every default controller, so a real node (tests/infra/node.py) can join and
+its Pods can reach the API server through the ``kubernetes`` Service.
+
+Human use: ``python -m tests.infra.kube up [--workdir DIR] [--node]``.
 
 Children get PR_SET_PDEATHSIG, so they die with the thread that started them even if the
 Python process is killed outright: start the control plane from a long-lived thread.
@@ -176,10 +180,47 @@ class Pki:
     admin_key: Path
     kcm_cert: Path
     kcm_key: Path
+    ca_key: Path | None = None
 
 
-def make_pki(directory: Path) -> Pki:
-    """Write a CA, the apiserver serving cert, client certs and the service-account key pair."""
+def issue_cert(
+    pki: Pki,
+    directory: Path,
+    stem: str,
+    cn: str,
+    org: str | None = None,
+    *,
+    server_names: Sequence[str] = (),
+    server_ips: Sequence[str] = (),
+) -> tuple[Path, Path]:
+    """A further leaf (client cert, or serving cert when names/IPs are given) from `pki`'s CA,
+    e.g. for the node's kubelet, scheduler and kube-proxy."""
+    assert pki.ca_key is not None, "PKI made without its CA key"
+    ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    ca = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+    key = ec.generate_private_key(ec.SECP256R1())
+    serving = bool(server_names or server_ips)
+    cert = _cert(
+        _name(cn, org),
+        key,
+        ca.subject,
+        ca_key,
+        server_names=server_names,
+        server_ips=server_ips,
+        client=not serving,
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    crt, pem = directory / f"{stem}.crt", directory / f"{stem}.key"
+    crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem.write_bytes(_pem_key(key))
+    pem.chmod(0o600)
+    return crt, pem
+
+
+def make_pki(directory: Path, extra_ips: Sequence[str] = ()) -> Pki:
+    """Write a CA, the apiserver serving cert (also for `extra_ips`), client certs and the
+    service-account key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("acme-gateway test kubernetes CA")
@@ -211,7 +252,7 @@ def make_pki(directory: Path) -> Pki:
             "kubernetes.default.svc",
             "kubernetes.default.svc.cluster.local",
         ],
-        server_ips=["127.0.0.1", service_ip],
+        server_ips=["127.0.0.1", service_ip, *extra_ips],
     )
     admin = leaf("admin", _name("acme-gateway-admin", "system:masters"), client=True)
     kcm = leaf("kube-controller-manager", _name("system:kube-controller-manager"), client=True)
@@ -223,7 +264,8 @@ def make_pki(directory: Path) -> Pki:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         ),
     )
-    return Pki(ca_path, *serving, sa_key, sa_pub, *admin, *kcm)
+    ca_key_path = write("ca.key", _pem_key(ca_key))
+    return Pki(ca_path, *serving, sa_key, sa_pub, *admin, *kcm, ca_key=ca_key_path)
 
 
 def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
@@ -293,8 +335,11 @@ class ControlPlane:
         *,
         crds_dir: Path | None = CRDS_DIR,
         start_timeout: float = 120.0,
+        node_ip: str | None = None,
     ) -> None:
         self.binaries = binaries
+        # Set: serve on this (non-loopback) address too and run every controller, for a node.
+        self.node_ip = node_ip
         self.crds_dir = crds_dir
         self.start_timeout = start_timeout
         self.workdir: Path | None = None
@@ -315,7 +360,7 @@ class ControlPlane:
         try:
             if self.binaries is None:
                 self.binaries = build_binaries()
-            self.pki = make_pki(self.workdir / "pki")
+            self.pki = make_pki(self.workdir / "pki", [self.node_ip] if self.node_ip else [])
             etcd_url = self._start_etcd()
             self._start_apiserver(etcd_url)
             self._start_controller_manager()
@@ -451,13 +496,33 @@ class ControlPlane:
         port = free_port()
         self.server = f"https://127.0.0.1:{port}"
         pki = self.pki
+        if self.node_ip:
+            # Pods reach the API server through the `kubernetes` Service, whose endpoint is
+            # the advertised address; the API server reaches kubelets at their InternalIP.
+            kubelet_client = issue_cert(
+                pki, self.workdir / "pki", "apiserver-kubelet-client", "kube-apiserver",
+                "system:masters",
+            )  # fmt: skip
+            network = [
+                "--bind-address=0.0.0.0",
+                f"--advertise-address={self.node_ip}",
+                "--endpoint-reconciler-type=lease",
+                "--kubelet-preferred-address-types=InternalIP",
+                f"--kubelet-client-certificate={kubelet_client[0]}",
+                f"--kubelet-client-key={kubelet_client[1]}",
+            ]
+        else:
+            network = [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                "--endpoint-reconciler-type=none",
+            ]
         proc = self._spawn(
             "kube-apiserver",
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                *network,
                 f"--secure-port={port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={pki.serving_cert}",
@@ -468,7 +533,6 @@ class ControlPlane:
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
-                "--endpoint-reconciler-type=none",
                 "--allow-privileged=true",
                 "--profiling=false",
             ],
@@ -508,7 +572,11 @@ class ControlPlane:
                 f"--service-account-private-key-file={pki.sa_key}",
                 f"--root-ca-file={pki.ca_cert}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--controllers=garbage-collector-controller,namespace-controller,"
+                # Without a node only what API-level tests need; with one, every default
+                # controller (Deployments, Jobs, endpoints, PV binding, node lifecycle...).
+                "--controllers=*"
+                if self.node_ip
+                else "--controllers=garbage-collector-controller,namespace-controller,"
                 "serviceaccount-controller,serviceaccount-token-controller,"
                 "root-ca-certificate-publisher-controller,clusterrole-aggregation-controller",
             ],
@@ -594,26 +662,38 @@ def service_account_kubeconfig(
 # ---------------------------------------------------------------- CLI
 
 
-def _up(workdir: str | None) -> int:
+def _up(workdir: str | None, with_node: bool = False) -> int:
     made = workdir is None
     path = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="acme-gateway-kube-"))
     print(f"building/checking control plane binaries ({BUILD_SCRIPT}) ...", file=sys.stderr)
-    cp = ControlPlane()
+    node_mod: Any = None
+    if with_node:
+        from tests.infra import node as node_mod
+
+        cp = ControlPlane(node_ip=node_mod.node_ip())
+    else:
+        cp = ControlPlane()
+    node = None
     # SIGTERM behaves like Ctrl-C so `kill` also cleans up.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        cp.start(path)
+        cp.start(path / "control-plane" if with_node else path)
+        if node_mod is not None:
+            node = node_mod.Node(cp).start(path / "node")
+            print(f"node {node.name} Ready at {node.ip}", file=sys.stderr)
         print(f"control plane up at {cp.server}; logs in {path}", file=sys.stderr)
         print(f"export KUBECONFIG={cp.kubeconfig}", flush=True)
         print("press Ctrl-C to stop", file=sys.stderr)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        print("stopping control plane", file=sys.stderr)
+        print("stopping", file=sys.stderr)
     except ControlPlaneError as exc:
         print(exc, file=sys.stderr)
         return 1
     finally:
+        if node is not None:
+            node.stop()
         cp.stop()
         if made:
             shutil.rmtree(path, ignore_errors=True)
@@ -626,12 +706,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="start the control plane until Ctrl-C")
     up.add_argument("--workdir", help="directory for certs, data, logs (default: a temp dir)")
+    up.add_argument(
+        "--node", action="store_true", help="also run a real node (tests/infra/node.py; root)"
+    )
     sub.add_parser("build", help="build the binaries (tools/k8s/build.sh)")
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build_binaries())
         return 0
-    return _up(args.workdir)
+    return _up(args.workdir, args.node)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,12 @@
 # built from a small throw-away module (in the cache) that requires it, and for Kubernetes also
 # replaces every k8s.io/* staging module with its published v0.X.Y twin.
 #
-# Usage: tools/k8s/build.sh        (prints the bin directories; a warm run takes ~1 s)
+# The node (tests/infra/node.py) also needs kubelet, kube-scheduler and kube-proxy from the same
+# module, and a pause (sandbox) image binary compiled from the module's build/pause/linux/pause.c.
+#
+# Usage: tools/k8s/build.sh [node]  (prints the bin directories; a warm run takes ~1 s)
+#        `node` also builds the node's binaries (cold: ~2-3 min more once the control plane's
+#        build cache is warm) and prints NODE_BIN=.
 # Env:   K8S_VERSION, ETCD_VERSION, ACME_GATEWAY_CACHE (default ~/.cache/acme-gateway)
 set -euo pipefail
 
@@ -15,6 +20,7 @@ ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 CACHE="${ACME_GATEWAY_CACHE:-$HOME/.cache/acme-gateway}"
 
 K8S_DIR="$CACHE/k8s-$K8S_VERSION"
+NODE_DIR="$CACHE/k8s-node-$K8S_VERSION"
 ETCD_DIR="$CACHE/etcd-$ETCD_VERSION"
 
 # Module and build caches live with the binaries so a second build reuses them.
@@ -53,15 +59,10 @@ EOF
   echo "$key" >"$ETCD_DIR/.built"
 }
 
-build_k8s() {
-  local key="k8s=$K8S_VERSION go=$(go env GOVERSION)"
-  if stamp_ok "$K8S_DIR" "$key" \
-      && [[ -x "$K8S_DIR/bin/kube-apiserver" && -x "$K8S_DIR/bin/kube-controller-manager" ]]; then
-    return
-  fi
-  local mod="$K8S_DIR/module"
-  rm -rf "$mod" && mkdir -p "$mod" "$K8S_DIR/bin"
-
+# write_k8s_module DIR CMD...: a throw-away module requiring k8s.io/kubernetes with every
+# staging module replaced by its published twin, and `tool` lines for cmd/CMD...
+write_k8s_module() {
+  local mod="$1"; shift
   # Staging modules are published as v0.<minor>.<patch> for release v1.<minor>.<patch>.
   local staging="v0.${K8S_VERSION#v1.}"
   local upstream_mod
@@ -76,15 +77,20 @@ build_k8s() {
   {
     printf 'module acme-gateway.local/k8s-build\n\ngo 1.26.0\n\ngodebug default=go1.26\n\n'
     printf 'require k8s.io/kubernetes %s\n\n' "$K8S_VERSION"
-    printf 'tool (\n\tk8s.io/kubernetes/cmd/kube-apiserver\n'
-    printf '\tk8s.io/kubernetes/cmd/kube-controller-manager\n)\n\nreplace (\n'
+    printf 'tool (\n'
+    local c
+    for c in "$@"; do printf '\tk8s.io/kubernetes/cmd/%s\n' "$c"; done
+    printf ')\n\nreplace (\n'
     local m
     for m in "${modules[@]}"; do printf '\t%s => %s %s\n' "$m" "$m" "$staging"; done
     printf ')\n'
   } >"$mod/go.mod"
   log "resolving k8s.io/kubernetes $K8S_VERSION with ${#modules[@]} staging modules at $staging"
   (cd "$mod" && go mod tidy)
+}
 
+# k8s_ldflags: the version variables upstream's build sets.
+k8s_ldflags() {
   local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
   local -a vars=(
     "gitVersion=$K8S_VERSION" "gitMajor=1" "gitMinor=$minor"
@@ -95,7 +101,21 @@ build_k8s() {
   for v in "${vars[@]}"; do
     ldflags+=" -X k8s.io/component-base/version.$v -X k8s.io/client-go/pkg/version.$v"
   done
-  local cmd
+  echo "$ldflags"
+}
+
+build_k8s() {
+  local key="k8s=$K8S_VERSION go=$(go env GOVERSION)"
+  if stamp_ok "$K8S_DIR" "$key" \
+      && [[ -x "$K8S_DIR/bin/kube-apiserver" && -x "$K8S_DIR/bin/kube-controller-manager" ]]; then
+    return
+  fi
+  local mod="$K8S_DIR/module"
+  rm -rf "$mod" && mkdir -p "$mod" "$K8S_DIR/bin"
+  write_k8s_module "$mod" kube-apiserver kube-controller-manager
+
+  local ldflags cmd
+  ldflags="$(k8s_ldflags)"
   # Two cores: build one binary at a time.
   for cmd in kube-apiserver kube-controller-manager; do
     log "building $cmd $K8S_VERSION (cold build takes many minutes on 2 cores)"
@@ -104,6 +124,36 @@ build_k8s() {
     mv -f "$K8S_DIR/bin/$cmd.tmp" "$K8S_DIR/bin/$cmd"
   done
   echo "$key" >"$K8S_DIR/.built"
+}
+
+build_node() {
+  local key="k8s=$K8S_VERSION go=$(go env GOVERSION) cc=$(gcc -dumpfullversion 2>/dev/null)"
+  local -a cmds=(kubelet kube-scheduler kube-proxy)
+  local cmd ok=1
+  for cmd in "${cmds[@]}" pause; do [[ -x "$NODE_DIR/bin/$cmd" ]] || ok=0; done
+  if ((ok)) && stamp_ok "$NODE_DIR" "$key"; then return; fi
+  command -v gcc >/dev/null || { log "gcc is needed for the pause binary"; exit 1; }
+  rm -f "$NODE_DIR/.built"
+  local mod="$NODE_DIR/module"
+  rm -rf "$mod" && mkdir -p "$mod" "$NODE_DIR/bin"
+  write_k8s_module "$mod" "${cmds[@]}"
+  local ldflags
+  ldflags="$(k8s_ldflags)"
+  for cmd in "${cmds[@]}"; do
+    log "building $cmd $K8S_VERSION"
+    (cd "$mod" && flock "$CACHE/go-build.lock" go build -trimpath -ldflags "$ldflags" \
+        -o "$NODE_DIR/bin/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd")
+    mv -f "$NODE_DIR/bin/$cmd.tmp" "$NODE_DIR/bin/$cmd"
+  done
+  # The sandbox ("pause") container's process: no registry can be reached for its image.
+  local src
+  src="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+      | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')/build/pause/linux/pause.c"
+  [[ -f "$src" ]] || { log "no pause.c at $src"; exit 1; }
+  gcc -Os -static -Wall -DVERSION="$K8S_VERSION" -o "$NODE_DIR/bin/pause.tmp" "$src"
+  strip "$NODE_DIR/bin/pause.tmp"
+  mv -f "$NODE_DIR/bin/pause.tmp" "$NODE_DIR/bin/pause"
+  echo "$key" >"$NODE_DIR/.built"
 }
 
 main() {
@@ -115,9 +165,11 @@ main() {
   local start=$SECONDS
   build_etcd
   build_k8s
+  if [[ "${1:-}" == node ]]; then build_node; fi
   log "done in $((SECONDS - start)) s"
   echo "ETCD_BIN=$ETCD_DIR/bin"
   echo "K8S_BIN=$K8S_DIR/bin"
+  if [[ "${1:-}" == node ]]; then echo "NODE_BIN=$NODE_DIR/bin"; fi
 }
 
 main "$@"

@@ -162,6 +162,14 @@ server = obj(
         },
         "containerPort": i(minimum=1024, maximum=65535, description="Listen port (unprivileged)."),
         "clientAuthEKU": b("Leaves also carry the clientAuth EKU (default: serverAuth only)."),
+        "workers": i("Server processes per Pod (one per CPU the Pod may use).", minimum=1),
+        "accountCacheSeconds": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 300,
+            "description": "How long accounts are served from memory (registration changes "
+            "take effect within it).",
+        },
         "validation": obj(
             {
                 "allowCIDRs": cidr_list(

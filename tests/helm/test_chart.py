@@ -164,6 +164,10 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert flag(server, "validation-allow-cidr") == []
     assert "--client-auth-eku" not in server["args"]
     assert flag(server, "max-pending-orders") == ["300"]
+    assert flag(server, "workers") == ["1"]
+    assert flag(server, "account-cache-seconds") == ["2"]
+    # One server: nonces stay in its shared memory, no store write per request.
+    assert flag(server, "nonce-scope") == []
     assert operator["command"] == ["acme-gateway-operator"]
     assert flag(operator, "data-dir") == ["/data"]
     assert flag(operator, "namespace") == []
@@ -280,6 +284,8 @@ def test_postgresql_runs_replicas_and_a_separate_operator(
     assert operator["spec"]["replicas"] == 1
     assert list(containers(server)) == ["server"]
     assert list(containers(operator)) == ["operator"]
+    # Replicas behind one Service: a nonce from one must be good on the others.
+    assert flag(containers(server)["server"], "nonce-scope") == ["store"]
     assert server["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-server"
     assert operator["spec"]["template"]["spec"]["serviceAccountName"] == f"{FULLNAME}-operator"
     for dep, cname in ((server, "server"), (operator, "operator")):

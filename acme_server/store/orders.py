@@ -126,7 +126,10 @@ def get_order(conn: sa.Connection, order_id: str) -> Order | None:
     row = conn.execute(_ORDER, {"id": order_id}).first()
     if row is None:
         return None
-    authz_ids = conn.execute(_ORDER_AUTHZ_IDS, {"id": order_id}).scalars()
+    return _order(row, tuple(conn.execute(_ORDER_AUTHZ_IDS, {"id": order_id}).scalars()))
+
+
+def _order(row: Any, authz_ids: tuple[str, ...]) -> Order:
     return Order(
         row.id,
         row.account_id,
@@ -136,7 +139,7 @@ def get_order(conn: sa.Connection, order_id: str) -> Order | None:
         row.certificate_id,
         row.expires_at,
         row.created_at,
-        tuple(authz_ids),
+        authz_ids,
     )
 
 
@@ -263,6 +266,9 @@ def needs_refresh(conn: sa.Connection, order: Order, now: datetime) -> bool:
 _AUTHZ_STATES = sa.select(authorizations.c.status, authorizations.c.expires_at).where(
     authorizations.c.id.in_(sa.bindparam("ids", expanding=True))
 )
+_AUTHZ_STATES_BY_ID = sa.select(
+    authorizations.c.id, authorizations.c.status, authorizations.c.expires_at
+).where(authorizations.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def refresh_order(conn: sa.Connection, order: Order) -> Order:
@@ -271,23 +277,24 @@ def refresh_order(conn: sa.Connection, order: Order) -> Order:
     now = datetime.now(UTC)
     if order.status not in lifecycle.REFRESHABLE_ORDER:
         return order
-    expire_authzs(conn, list(order.authz_ids), now)
-    rows = (
-        conn.execute(
-            sa.select(authorizations.c.status, authorizations.c.id).where(
-                authorizations.c.id.in_(order.authz_ids)
-            )
-        )
-    ).all()
-    statuses = [AuthorizationStatus(r.status) for r in rows]
-    outcome = lifecycle.order_outcome(order.status, order.expires_at, now, statuses)
+    # Read the authorizations once; write only the expiries and the outcome that happened.
+    statuses: dict[str, AuthorizationStatus] = {}
+    for row in conn.execute(_AUTHZ_STATES_BY_ID, {"ids": list(order.authz_ids)}):
+        status = AuthorizationStatus(row.status)
+        if status in lifecycle.EXPIRABLE_AUTHZ and row.expires_at <= now:
+            status = AuthorizationStatus.EXPIRED
+        statuses[row.id] = status
+    expired = [a for a, s in statuses.items() if s == AuthorizationStatus.EXPIRED]
+    if expired:
+        expire_authzs(conn, expired, now)
+    outcome = lifecycle.order_outcome(order.status, order.expires_at, now, statuses.values())
     if outcome is None:
         return order
     error = order.error
     if outcome.cause is InvalidCause.EXPIRED:
         error = lifecycle.order_expired_error()
     elif outcome.cause is InvalidCause.AUTHZ_FAILED:
-        failed = [r.id for r in rows if r.status in lifecycle.FINAL_AUTHZ]
+        failed = [a for a, s in statuses.items() if s in lifecycle.FINAL_AUTHZ]
         error = _first_challenge_error(conn, failed) or lifecycle.authz_failed_error()
     conn.execute(
         orders.update()
@@ -323,19 +330,22 @@ def expire_authzs(conn: sa.Connection, authz_ids: list[str], now: datetime) -> N
         )
 
 
-def orders_of_authz(conn: sa.Connection, authz_id: str) -> list[Order]:
-    ids = (
-        conn.execute(
-            sa.select(order_authorizations.c.order_id).where(
-                order_authorizations.c.authz_id == authz_id
-            )
-        )
-    ).scalars()
+_REFRESHABLE_ORDERS_OF_AUTHZ = (
+    sa.select(orders)
+    .join(order_authorizations, order_authorizations.c.order_id == orders.c.id)
+    .where(
+        order_authorizations.c.authz_id == sa.bindparam("authz_id"),
+        orders.c.status.in_([s.value for s in lifecycle.REFRESHABLE_ORDER]),
+    )
+)
+
+
+def refreshable_orders_of_authz(conn: sa.Connection, authz_id: str) -> list[Order]:
+    """The pending/ready orders using the authorization: the only ones it can move on."""
     out = []
-    for oid in list(ids):
-        order = get_order(conn, oid)
-        if order is not None:
-            out.append(order)
+    for row in conn.execute(_REFRESHABLE_ORDERS_OF_AUTHZ, {"authz_id": authz_id}).all():
+        authz_ids = conn.execute(_ORDER_AUTHZ_IDS, {"id": row.id}).scalars()
+        out.append(_order(row, tuple(authz_ids)))
     return out
 
 
@@ -351,7 +361,7 @@ def set_authz_status(
     if expires_at is not None:
         values["expires_at"] = expires_at
     conn.execute(authorizations.update().where(authorizations.c.id == authz_id).values(**values))
-    for order in orders_of_authz(conn, authz_id):
+    for order in refreshable_orders_of_authz(conn, authz_id):
         refresh_order(conn, order)
 
 
@@ -390,10 +400,10 @@ def finish_challenge(
             attempts=chal.attempts + 1,
         )
     )
-    authz = get_authz(conn, chal.authz_id)
+    authz = conn.execute(_AUTHZ, {"id": chal.authz_id}).first()  # its challenges not needed
     if authz is None:
         return
-    decided = lifecycle.authz_after_challenge(authz.status, valid)
+    decided = lifecycle.authz_after_challenge(AuthorizationStatus(authz.status), valid)
     if decided is AuthorizationStatus.VALID:
         set_authz_status(conn, authz.id, decided, expires_at=now + authz_lifetime)
     elif decided is not None:

@@ -134,6 +134,7 @@ async def start(
     )
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
     stack.push_async_callback(scheduler.close)
+    state.scheduler = scheduler
     tasks = [asyncio.create_task(scheduler.run(), name="validation"), *revocation_tasks]
     if housekeeping:
         tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))

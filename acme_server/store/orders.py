@@ -365,12 +365,20 @@ def set_authz_status(
         refresh_order(conn, order)
 
 
-def start_challenge(conn: sa.Connection, challenge_id: str) -> bool:
-    """pending -> processing, due now. False when it was not pending (already started)."""
+def start_challenge(
+    conn: sa.Connection, challenge_id: str, *, lease_until: datetime | None = None
+) -> bool:
+    """pending -> processing, due now (leased to the caller's process until `lease_until`,
+    if given). False when it was not pending (already started)."""
     result = conn.execute(
         challenges.update()
         .where(challenges.c.id == challenge_id, challenges.c.status == ChallengeStatus.PENDING)
-        .values(status=ChallengeStatus.PROCESSING, next_attempt_at=datetime.now(UTC), attempts=0)
+        .values(
+            status=ChallengeStatus.PROCESSING,
+            next_attempt_at=datetime.now(UTC),
+            attempts=0,
+            lease_until=lease_until,
+        )
     )
     return bool(result.rowcount)
 

@@ -59,6 +59,7 @@ class ValidationScheduler:
         self._slots = asyncio.Semaphore(settings.validation_concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()
+        self._reserved = 0  # slots promised to challenges being started here (`reserve`)
         self._tenants = TenantSlots(
             settings.validation_concurrency_per_account,
             settings.validation_concurrency_per_registration,
@@ -91,8 +92,38 @@ class ValidationScheduler:
         await asyncio.gather(*self._running, return_exceptions=True)
         await queue.release(self._db, held)
 
+    # A challenge accepted by this process is leased to it in the same unit that starts it,
+    # and validated at once from what the request already knows: no claim round, no reload.
+
+    def reserve(self, tenant: Tenant) -> bool:
+        """A slot for a challenge about to be started here; False when there is none (the
+        challenge is then started unleased and taken by whichever process is free)."""
+        if len(self._running) + self._reserved >= self._settings.validation_concurrency:
+            return False
+        if not self._tenants.fits(tenant):
+            return False
+        self._tenants.take(tenant)
+        self._reserved += 1
+        return True
+
+    def unreserve(self, tenant: Tenant) -> None:
+        """The reserved challenge was not started after all."""
+        self._reserved -= 1
+        self._tenants.release(tenant)
+
+    def validate_leased(self, challenge_id: str, tenant: Tenant, job: queue.ValidationJob) -> None:
+        """Validate a challenge this process started and leased (its reserved slot)."""
+        self._reserved -= 1
+        self._spawn(challenge_id, tenant, job)
+
+    def _spawn(self, challenge_id: str, tenant: Tenant, job: queue.ValidationJob | None) -> None:
+        self._held.add(challenge_id)
+        task = asyncio.create_task(self._attempt(challenge_id, tenant, job))
+        self._running.add(task)
+        task.add_done_callback(self._finished)
+
     async def _round(self) -> None:
-        free = self._settings.validation_concurrency - len(self._running)
+        free = self._settings.validation_concurrency - len(self._running) - self._reserved
         if free <= 0:
             return
         now = datetime.now(UTC)
@@ -102,10 +133,7 @@ class ValidationScheduler:
         claimed = await self._db.write(lambda conn: self._claim(conn, trial, now, free))
         for challenge_id, tenant in claimed:
             self._tenants.take(tenant)
-            self._held.add(challenge_id)
-            task = asyncio.create_task(self._attempt(challenge_id, tenant))
-            self._running.add(task)
-            task.add_done_callback(self._finished)
+            self._spawn(challenge_id, tenant, None)
 
     @staticmethod
     def _claim(
@@ -141,9 +169,11 @@ class ValidationScheduler:
                 break
         return claimed
 
-    async def _attempt(self, challenge_id: str, tenant: Tenant) -> None:
+    async def _attempt(
+        self, challenge_id: str, tenant: Tenant, job: queue.ValidationJob | None
+    ) -> None:
         try:
-            await self._validate(challenge_id)
+            await self._validate(challenge_id, job)
         finally:
             self._held.discard(challenge_id)
             self._tenants.release(tenant)
@@ -152,9 +182,9 @@ class ValidationScheduler:
         self._running.discard(task)
         self._wakeup.set()  # a slot is free: take waiting challenges now, not at the next poll
 
-    async def _validate(self, challenge_id: str) -> None:
+    async def _validate(self, challenge_id: str, known: queue.ValidationJob | None) -> None:
         async with self._slots:
-            job = await queue.load_job(self._db, challenge_id)
+            job = known or await queue.load_job(self._db, challenge_id)
             if job is None:
                 return
             chal_type, name, attempts = job.type, job.name, job.attempts

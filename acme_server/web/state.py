@@ -11,6 +11,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.nonces import NonceService
 from acme_server.store.database import Database
+from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.urls import Urls
 
@@ -25,6 +26,8 @@ class AppState:
     accounts: AccountCache
     # Set when a challenge is accepted so the validation loop starts at once.
     validation_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # This process's validator, once started: challenges accepted here are handed to it.
+    scheduler: ValidationScheduler | None = None
 
 
 STATE_KEY = web.AppKey("acme_state", AppState)

@@ -19,6 +19,9 @@ from acme_server.revocation import ari
 from acme_server.store import limits as limit_store
 from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
+from acme_server.store.validation_queue import ValidationJob
+from acme_server.validation.fairness import Tenant
+from acme_server.validation.scheduler import LEASE
 from acme_server.web.auth import SignedRequest, authenticate, require_post_as_get
 from acme_server.web.responses import acme_json, link
 from acme_server.web.state import state_of
@@ -228,7 +231,17 @@ async def challenge(request: web.Request) -> web.Response:
             )
         return chal, parent
 
-    def update(conn: sa.Connection) -> tuple[order_store.Challenge, bool]:
+    # Accepting a challenge leases it to this process's validator when it has a free slot for
+    # the tenant: validation starts at once, without a claim round (scheduler.reserve).
+    scheduler = None if respond else state.scheduler
+    assert signed.account is not None
+    tenant = Tenant(signed.account.id, signed.account.registration_id)
+    leased = scheduler is not None and scheduler.reserve(tenant)
+    lease_until = datetime.now(UTC) + LEASE if leased else None
+
+    def update(
+        conn: sa.Connection,
+    ) -> tuple[order_store.Challenge, order_store.Authorization, bool]:
         chal, parent = own(conn)
         if order_store.authz_expired(parent, datetime.now(UTC)):
             order_store.expire_authzs(conn, [parent.id], datetime.now(UTC))
@@ -236,21 +249,34 @@ async def challenge(request: web.Request) -> web.Response:
         started = False
         if not respond:
             lifecycle.check_challenge_can_start(parent.status)
-            started = order_store.start_challenge(conn, challenge_id)
+            started = order_store.start_challenge(conn, challenge_id, lease_until=lease_until)
             if started:
                 chal = order_store.get_challenge(conn, challenge_id) or chal
-        return chal, started
+        return chal, parent, started
 
     started = False
     chal: order_store.Challenge | None = None
-    if respond:
-        chal, parent = await state.db.read(own)
-        if order_store.authz_expired(parent, datetime.now(UTC)):
-            chal = None
-    if chal is None:
-        chal, started = await state.db.write(update)
+    try:
+        if respond:
+            chal, parent = await state.db.read(own)
+            if order_store.authz_expired(parent, datetime.now(UTC)):
+                chal = None
+        if chal is None:
+            chal, parent, started = await state.db.write(update)
+    except BaseException:
+        if leased and scheduler is not None:
+            scheduler.unreserve(tenant)
+        raise
     assert chal is not None
-    if started:
+    if leased and scheduler is not None:
+        if started:
+            job = ValidationJob(
+                chal.type, chal.token, parent.identifier_value, signed.account.key_thumbprint, 0
+            )
+            scheduler.validate_leased(chal.id, tenant, job)
+        else:
+            scheduler.unreserve(tenant)
+    elif started:
         state.validation_wakeup.set()
     return acme_json(
         request,

@@ -72,10 +72,10 @@ def _sqlite_engine(url: str, *, begin: str) -> sa.Engine:
 class SqliteThreads:
     """One writer thread and a few reader threads, each with its own connection.
 
-    The writers of several processes on one file (the workers of a `serve`) also take an
-    `flock` on `<database>.write-lock` around each write: the kernel hands the lock to the
-    next waiter at once, where SQLite's own busy handler would sleep and poll. Processes that
-    do not take it (admin CLI, operator) still wait on SQLite's lock as before.
+    Every process writing through this class (the workers of a `serve`, the operator, the
+    admin CLI) also takes an `flock` on `<database>.write-lock` around each write: the
+    kernel hands the lock to the next waiter at once, where SQLite's own busy handler would
+    sleep and poll. Anything else writing the file still waits on SQLite's lock as before.
     """
 
     def __init__(self, url: str, *, readers: int = SQLITE_READERS) -> None:

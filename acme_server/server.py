@@ -35,6 +35,7 @@ from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
+from acme_server.web.draining import DRAINING_KEY, Draining, close_idle, open_connections
 from acme_server.web.metrics_app import start_metrics
 from acme_server.web.middleware import AccessLogger
 from acme_server.web.state import AppState
@@ -45,7 +46,7 @@ log = logging.getLogger("acme_server")
 NONCE_PURGE_SECONDS = 300
 LINGERING_SECONDS = 2.0
 FD_HEADROOM = 256  # descriptors besides client connections
-CANCEL_GRACE_SECONDS = 2.0  # after --shutdown-timeout: cancelling what still runs
+CANCEL_GRACE_SECONDS = 1.0  # after --shutdown-timeout: aiohttp cancelling what still runs
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -91,37 +92,47 @@ async def run_server(settings: Settings, role: WorkerRole | None = None) -> None
 
 
 class Listeners:
-    """The HTTP listeners SIGTERM stops: all stop accepting at once, then requests in
-    flight get `timeout` to finish (aiohttp closes idle keep-alive connections and
-    cancels handlers still running after it)."""
+    """The HTTP listeners SIGTERM stops: all stop accepting at once; idle connections are
+    closed, requests in flight get `timeout` to finish (answered with `Connection: close`),
+    and aiohttp cancels what still runs after that."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
-        self._runners: list[web.BaseRunner] = []
+        self._runners: list[tuple[web.BaseRunner, Draining | None]] = []
         self._drained = False
 
-    def add(self, runner: web.BaseRunner) -> None:
-        self._runners.append(runner)
+    def add(self, runner: web.BaseRunner, draining: Draining | None = None) -> None:
+        self._runners.append((runner, draining))
+
+    def _busy(self) -> int:
+        return sum(open_connections(r) for r, draining in self._runners if draining is not None)
 
     async def drain(self) -> None:
         if self._drained:
             return
         self._drained = True
-        for runner in self._runners:
+        for runner, _ in self._runners:
             for site in list(runner.sites):
                 await site.stop()
-        in_flight = sum(len(r.server.connections) for r in self._runners if r.server)
-        log.info(
-            "stopped accepting; %d connection(s) open, in-flight requests get %gs to finish",
-            in_flight,
-            self.timeout,
-        )
-        cleanups = asyncio.gather(*(runner.cleanup() for runner in self._runners))
-        try:
-            # aiohttp waits `timeout` for handlers, then (briefly) for their cancellation.
-            await asyncio.wait_for(cleanups, self.timeout + CANCEL_GRACE_SECONDS)
-        except TimeoutError:
-            log.warning("requests still running after the shutdown timeout were abandoned")
+        for runner, draining in self._runners:
+            if draining is not None:
+                close_idle(runner, draining)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        if self._busy():
+            log.info(
+                "stopped accepting; %d request(s) in flight get %gs to finish",
+                self._busy(),
+                self.timeout,
+            )
+        # aiohttp signals no event when a connection ends: poll the count.
+        while self._busy() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self._busy():
+            log.warning(
+                "cancelling %d request(s) still running at the shutdown timeout", self._busy()
+            )
+        await asyncio.gather(*(runner.cleanup() for runner, _ in self._runners))
 
 
 async def prepare(settings: Settings) -> None:
@@ -196,7 +207,7 @@ async def start(
             await start_metrics(
                 settings.metrics_listen,
                 reuse_port=role is not None,
-                shutdown_timeout=settings.shutdown_timeout,
+                shutdown_timeout=CANCEL_GRACE_SECONDS,
             )
         )
         tasks.append(
@@ -274,10 +285,13 @@ async def _listen(
         # After an answer given before the body was read (413, 408), drain the rest this
         # long at most so the client sees the answer rather than a reset, then close.
         lingering_time=LINGERING_SECONDS,
-        shutdown_timeout=settings.shutdown_timeout,
+        # Listeners.drain waits for requests first; this is only aiohttp's cancelling.
+        shutdown_timeout=CANCEL_GRACE_SECONDS,
     )
+    draining = Draining()
+    runner.app[DRAINING_KEY] = draining
     await runner.setup()
-    listeners.add(runner)
+    listeners.add(runner, draining)
     _raise_open_files_limit(settings.max_connections)
     limiter = ConnectionLimiter(settings.max_connections)
     site = GuardedTCPSite(

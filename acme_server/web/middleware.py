@@ -15,6 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from acme_server import logs, metrics
 from acme_server.domain.problems import AcmeProblem, ProblemType, problem_json
+from acme_server.web.draining import DRAINING_KEY
 from acme_server.web.responses import link
 from acme_server.web.state import state_of
 
@@ -67,6 +68,9 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
     request_id = secrets.token_hex(8)
     route = route_of(request)
     ids = {_ID_PARAMS[k]: v for k, v in request.match_info.items() if k in _ID_PARAMS}
+    draining = request.app.get(DRAINING_KEY)
+    if draining is not None:
+        draining.busy.add(request.protocol)
     started = time.perf_counter()
     with logs.scope(request_id=request_id, **ids):
         try:
@@ -74,6 +78,10 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
         finally:
             request[_CONTEXT_KEY] = dict(logs.current())  # for the access log, after this
             request[_ROUTE_KEY] = route
+            if draining is not None:
+                draining.busy.discard(request.protocol)
+    if draining is not None and draining.stopping:
+        response.force_close()  # shutting down: answer, then close
     method = metrics.method_label(request.method)
     metrics.REQUESTS.labels(route, method, str(response.status)).inc()
     metrics.REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)

@@ -55,6 +55,11 @@ REQUEST_SECONDS = Histogram(
     ["route", "method"],
     buckets=_FAST,
 )
+REQUESTS_IN_FLIGHT = Gauge(
+    "acme_gateway_http_requests_in_flight",
+    "ACME requests inside their handler (sampled each second)",
+    multiprocess_mode="livesum",
+)
 OPEN_CONNECTIONS = Gauge(
     "acme_gateway_open_connections",
     "Open client connections on the ACME port",
@@ -124,6 +129,7 @@ STORE_UNIT_ERRORS = Counter(
 _ALL = (
     REQUESTS,
     REQUEST_SECONDS,
+    REQUESTS_IN_FLIGHT,
     OPEN_CONNECTIONS,
     JWK_CACHE_ENTRIES,
     NONCES_ISSUED,

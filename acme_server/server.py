@@ -35,7 +35,7 @@ from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
-from acme_server.web.draining import DRAINING_KEY, Draining, close_idle, open_connections
+from acme_server.web.draining import DRAINING_KEY, Draining, close_idle
 from acme_server.web.metrics_app import start_metrics
 from acme_server.web.middleware import AccessLogger
 from acme_server.web.state import AppState
@@ -105,7 +105,8 @@ class Listeners:
         self._runners.append((runner, draining))
 
     def _busy(self) -> int:
-        return sum(open_connections(r) for r, draining in self._runners if draining is not None)
+        """Requests in their handler (aiohttp finishes writing an answer when cleaning up)."""
+        return sum(len(draining.busy) for _, draining in self._runners if draining is not None)
 
     async def drain(self) -> None:
         if self._drained:
@@ -114,6 +115,7 @@ class Listeners:
         for runner, _ in self._runners:
             for site in list(runner.sites):
                 await site.stop()
+        await asyncio.sleep(0)  # requests whose handler was just scheduled enter it first
         for runner, draining in self._runners:
             if draining is not None:
                 close_idle(runner, draining)
@@ -190,7 +192,9 @@ async def start(
     stack.push_async_callback(session.close)
     ssl_context = await _ssl_context(settings, ca)
     housekeeping = role is None or role.index == 0  # needs one process, not every worker
-    limiter = await _listen(settings, state, ssl_context, listeners, reuse_port=role is not None)
+    limiter, draining = await _listen(
+        settings, state, ssl_context, listeners, reuse_port=role is not None
+    )
     revocation_tasks = await start_revocation(
         settings, db, ca, stack, reuse_port=role is not None, housekeeping=housekeeping
     )
@@ -212,7 +216,8 @@ async def start(
         )
         tasks.append(
             asyncio.create_task(
-                _sample_metrics(settings, state, limiter, housekeeping), name="metrics"
+                _sample_metrics(settings, state, limiter, draining, housekeeping),
+                name="metrics",
             )
         )
     stack.push_async_callback(_cancel, tasks)
@@ -275,7 +280,7 @@ async def _listen(
     listeners: Listeners,
     *,
     reuse_port: bool,
-) -> ConnectionLimiter:
+) -> tuple[ConnectionLimiter, Draining]:
     # keepalive_timeout doubles as the request-head timeout (see web.connections).
     runner = web.AppRunner(
         build_app(state),
@@ -305,11 +310,15 @@ async def _listen(
         reuse_port=reuse_port,
     )
     await site.start()
-    return limiter
+    return limiter, draining
 
 
 async def _sample_metrics(
-    settings: Settings, state: AppState, limiter: ConnectionLimiter, housekeeping: bool
+    settings: Settings,
+    state: AppState,
+    limiter: ConnectionLimiter,
+    draining: Draining,
+    housekeeping: bool,
 ) -> None:
     """Gauges of this process every second; the store-wide ones in one process only."""
     store_scope = settings.nonce_scope == "store"
@@ -324,6 +333,7 @@ async def _sample_metrics(
     await metrics.sample_periodically(
         [
             (metrics.OPEN_CONNECTIONS, lambda: limiter.open),
+            (metrics.REQUESTS_IN_FLIGHT, lambda: len(draining.busy)),
             (metrics.JWK_CACHE_ENTRIES, lambda: len(jose.KEY_CACHE)),
         ],
         store_wide if housekeeping else None,

@@ -22,13 +22,15 @@ DRAINING_KEY = web.AppKey("draining", Draining)
 
 
 def close_idle(runner: web.BaseRunner, draining: Draining) -> None:
-    """Close the connections of `runner` that run no request (keep-alive, half a head)."""
+    """Close the connections of `runner` that run no request (idle keep-alive, half a head)
+    now; the busy ones close after their answer."""
     draining.stopping = True
     if runner.server is not None:
-        for conn in runner.server.connections:
+        for conn in list(runner.server.connections):
             if conn not in draining.busy:
-                conn.close()
-
-
-def open_connections(runner: web.BaseRunner) -> int:
-    return len(runner.server.connections) if runner.server is not None else 0
+                transport = conn.transport
+                conn.force_close()
+                if transport is not None:
+                    # Not a TLS close_notify exchange: an idle client is not reading and
+                    # would hold the connection for the whole SSL shutdown timeout.
+                    transport.abort()

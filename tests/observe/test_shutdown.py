@@ -20,6 +20,8 @@ import pytest
 
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
+from tests.observe.support import samples, value
+from tests.polling import wait_for
 from tests.protocol import raw_http
 from tests.protocol.acme_client import http01_responder, serving
 from tests.protocol.support import Acme, new_account, unique
@@ -34,7 +36,8 @@ def _signed_new_account(gw: GatewayProcess) -> bytes:
 
 
 def _start_slow_post(gw: GatewayProcess, body: bytes) -> ssl.SSLSocket:
-    """A newAccount POST whose body is half sent: its handler is in flight, reading."""
+    """A newAccount POST whose body is half sent: once this returns, its handler is in
+    flight, reading (the server's in-flight gauge says so)."""
     sock = raw_http.connect(gw.port, gw.root_pem, timeout=30)
     assert isinstance(sock, ssl.SSLSocket)
     head = raw_http.request_head(
@@ -43,7 +46,12 @@ def _start_slow_post(gw: GatewayProcess, body: bytes) -> ssl.SSLSocket:
         {"Content-Type": "application/jose+json", "Content-Length": str(len(body))},
     )
     sock.sendall(head + body[: len(body) // 2])
-    time.sleep(0.5)  # the server has read the head and waits for the rest
+    wait_for(
+        "the request to be in its handler",
+        lambda: value(samples(gw.metrics_text()), "acme_gateway_http_requests_in_flight") >= 1,
+        timeout=20,
+        interval=0.1,
+    )
     return sock
 
 
@@ -72,7 +80,9 @@ def _terminate(gw: GatewayProcess) -> tuple[Any, float]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_in_flight_request_finishes_and_the_server_exits_0(tmp_path: Path, workers: int) -> None:
-    gw = GatewayProcess(tmp_path, workers=workers, extra_args=("--shutdown-timeout", "15s"))
+    gw = GatewayProcess(
+        tmp_path, workers=workers, metrics=True, extra_args=("--shutdown-timeout", "15s")
+    )
     gw.start()
     try:
         body = _signed_new_account(gw)
@@ -96,7 +106,9 @@ def test_in_flight_request_finishes_and_the_server_exits_0(tmp_path: Path, worke
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_request_that_never_finishes_is_cut_at_the_bound(tmp_path: Path, workers: int) -> None:
     timeout = 3.0
-    gw = GatewayProcess(tmp_path, workers=workers, extra_args=("--shutdown-timeout", "3s"))
+    gw = GatewayProcess(
+        tmp_path, workers=workers, metrics=True, extra_args=("--shutdown-timeout", "3s")
+    )
     gw.start()
     try:
         sock = _start_slow_post(gw, _signed_new_account(gw))  # the rest never comes

@@ -138,17 +138,25 @@ def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:
     )
 
 
+_MAX_LOGGED_PATH = 256
+
+
 class AccessLogger(AbstractAccessLogger):
-    """One line per request, replacing aiohttp's: method, route, status, duration, bytes,
-    client address and the request's context (its ID, and account/order where known)."""
+    """One line per request, replacing aiohttp's: method, path and route pattern, status,
+    duration, bytes, client address and the request's context (its ID, and account, order
+    and registration where known)."""
 
     def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
         context = request.get(_CONTEXT_KEY)  # absent when aiohttp answered before routing
         route = request.get(_ROUTE_KEY, "unrouted")
+        # The raw (still percent-encoded) path: no decoded line break can end up in a line.
+        path = request.raw_path.partition("?")[0]
+        if len(path) > _MAX_LOGGED_PATH:
+            path = path[:_MAX_LOGGED_PATH] + "..."
         self.logger.info(
             "%s %s %d %.1fms %dB",
             request.method,
-            route,
+            path,
             response.status,
             time * 1000,
             response.body_length,
@@ -156,6 +164,7 @@ class AccessLogger(AbstractAccessLogger):
                 "context": context or {},
                 "method": request.method,
                 "route": route,
+                "path": path,
                 "status": response.status,
                 "duration_ms": round(time * 1000, 3),
                 "bytes": response.body_length,

@@ -15,13 +15,12 @@ across processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import os
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from time import perf_counter
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -152,13 +151,11 @@ def method_label(method: str) -> str:
     return method if method in _METHODS else "other"
 
 
-@contextlib.contextmanager
-def timed(histogram: Histogram) -> Iterator[None]:
-    start = perf_counter()
-    try:
-        yield
-    finally:
-        histogram.observe(perf_counter() - start)
+@functools.lru_cache(maxsize=1024)
+def request_series(route: str, method: str, status: int) -> tuple[Counter, Histogram]:
+    """The children one request updates; cached, since `labels()` costs more than the
+    update (the key space is small: routes x methods x statuses)."""
+    return REQUESTS.labels(route, method, str(status)), REQUEST_SECONDS.labels(route, method)
 
 
 # --- several processes ---------------------------------------------------------------------

@@ -82,9 +82,11 @@ async def context_middleware(request: web.Request, handler: Handler) -> web.Stre
                 draining.busy.discard(request.protocol)
     if draining is not None and draining.stopping:
         response.force_close()  # shutting down: answer, then close
-    method = metrics.method_label(request.method)
-    metrics.REQUESTS.labels(route, method, str(response.status)).inc()
-    metrics.REQUEST_SECONDS.labels(route, method).observe(time.perf_counter() - started)
+    count, seconds = metrics.request_series(
+        route, metrics.method_label(request.method), response.status
+    )
+    count.inc()
+    seconds.observe(time.perf_counter() - started)
     response.headers[REQUEST_ID_HEADER] = request_id
     return response
 

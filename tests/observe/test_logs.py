@@ -207,7 +207,8 @@ def test_access_log_one_line_per_request_with_its_request_id(flow: dict[str, Any
     assert len(by_id) == len(access), "a request ID is used once"
     for record in access:
         assert REQUEST_ID.match(record["request_id"]), record
-        assert {"method", "route", "status", "duration_ms", "bytes"} <= record.keys(), record
+        assert {"method", "route", "path", "status", "duration_ms", "bytes"} <= record.keys()
+        assert record["path"].startswith("/") and record["path"] in record["message"], record
         assert "{" in record["route"] or not re.search(r"/[A-Za-z0-9_-]{20,}", record["route"])
     answered = flow["acme"].request_ids + flow["other"].request_ids
     assert len(answered) > 10

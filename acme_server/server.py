@@ -127,7 +127,7 @@ class Listeners:
                 self._busy(),
                 self.timeout,
             )
-        # aiohttp signals no event when a connection ends: poll the count.
+        # Handlers signal nothing when they end: poll the busy set.
         while self._busy() and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         if self._busy():

@@ -99,6 +99,10 @@ class Settings:
     crl_validity: timedelta = timedelta(hours=24)  # CRL nextUpdate - thisUpdate
     ocsp_validity: timedelta = timedelta(hours=12)  # OCSP response nextUpdate - thisUpdate
     ari_retry_after: timedelta = timedelta(hours=6)  # renewalInfo Retry-After (RFC 9773 4.3)
+    # Observability (issue 14): the metrics listener (None: off), and how long SIGTERM lets
+    # in-flight requests finish before they are cancelled.
+    metrics_listen: tuple[str, int] | None = None
+    shutdown_timeout: float = 20.0
 
     @property
     def eab_required(self) -> bool:

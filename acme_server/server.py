@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 from sqlalchemy.exc import DBAPIError
 
 from acme_server import jose, metrics
@@ -23,7 +24,7 @@ from acme_server.config import Settings
 from acme_server.nonces import NonceService, WindowLedger
 from acme_server.revocation.listener import start_revocation
 from acme_server.shared_region import SharedRegion
-from acme_server.store import meta, retention
+from acme_server.store import gauges, meta, retention
 from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
 from acme_server.store.nonces import SpentNonces, load_or_create_key
@@ -34,6 +35,9 @@ from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
+from acme_server.web.draining import DRAINING_KEY, Draining, close_idle
+from acme_server.web.metrics_app import start_metrics
+from acme_server.web.middleware import AccessLogger
 from acme_server.web.state import AppState
 from acme_server.web.urls import Urls
 
@@ -42,6 +46,7 @@ log = logging.getLogger("acme_server")
 NONCE_PURGE_SECONDS = 300
 LINGERING_SECONDS = 2.0
 FD_HEADROOM = 256  # descriptors besides client connections
+CANCEL_GRACE_SECONDS = 1.0  # after --shutdown-timeout: aiohttp cancelling what still runs
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -69,7 +74,9 @@ async def run_server(settings: Settings, role: WorkerRole | None = None) -> None
     what was started, newest first.
     """
     async with contextlib.AsyncExitStack() as stack:
-        await start(settings, stack, role)
+        listeners = Listeners(settings.shutdown_timeout)
+        stack.push_async_callback(listeners.drain)
+        await start(settings, stack, role, listeners)
         if role is not None:
             role.ready()
         stop = asyncio.Event()
@@ -78,6 +85,56 @@ async def run_server(settings: Settings, role: WorkerRole | None = None) -> None
             loop.add_signal_handler(sig, stop.set)
             stack.callback(loop.remove_signal_handler, sig)
         await stop.wait()
+        # Stop accepting first and let requests in flight finish, while the store,
+        # validation and everything else they use still run; then the stack unwinds:
+        # validations still running are cancelled and hand their leases back.
+        await listeners.drain()
+
+
+class Listeners:
+    """The HTTP listeners SIGTERM stops: all stop accepting at once; idle connections are
+    closed, requests in flight get `timeout` to finish (answered with `Connection: close`),
+    and aiohttp cancels what still runs after that."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._runners: list[tuple[web.BaseRunner, Draining | None]] = []
+        self._drained = False
+
+    def add(self, runner: web.BaseRunner, draining: Draining | None = None) -> None:
+        self._runners.append((runner, draining))
+
+    def _busy(self) -> int:
+        """Requests in their handler (aiohttp finishes writing an answer when cleaning up)."""
+        return sum(len(draining.busy) for _, draining in self._runners if draining is not None)
+
+    async def drain(self) -> None:
+        if self._drained:
+            return
+        self._drained = True
+        for runner, _ in self._runners:
+            for site in list(runner.sites):
+                await site.stop()
+        await asyncio.sleep(0)  # requests whose handler was just scheduled enter it first
+        for runner, draining in self._runners:
+            if draining is not None:
+                close_idle(runner, draining)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        if self._busy():
+            log.info(
+                "stopped accepting; %d request(s) in flight get %gs to finish",
+                self._busy(),
+                self.timeout,
+            )
+        # Handlers signal nothing when they end: poll the busy set.
+        while self._busy() and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        if self._busy():
+            log.warning(
+                "cancelling %d request(s) still running at the shutdown timeout", self._busy()
+            )
+        await asyncio.gather(*(runner.cleanup() for runner, _ in self._runners))
 
 
 async def prepare(settings: Settings) -> None:
@@ -97,10 +154,17 @@ async def _prepare_store(settings: Settings, db: Database, ca: CertificateAuthor
 
 
 async def start(
-    settings: Settings, stack: contextlib.AsyncExitStack, role: WorkerRole | None = None
+    settings: Settings,
+    stack: contextlib.AsyncExitStack,
+    role: WorkerRole | None = None,
+    listeners: Listeners | None = None,
 ) -> AppState:
-    """Compose the server from `settings`: store, CA, nonces, validation, HTTP(S) listener and
-    background loops; each pushes its own shutdown onto `stack`."""
+    """Compose the server from `settings`: store, CA, nonces, validation, HTTP(S) and metrics
+    listeners and background loops; each pushes its own shutdown onto `stack`, and the
+    listeners join `listeners` so SIGTERM stops them first."""
+    if listeners is None:
+        listeners = Listeners(settings.shutdown_timeout)
+        stack.push_async_callback(listeners.drain)
     db = await _open_store(settings, migrate=role is None)
     stack.push_async_callback(db.close)
     ca = await _load_ca(settings)
@@ -128,7 +192,9 @@ async def start(
     stack.push_async_callback(session.close)
     ssl_context = await _ssl_context(settings, ca)
     housekeeping = role is None or role.index == 0  # needs one process, not every worker
-    await _listen(settings, state, ssl_context, stack, reuse_port=role is not None)
+    limiter, draining = await _listen(
+        settings, state, ssl_context, listeners, reuse_port=role is not None
+    )
     revocation_tasks = await start_revocation(
         settings, db, ca, stack, reuse_port=role is not None, housekeeping=housekeeping
     )
@@ -140,6 +206,20 @@ async def start(
         tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
         tasks.append(
             asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge")
+        )
+    if settings.metrics_listen is not None:
+        listeners.add(
+            await start_metrics(
+                settings.metrics_listen,
+                reuse_port=role is not None,
+                shutdown_timeout=CANCEL_GRACE_SECONDS,
+            )
+        )
+        tasks.append(
+            asyncio.create_task(
+                _sample_metrics(settings, state, limiter, draining, housekeeping),
+                name="metrics",
+            )
         )
     stack.push_async_callback(_cancel, tasks)
     stack.callback(log.info, "shutting down")
@@ -198,25 +278,28 @@ async def _listen(
     settings: Settings,
     state: AppState,
     ssl_context: ssl.SSLContext | None,
-    stack: contextlib.AsyncExitStack,
+    listeners: Listeners,
     *,
     reuse_port: bool,
-) -> None:
+) -> tuple[ConnectionLimiter, Draining]:
     # keepalive_timeout doubles as the request-head timeout (see web.connections).
     runner = web.AppRunner(
         build_app(state),
         access_log=logging.getLogger("acme_server.access"),
+        access_log_class=AccessLogger,
         keepalive_timeout=settings.request_head_timeout,
         # After an answer given before the body was read (413, 408), drain the rest this
         # long at most so the client sees the answer rather than a reset, then close.
         lingering_time=LINGERING_SECONDS,
+        # Listeners.drain waits for requests first; this is only aiohttp's cancelling.
+        shutdown_timeout=CANCEL_GRACE_SECONDS,
     )
+    draining = Draining()
+    runner.app[DRAINING_KEY] = draining
     await runner.setup()
-    stack.push_async_callback(runner.cleanup)
+    listeners.add(runner, draining)
     _raise_open_files_limit(settings.max_connections)
     limiter = ConnectionLimiter(settings.max_connections)
-    metrics.OPEN_CONNECTIONS.set_function(lambda: limiter.open)
-    metrics.JWK_CACHE_ENTRIES.set_function(lambda: len(jose.KEY_CACHE))
     site = GuardedTCPSite(
         runner,
         settings.listen_host,
@@ -228,6 +311,34 @@ async def _listen(
         reuse_port=reuse_port,
     )
     await site.start()
+    return limiter, draining
+
+
+async def _sample_metrics(
+    settings: Settings,
+    state: AppState,
+    limiter: ConnectionLimiter,
+    draining: Draining,
+    housekeeping: bool,
+) -> None:
+    """Gauges of this process every second; the store-wide ones in one process only."""
+    store_scope = settings.nonce_scope == "store"
+
+    async def store_wide() -> list[tuple[Gauge, float]]:
+        numbers = await gauges.read(state.db, spent_nonces=store_scope)
+        return [
+            (metrics.VALIDATION_QUEUE, numbers.validation_queue),
+            (metrics.SPENT_NONCES, numbers.spent_nonces or 0),
+        ]
+
+    await metrics.sample_periodically(
+        [
+            (metrics.OPEN_CONNECTIONS, lambda: limiter.open),
+            (metrics.REQUESTS_IN_FLIGHT, lambda: len(draining.busy)),
+            (metrics.JWK_CACHE_ENTRIES, lambda: len(jose.KEY_CACHE)),
+        ],
+        store_wide if housekeeping else None,
+    )
 
 
 async def _cancel(tasks: list[asyncio.Task[None]]) -> None:

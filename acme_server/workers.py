@@ -10,6 +10,9 @@ one challenge. Housekeeping (retention, spent-nonce purge) runs in worker 0 only
 A worker that dies is restarted; one that dies before it is ready fails the start-up (its
 error is on stderr). SIGTERM/SIGINT stop the workers gracefully, each draining like a
 single server, and the supervisor exits when they have.
+
+With `--metrics-listen`, the supervisor also owns the private directory the workers count
+their metrics into (removed on exit) and drops a dead worker's live gauges from it.
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import time
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 
+from acme_server import metrics
 from acme_server.config import Settings
 from acme_server.shared_region import SharedRegion
 
 log = logging.getLogger("acme_server.workers")
 
 START_TIMEOUT = 120.0
-STOP_TIMEOUT = 30.0
+STOP_MARGIN = 10.0  # beyond --shutdown-timeout: cancelling, releasing leases, closing
 RESTART_DELAY = 1.0
 _PR_SET_PDEATHSIG = 1
 
@@ -44,6 +49,10 @@ def supervise(settings: Settings) -> None:
 
     asyncio.run(prepare(settings))
     region = SharedRegion.create()
+    # Workers count into files here, so any worker's /metrics is the whole server's.
+    metrics_dir = metrics.create_multiprocess_dir() if settings.metrics_listen else None
+    if metrics_dir is not None:
+        metrics.enable_multiprocess(metrics_dir)
     supervisor = _Supervisor(settings, region.path)
     try:
         supervisor.start_all()
@@ -54,6 +63,8 @@ def supervise(settings: Settings) -> None:
         supervisor.stop_all()
         region.close()
         region.remove()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 class _WorkerFailed(RuntimeError):
@@ -109,22 +120,33 @@ class _Supervisor:
                     break
                 index = sentinels[sentinel]  # type: ignore[index]
                 code = self._workers[index].exitcode
+                self._reap(index)
                 log.error("worker %d exited with status %s; restarting it", index, code)
                 time.sleep(RESTART_DELAY)
                 reader = self._spawn(index)
                 reader.close()
 
     def stop_all(self) -> None:
+        """Forward SIGTERM; each worker drains like a single server (--shutdown-timeout),
+        and one still running well after that is killed."""
         for proc in self._workers.values():
             if proc.is_alive() and proc.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        for proc in self._workers.values():
+        deadline = time.monotonic() + self._settings.shutdown_timeout + STOP_MARGIN
+        for index, proc in self._workers.items():
             proc.join(max(0.0, deadline - time.monotonic()))
             if proc.is_alive():
+                log.error("worker %d did not stop in time; killing it", index)
                 proc.kill()
                 proc.join()
+            self._reap(index)
+
+    def _reap(self, index: int) -> None:
+        """A worker ended: its live gauges leave the metrics (its counters stay)."""
+        pid = self._workers[index].pid
+        if pid is not None:
+            metrics.mark_dead(pid)
 
     def _spawn(self, index: int) -> multiprocessing.connection.Connection:
         reader, writer = self._context.Pipe(duplex=False)

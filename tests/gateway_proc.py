@@ -9,6 +9,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from tests.procs import free_port, http_ok, log_tail, stop_process, wait_ready
@@ -56,6 +57,7 @@ class GatewayProcess:
         allow_loopback: bool = True,
         workers: int | None = None,
         account_cache_seconds: float = TEST_ACCOUNT_CACHE_SECONDS,
+        metrics: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.database = database
@@ -67,6 +69,7 @@ class GatewayProcess:
         self.workers = workers  # None: the server's default (one per CPU)
         self.account_cache_seconds = account_cache_seconds
         self.port = port or free_port()
+        self.metrics_port = free_port() if metrics else None  # --metrics-listen
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
 
@@ -105,6 +108,7 @@ class GatewayProcess:
             "--account-cache-seconds",
             str(self.account_cache_seconds),
             *(("--workers", str(self.workers)) if self.workers else ()),
+            *(("--metrics-listen", f"127.0.0.1:{self.metrics_port}") if self.metrics_port else ()),
             *self.extra_args,
         ]
         for resolver in self.dns_resolvers:
@@ -141,6 +145,13 @@ class GatewayProcess:
         if not self.root_pem.exists():
             self.root_pem.write_text(self.cli("ca", "cert"))
         return self
+
+    def metrics_text(self) -> str:
+        """The Prometheus text from the metrics listener (start with `metrics=True`)."""
+        assert self.metrics_port, "start the server with metrics=True"
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return str(resp.read().decode())
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import sys
-
 import click
 
+from acme_server import logs
 from acme_server.cli.ca import ca
 from acme_server.cli.options import ENV
 from acme_server.cli.registration import registration
@@ -22,17 +20,18 @@ from acme_server.cli.store import store
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
-def main(log_level: str) -> None:
+@click.option(
+    "--log-format",
+    envvar=ENV + "LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(logs.FORMATS),
+    help="text: one readable line per event; json: one JSON object per line, with the "
+    "request ID, account, order and registration as fields.",
+)
+def main(log_level: str, log_format: str) -> None:
     """acme-gateway: a private ACME (RFC 8555) certificate authority."""
-    # Alembic announces every plugin at INFO on each start; keep its news to warnings.
-    logging.getLogger("alembic").setLevel(
-        max(logging.WARNING, logging.getLevelName(log_level.upper()))
-    )
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(log_level, log_format)
 
 
 main.add_command(serve)

@@ -219,6 +219,22 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     "deletion of a pre-registration takes effect within this time (0: read on every request).",
 )
 @revocation_options  # issue 12: CRL/OCSP listener
+# Observability (issue 14): metrics listener and graceful shutdown.
+@click.option(
+    "--metrics-listen",
+    envvar=ENV + "METRICS_LISTEN",
+    default=None,
+    help="HOST:PORT of a plain-HTTP listener serving Prometheus /metrics (the whole server's "
+    "numbers, whichever worker answers). Default: off. Never served on the ACME port.",
+)
+@click.option(
+    "--shutdown-timeout",
+    envvar=ENV + "SHUTDOWN_TIMEOUT",
+    default="20s",
+    show_default=True,
+    help="On SIGTERM, stop accepting and give in-flight requests this long to finish; "
+    "unfinished validations hand their leases back.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -251,6 +267,8 @@ def serve(
     workers: int | None,
     nonce_scope: str,
     account_cache_seconds: float,
+    metrics_listen: str | None,
+    shutdown_timeout: str,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -278,6 +296,8 @@ def serve(
             split_list(validation_deny_cidrs),
         )
         parse_cidrs(allow_cidrs + deny_cidrs)
+        metrics_address = parse_host_port(metrics_listen) if metrics_listen else None
+        shutdown_seconds = parse_duration(shutdown_timeout).total_seconds()
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -322,6 +342,8 @@ def serve(
         nonce_scope=nonce_scope,
         account_cache_seconds=account_cache_seconds,
         **revocation,
+        metrics_listen=metrics_address,
+        shutdown_timeout=shutdown_seconds,
     )
     try:
         if settings.workers > 1:

@@ -18,21 +18,49 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import functools
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from acme_server.metrics import STORE_UNIT_ERRORS, STORE_UNIT_SECONDS
+
 T = TypeVar("T")
 Work = Callable[[sa.Connection], T]
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 SQLITE_BUSY_TIMEOUT_MS = 30000
 SQLITE_READERS = 2
+
+
+def _measured(kind: str) -> Callable[[F], F]:
+    """Time a unit (queueing for its thread included) and count it when the database
+    failed; an IntegrityError is a constraint doing its job (a race lost), not a failure."""
+    seconds, errors = STORE_UNIT_SECONDS.labels(kind), STORE_UNIT_ERRORS.labels(kind)
+
+    def wrap(method: F) -> F:
+        @functools.wraps(method)
+        async def measured(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                if not isinstance(exc, sa.exc.IntegrityError):
+                    errors.inc()
+                raise
+            finally:
+                seconds.observe(time.perf_counter() - start)
+
+        return cast(F, measured)
+
+    return wrap
 
 
 class UnitRunner(Protocol):
@@ -109,10 +137,12 @@ class SqliteThreads:
                 self._local.conn = None
             raise
 
+    @_measured("read")
     async def read(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._run, self._read_engine, work)
 
+    @_measured("write")
     async def write(self, work: Work[T]) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._run_write, work)
@@ -153,6 +183,7 @@ class AsyncEngineUnits:
         self.engine = engine
         self._autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
 
+    @_measured("read")
     async def read(self, work: Work[T]) -> T:
         for attempt in (1, 2):
             try:
@@ -163,6 +194,7 @@ class AsyncEngineUnits:
                     raise
         raise AssertionError("unreachable")
 
+    @_measured("write")
     async def write(self, work: Work[T]) -> T:
         for attempt in (1, 2):
             async with self.engine.connect() as conn:

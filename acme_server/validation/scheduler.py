@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 from acme_server.config import Settings
 from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
-from acme_server.metrics import VALIDATIONS
+from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
@@ -189,6 +190,7 @@ class ValidationScheduler:
                 return
             chal_type, name, attempts = job.type, job.name, job.attempts
             key_authorization = f"{job.token}.{job.key_thumbprint}"
+            started = time.perf_counter()
             try:
                 if chal_type == ChallengeType.HTTP_01:
                     await validate_http01(
@@ -204,7 +206,7 @@ class ValidationScheduler:
                 else:
                     await validate_dns01(name, key_authorization, resolver=self._resolver)
             except ValidationError as exc:
-                await self._failed(challenge_id, chal_type, name, exc, attempts)
+                await self._failed(challenge_id, chal_type, name, exc, attempts, started)
                 return
             except Exception as exc:  # a validator bug must not strand the challenge
                 log.exception("validator crashed for challenge %s", challenge_id)
@@ -216,9 +218,10 @@ class ValidationScheduler:
                         ProblemType.SERVER_INTERNAL, f"validation failed: {type(exc).__name__}"
                     ),
                     attempts,
+                    started,
                 )
                 return
-            VALIDATIONS.labels(chal_type, ChallengeStatus.VALID).inc()
+            _observe(chal_type, ChallengeStatus.VALID, started)
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
             await queue.finish(
                 self._db,
@@ -229,14 +232,20 @@ class ValidationScheduler:
             )
 
     async def _failed(
-        self, challenge_id: str, chal_type: str, name: str, exc: ValidationError, attempts: int
+        self,
+        challenge_id: str,
+        chal_type: str,
+        name: str,
+        exc: ValidationError,
+        attempts: int,
+        started: float,
     ) -> None:
         error = problem_json(exc.problem_type, exc.detail)
         error["identifier"] = {"type": "dns", "value": name}
         attempt = attempts + 1
         final = not exc.transient or attempt >= self._settings.validation_max_attempts
         if final:
-            VALIDATIONS.labels(chal_type, ChallengeStatus.INVALID).inc()
+            _observe(chal_type, ChallengeStatus.INVALID, started)
             log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
             await queue.finish(
                 self._db,
@@ -246,6 +255,7 @@ class ValidationScheduler:
                 authz_lifetime=self._settings.authz_lifetime,
             )
         else:
+            _observe(chal_type, "retry", started)
             delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
             log.info(
                 "%s for %s attempt %d failed, retry in %ds: %s",
@@ -256,3 +266,9 @@ class ValidationScheduler:
                 exc.detail,
             )
             await queue.retry(self._db, challenge_id, error=error, delay=timedelta(seconds=delay))
+
+
+def _observe(chal_type: str, outcome: str, started: float) -> None:
+    """One attempt's outcome (valid, invalid, or retry after a transient failure)."""
+    VALIDATIONS.labels(chal_type, outcome).inc()
+    VALIDATION_SECONDS.labels(chal_type, outcome).observe(time.perf_counter() - started)

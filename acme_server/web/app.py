@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from acme_server.web.handlers import accounts, certificates, directory, orders, renewal_info
-from acme_server.web.middleware import acme_middleware
+from acme_server.web.middleware import acme_middleware, context_middleware
 from acme_server.web.state import STATE_KEY, AppState
 
 
 def build_app(state: AppState) -> web.Application:
     app = web.Application(
-        middlewares=[acme_middleware],
+        middlewares=[context_middleware, acme_middleware],
         client_max_size=state.settings.max_body_bytes,
     )
     app[STATE_KEY] = state
@@ -32,6 +32,5 @@ def build_app(state: AppState) -> web.Application:
     r.add_post("/acme/revoke-cert", certificates.revoke)
     r.add_get("/acme/issuer", certificates.issuer)
     r.add_get("/acme/renewal-info/{cert_id}", renewal_info.renewal_info)
-    r.add_get("/metrics", directory.metrics)
     r.add_get("/healthz", directory.healthz)
     return app

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from acme_server import strict_json
+from acme_server import logs, strict_json
 from acme_server.config import Settings
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.domain.statuses import AccountStatus
@@ -101,6 +101,7 @@ async def authenticate(
     registration: Registration | None = None
     if has_kid:
         account, registration = await _account_for_kid(state, header["kid"])
+        logs.bind(account=account.id, registration=account.eab_kid)
         key = load_jwk(account.jwk)
     else:
         key = load_jwk(header["jwk"])

@@ -218,7 +218,7 @@ def _rss_bytes(pid: int) -> int:
 
 
 def _metric(gw: GatewayProcess, name: str) -> float:
-    text = requests.get(f"{gw.base_url}/metrics", verify=str(gw.root_pem), timeout=10).text
+    text = gw.metrics_text()  # the metrics listener, not the ACME port
     match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in /metrics"
     return float(match.group(1))
@@ -227,7 +227,7 @@ def _metric(gw: GatewayProcess, name: str) -> float:
 def test_junk_jwk_members_do_not_pin_memory(tmp_path: Path) -> None:
     """2,000 newAccount lookups, each JWK with a distinct 16 KB junk member, half of them
     with a broken signature: the server's memory and key cache stay flat."""
-    gw = GatewayProcess(tmp_path)
+    gw = GatewayProcess(tmp_path, metrics=True)
     gw.start()
     try:
         acme = new_account(gw)

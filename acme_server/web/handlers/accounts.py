@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.exc import IntegrityError
 
-from acme_server import jose, strict_json
+from acme_server import jose, logs, strict_json
 from acme_server.domain.lifecycle import account_update_status
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.store import accounts as account_store
@@ -58,6 +58,7 @@ async def new_account(request: web.Request) -> web.Response:
         # account stays refused.
         check_account_access(state, existing.account, existing.registration)
         found = existing.account
+        logs.bind(account=found.id, registration=found.eab_kid)
         return acme_json(
             request,
             account_json(found, state.urls),
@@ -81,6 +82,7 @@ async def new_account(request: web.Request) -> web.Response:
             "this server requires an externalAccountBinding (pre-registration key ID and HMAC key)",
         )
     account = await _create(state, signed.key, contact, tos, eab)
+    logs.bind(account=account.id, registration=account.eab_kid)
     return acme_json(
         request,
         account_json(account, state.urls),

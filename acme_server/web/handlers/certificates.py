@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -17,7 +18,12 @@ from acme_server.domain.lifecycle import check_finalizable
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.domain.statuses import OrderStatus
 from acme_server.jose import b64u_decode
-from acme_server.metrics import CERTIFICATES_ISSUED, REVOCATIONS
+from acme_server.metrics import (
+    CERTIFICATES_ISSUED,
+    ISSUANCE_SECONDS,
+    REVOCATION_REASON_NAMES,
+    REVOCATIONS,
+)
 from acme_server.store import certificates as cert_store
 from acme_server.store import orders as order_store
 from acme_server.store.ids import new_id
@@ -34,6 +40,7 @@ PEM_CHAIN = "application/pem-certificate-chain"
 
 
 async def finalize(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     state = state_of(request)
     signed = await authenticate(request)
     assert signed.account is not None
@@ -92,6 +99,7 @@ async def finalize(request: web.Request) -> web.Response:
 
     done, issued = await state.db.write(unit)
     CERTIFICATES_ISSUED.inc()
+    ISSUANCE_SECONDS.observe(time.perf_counter() - started)
     log.info("issued serial %s for %s (order %s)", issued.serial_hex, issued.names, current.id)
     return acme_json(request, order_json(done, state.urls), location=state.urls.order(done.id))
 
@@ -173,7 +181,7 @@ async def revoke(request: web.Request) -> web.Response:
             )
 
     await state.db.write(unit)
-    REVOCATIONS.inc()
+    REVOCATIONS.labels(REVOCATION_REASON_NAMES[reason]).inc()
     log.info("revoked serial %s reason %s", serial, reason)
     return web.Response(status=200)
 

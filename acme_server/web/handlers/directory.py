@@ -1,11 +1,10 @@
-"""The unauthenticated resources: directory, newNonce, metrics, health."""
+"""The unauthenticated resources: directory, newNonce, health (metrics: web/metrics_app.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from acme_server.web.responses import acme_json
 from acme_server.web.state import state_of
@@ -38,10 +37,6 @@ async def new_nonce(request: web.Request) -> web.Response:
     # The middleware attaches the Replay-Nonce itself.
     status = 200 if request.method == "HEAD" else 204
     return web.Response(status=status, headers={"Cache-Control": "no-store"})
-
-
-async def metrics(_request: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 async def healthz(_request: web.Request) -> web.Response:

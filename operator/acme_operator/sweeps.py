@@ -10,7 +10,9 @@ the objects from kopf's indices (memory), and writes only what is out of date:
 - usage: accounts and certificate counts of all registrations, two grouped queries per
   500 registrations, every --status-interval;
 - domains: the Ready condition of AllowedDomains, at once for registrations whose store row
-  was just written, and for all of them every --status-interval.
+  was just written, and for all of them every --status-interval;
+- registration refresh: a registration whose grant an AllowedDomain changed is re-judged
+  at once (its Ready condition names the grant), not at its next re-sync.
 """
 
 from __future__ import annotations

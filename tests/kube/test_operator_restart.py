@@ -101,8 +101,10 @@ def test_restart_midway_redoes_no_finished_work(
         op.start()
         wait_for(
             "all registrations and domains Ready",
-            lambda: len(_ready_names(cp, ns, "acmeregistration")) == COUNT
-            and len(_ready_names(cp, ns, "alloweddomain")) == COUNT,
+            lambda: (
+                len(_ready_names(cp, ns, "acmeregistration")) == COUNT
+                and len(_ready_names(cp, ns, "alloweddomain")) == COUNT
+            ),
             timeout=90,
         )
         hmac_after = _secret_versions(cp, ns, "eab-hmac-key")

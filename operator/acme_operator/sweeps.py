@@ -18,7 +18,6 @@ the objects from kopf's indices (memory), and writes only what is out of date:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Iterable
@@ -41,7 +40,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 RESYNC_PER_SECOND = 25.0
 # Status patches in flight at once from a sweep (the API server is shared with kopf's own).
-PATCH_CONCURRENCY = 8
+PATCH_CONCURRENCY = 24
 # A burst of registration writes is judged for its domains after this pause, so that the
 # domain handlers' own status patches (read before the write) have landed first.
 DOMAIN_DELAY = 1.0
@@ -218,26 +217,31 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
         log.info("domain sweep: updated the Ready condition of %d AllowedDomain(s)", written)
 
 
-async def domain_loop(ctx: OperatorContext, idx: Indices) -> None:
+async def domain_dirty_loop(ctx: OperatorContext, idx: Indices) -> None:
+    """AllowedDomains of registrations just written: judged within about DOMAIN_DELAY."""
     dirty = ctx.domains_dirty
-    next_full = time.monotonic() + ctx.config.status_interval
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                dirty.event.wait(), timeout=max(0.0, next_full - time.monotonic())
-            )
+        await dirty.event.wait()
+        await asyncio.sleep(DOMAIN_DELAY)
         try:
-            if time.monotonic() >= next_full:
-                dirty.take()
-                next_full = time.monotonic() + ctx.config.status_interval
-                await domain_pass(ctx, idx, None)
-            else:
-                await asyncio.sleep(DOMAIN_DELAY)
-                await domain_pass(ctx, idx, dirty.take())
+            await domain_pass(ctx, idx, dirty.take())
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("AllowedDomain status refresh failed; the next pass retries")
+
+
+async def domain_full_loop(ctx: OperatorContext, idx: Indices) -> None:
+    """Every AllowedDomain, every --status-interval (a separate task: a full pass over
+    10,000 objects must not hold up the prompt one above)."""
+    while True:
+        await asyncio.sleep(ctx.config.status_interval)
+        try:
+            await domain_pass(ctx, idx, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("AllowedDomain status refresh failed; retrying next interval")
 
 
 async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
@@ -272,6 +276,7 @@ def start(ctx: OperatorContext, idx: Indices) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(resync_loop(ctx, idx), name="resync sweep"),
         asyncio.create_task(usage_loop(ctx, idx), name="usage sweep"),
-        asyncio.create_task(domain_loop(ctx, idx), name="domain sweep"),
+        asyncio.create_task(domain_dirty_loop(ctx, idx), name="domain sweep (written)"),
+        asyncio.create_task(domain_full_loop(ctx, idx), name="domain sweep (all)"),
         asyncio.create_task(registration_refresh_loop(ctx, idx), name="registration refresh"),
     ]

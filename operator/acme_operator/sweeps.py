@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -32,7 +32,7 @@ from acme_operator.constants import DOMAINS, REGISTRATIONS
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import DomainEntry
 from acme_operator.handlers.domains import in_force, verdict
-from acme_operator.status import COMPONENT, write_status
+from acme_operator.status import COMPONENT, due, send, write_status
 from acme_operator.views import ObjectView
 
 log = logging.getLogger(__name__)
@@ -73,19 +73,26 @@ def _all(index: kopf.Index[Key, T]) -> list[tuple[Key, T]]:
     return [(key, value) for key in list(index) for value in _values(index, key)]
 
 
-async def _bounded(jobs: Iterable[Awaitable[bool]], limit: int = PATCH_CONCURRENCY) -> int:
-    """Run the status writes, at most `limit` at once; how many wrote something."""
-    sem = asyncio.Semaphore(limit)
+async def _bounded(
+    items: Iterable[T], fn: Callable[[T], Awaitable[bool]], limit: int = PATCH_CONCURRENCY
+) -> int:
+    """`await fn(item)` for each item with `limit` workers (not one task per object: a pass
+    over 10,000 objects must not hold 10,000 coroutines); how many returned True."""
+    pending = iter(items)
+    done = 0
 
-    async def one(job: Awaitable[bool]) -> bool:
-        async with sem:
+    async def worker() -> None:
+        nonlocal done
+        for item in pending:
             try:
-                return await job
+                done += bool(await fn(item))
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("status update failed (the next sweep retries)")
-                return False
+                log.exception("update failed (the next sweep retries)")
 
-    return sum(await asyncio.gather(*(one(j) for j in jobs)))
+    await asyncio.gather(*(worker() for _ in range(limit)))
+    return done
 
 
 def _handled(view: ObjectView) -> bool:
@@ -159,8 +166,9 @@ async def usage_pass(ctx: OperatorContext, idx: Indices) -> None:
             ctx.config, used.accounts, used.certificates_issued, used.last_issuance
         )
         if usage.changed_fields(view.status, wanted):
-            jobs.append(write_status(ctx, REGISTRATIONS, view, wanted))
-    if written := await _bounded(jobs):
+            if (write := due(REGISTRATIONS, view, wanted)) is not None:
+                jobs.append(write)
+    if written := await _bounded(jobs, lambda w: send(ctx, w)):
         log.info("usage sweep: updated the status of %d AcmeRegistration(s)", written)
 
 
@@ -203,7 +211,8 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
             ns, entry, registration, reg_entries[0] if reg_entries else None, row
         )
         fields = {"observedGeneration": view.generation}
-        jobs.append(write_status(ctx, DOMAINS, view, fields, (ok, reason, message)))
+        if (write := due(DOMAINS, view, fields, (ok, reason, message))) is not None:
+            jobs.append(write)
     for ns, registration in sorted(repair):
         reg_entries = _values(idx.registration_index, (ns, registration))
         await reconcile.sync_domains(
@@ -213,7 +222,7 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
             entry=reg_entries[0] if reg_entries else None,
             domains=_values(idx.domain_index, (ns, registration)),
         )
-    if written := await _bounded(jobs):
+    if written := await _bounded(jobs, lambda w: send(ctx, w)):
         log.info("domain sweep: updated the Ready condition of %d AllowedDomain(s)", written)
 
 
@@ -265,7 +274,7 @@ async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
             return True
 
         try:
-            await _bounded([one(v) for v in views])
+            await _bounded(views, one)
         except asyncio.CancelledError:
             raise
         except Exception:

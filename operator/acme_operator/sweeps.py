@@ -107,18 +107,30 @@ def _handled(view: ObjectView) -> bool:
 
 async def resync_one(ctx: OperatorContext, idx: Indices, view: ObjectView) -> None:
     ns, name = view.namespace, view.name
+    current = [v for v in idx.registration_views((ns, name)) if v.uid == view.uid]
+    if not current:
+        return  # deleted (or being deleted) since the pass began
+    view = current[0]
     ref = hmac_secret.effective_ref(name, view.spec)
-    out = await reconcile.reconcile_registration(
-        ctx,
-        namespace=ns,
-        name=name,
-        uid=view.uid,
-        spec=view.spec,
-        annotations=view.annotations,
-        domains=lambda: _values(idx.domain_index, (ns, name)),
-        allow_rotation=False,
-        secret_claims=_values(idx.secret_index, (ns, ref.name)),
-    )
+
+    def alive() -> bool:
+        return any(v.uid == view.uid for v in idx.registration_views((ns, name)))
+
+    try:
+        out = await reconcile.reconcile_registration(
+            ctx,
+            namespace=ns,
+            name=name,
+            uid=view.uid,
+            spec=view.spec,
+            annotations=view.annotations,
+            domains=lambda: _values(idx.domain_index, (ns, name)),
+            allow_rotation=False,
+            secret_claims=_values(idx.secret_index, (ns, ref.name)),
+            alive=alive,
+        )
+    except reconcile.RegistrationGone:
+        return
     for type_, reason, message in out.actions:
         await ctx.kube.post_event(
             view.involved(), type_=type_, reason=reason, message=message, component=COMPONENT

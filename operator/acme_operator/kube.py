@@ -27,6 +27,8 @@ Body = dict[str, Any]
 TIMEOUT = (10, 30)
 # Connections to the API server at once (requests beyond wait for one).
 CONNECTIONS = 32
+# The whole of one call, waiting for a pooled connection included.
+QUEUED_TIMEOUT = 300
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -78,8 +80,11 @@ class KubeClient:
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(ssl=ssl_context(self._cfg), limit=CONNECTIONS),
+                # Connecting and each read are bounded; waiting for a free pooled connection
+                # is not (a burst of 10,000 objects queues there, and a timeout would only
+                # make the client retry work the API server may already have done).
                 timeout=aiohttp.ClientTimeout(
-                    total=TIMEOUT[0] + TIMEOUT[1], connect=TIMEOUT[0], sock_read=TIMEOUT[1]
+                    total=QUEUED_TIMEOUT, sock_connect=TIMEOUT[0], sock_read=TIMEOUT[1]
                 ),
             )
         return self._session

@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 ROTATION_DONE_ANNOTATION = f"{GROUP}/rotation-handled"
 
 
+class RegistrationGone(Exception):
+    """The registration a sweep was about to re-sync is being deleted or gone."""
+
+
 @dataclass(frozen=True)
 class RegistrationEntry:
     """What other handlers need to know about an AcmeRegistration (kopf index value)."""
@@ -289,6 +293,7 @@ async def reconcile_registration(
     allow_rotation: bool,
     secret_claims: Iterable[SecretClaim] = (),
     expect_secret: bool = True,
+    alive: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Secret first, then the store row; the caller writes status and Events from the result."""
     kid = effective_kid(namespace, name, spec)
@@ -297,6 +302,9 @@ async def reconcile_registration(
     sname = store_name(namespace, name)
     max_orders, max_authzs = limits(spec)
     async with ctx.lock(sname):
+        if alive is not None and not alive():
+            # Deleted since the caller looked (a sweep): never write its row back.
+            raise RegistrationGone(sname)
         keyres = await _hmac_key(
             ctx,
             namespace=namespace,

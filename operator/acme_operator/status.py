@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -44,20 +45,28 @@ def _lagging(key: tuple[str, str, str], view: ObjectView) -> bool:
     return True
 
 
-async def write_status(
-    ctx: OperatorContext,
+@dataclass(frozen=True)
+class StatusWrite:
+    """A status patch that is due, and the Event (if any) that goes with it."""
+
+    plural: str
+    view: ObjectView
+    patch: dict[str, Any]
+    event: tuple[str, str, str] | None  # (type, reason, message)
+
+
+def due(
     plural: str,
     view: ObjectView,
     fields: Mapping[str, Any],
     ready: tuple[bool, str, str] | None = None,
-) -> bool:
-    """Patch `fields` that differ from the view's status and the Ready condition; True if
-    anything was written."""
-    key = (plural, view.namespace, view.name)
-    if _lagging(key, view):
-        return False
+) -> StatusWrite | None:
+    """What to patch: `fields` that differ from the view's status and the Ready condition;
+    None when nothing (or when the index has not seen our last write yet)."""
+    if _lagging((plural, view.namespace, view.name), view):
+        return None
     patch = {k: v for k, v in fields.items() if view.status.get(k) != v}
-    meaning = False
+    event = None
     if ready is not None:
         ok, reason, message = ready
         conditions, meaning = ready_conditions(
@@ -65,22 +74,36 @@ async def write_status(
         )
         if conditions is not None:
             patch["conditions"] = conditions
-    if not patch:
-        return False
-    version = await ctx.kube.patch_status(plural, view.namespace, view.name, patch)
+        if meaning:
+            event = ("Normal" if ok else "Warning", reason, message)
+    return StatusWrite(plural, view, patch, event) if patch else None
+
+
+async def send(ctx: OperatorContext, write: StatusWrite) -> bool:
+    """Apply a due status write (and post its Event); False when the object is gone."""
+    view = write.view
+    version = await ctx.kube.patch_status(write.plural, view.namespace, view.name, write.patch)
     if version is None:
         return False
-    _written[key] = (version, time.monotonic())
-    if meaning and ready is not None:
-        ok, reason, message = ready
+    _written[(write.plural, view.namespace, view.name)] = (version, time.monotonic())
+    if write.event is not None:
+        type_, reason, message = write.event
         try:
             await ctx.kube.post_event(
-                view.involved(),
-                type_="Normal" if ok else "Warning",
-                reason=reason,
-                message=message,
-                component=COMPONENT,
+                view.involved(), type_=type_, reason=reason, message=message, component=COMPONENT
             )
         except ApiException as exc:
             log.warning("could not post an Event about %s: %s", view.name, exc.reason)
     return True
+
+
+async def write_status(
+    ctx: OperatorContext,
+    plural: str,
+    view: ObjectView,
+    fields: Mapping[str, Any],
+    ready: tuple[bool, str, str] | None = None,
+) -> bool:
+    """`due` then `send`: True if anything was written."""
+    write = due(plural, view, fields, ready)
+    return write is not None and await send(ctx, write)

@@ -10,16 +10,17 @@ the objects from kopf's indices (memory), and writes only what is out of date:
 - usage: accounts and certificate counts of all registrations, two grouped queries per
   500 registrations, every --status-interval;
 - domains: the Ready condition of AllowedDomains, at once for registrations whose store row
-  was just written, and for all of them every --status-interval.
+  was just written, and for all of them every --status-interval;
+- registration refresh: a registration whose grant an AllowedDomain changed is re-judged
+  at once (its Ready condition names the grant), not at its next re-sync.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -31,7 +32,7 @@ from acme_operator.constants import DOMAINS, REGISTRATIONS
 from acme_operator.context import OperatorContext, store_name
 from acme_operator.domains import DomainEntry
 from acme_operator.handlers.domains import in_force, verdict
-from acme_operator.status import COMPONENT, write_status
+from acme_operator.status import COMPONENT, due, send, write_status
 from acme_operator.views import ObjectView
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 RESYNC_PER_SECOND = 25.0
 # Status patches in flight at once from a sweep (the API server is shared with kopf's own).
-PATCH_CONCURRENCY = 8
+PATCH_CONCURRENCY = 24
 # A burst of registration writes is judged for its domains after this pause, so that the
 # domain handlers' own status patches (read before the write) have landed first.
 DOMAIN_DELAY = 1.0
@@ -72,19 +73,26 @@ def _all(index: kopf.Index[Key, T]) -> list[tuple[Key, T]]:
     return [(key, value) for key in list(index) for value in _values(index, key)]
 
 
-async def _bounded(jobs: Iterable[Awaitable[bool]], limit: int = PATCH_CONCURRENCY) -> int:
-    """Run the status writes, at most `limit` at once; how many wrote something."""
-    sem = asyncio.Semaphore(limit)
+async def _bounded(
+    items: Iterable[T], fn: Callable[[T], Awaitable[bool]], limit: int = PATCH_CONCURRENCY
+) -> int:
+    """`await fn(item)` for each item with `limit` workers (not one task per object: a pass
+    over 10,000 objects must not hold 10,000 coroutines); how many returned True."""
+    pending = iter(items)
+    done = 0
 
-    async def one(job: Awaitable[bool]) -> bool:
-        async with sem:
+    async def worker() -> None:
+        nonlocal done
+        for item in pending:
             try:
-                return await job
+                done += bool(await fn(item))
+            except asyncio.CancelledError:
+                raise
             except Exception:
-                log.exception("status update failed (the next sweep retries)")
-                return False
+                log.exception("update failed (the next sweep retries)")
 
-    return sum(await asyncio.gather(*(one(j) for j in jobs)))
+    await asyncio.gather(*(worker() for _ in range(limit)))
+    return done
 
 
 def _handled(view: ObjectView) -> bool:
@@ -99,18 +107,30 @@ def _handled(view: ObjectView) -> bool:
 
 async def resync_one(ctx: OperatorContext, idx: Indices, view: ObjectView) -> None:
     ns, name = view.namespace, view.name
+    current = [v for v in idx.registration_views((ns, name)) if v.uid == view.uid]
+    if not current:
+        return  # deleted (or being deleted) since the pass began
+    view = current[0]
     ref = hmac_secret.effective_ref(name, view.spec)
-    out = await reconcile.reconcile_registration(
-        ctx,
-        namespace=ns,
-        name=name,
-        uid=view.uid,
-        spec=view.spec,
-        annotations=view.annotations,
-        domains=lambda: _values(idx.domain_index, (ns, name)),
-        allow_rotation=False,
-        secret_claims=_values(idx.secret_index, (ns, ref.name)),
-    )
+
+    def alive() -> bool:
+        return any(v.uid == view.uid for v in idx.registration_views((ns, name)))
+
+    try:
+        out = await reconcile.reconcile_registration(
+            ctx,
+            namespace=ns,
+            name=name,
+            uid=view.uid,
+            spec=view.spec,
+            annotations=view.annotations,
+            domains=lambda: _values(idx.domain_index, (ns, name)),
+            allow_rotation=False,
+            secret_claims=_values(idx.secret_index, (ns, ref.name)),
+            alive=alive,
+        )
+    except reconcile.RegistrationGone:
+        return
     for type_, reason, message in out.actions:
         await ctx.kube.post_event(
             view.involved(), type_=type_, reason=reason, message=message, component=COMPONENT
@@ -158,8 +178,9 @@ async def usage_pass(ctx: OperatorContext, idx: Indices) -> None:
             ctx.config, used.accounts, used.certificates_issued, used.last_issuance
         )
         if usage.changed_fields(view.status, wanted):
-            jobs.append(write_status(ctx, REGISTRATIONS, view, wanted))
-    if written := await _bounded(jobs):
+            if (write := due(REGISTRATIONS, view, wanted)) is not None:
+                jobs.append(write)
+    if written := await _bounded(jobs, lambda w: send(ctx, w)):
         log.info("usage sweep: updated the status of %d AcmeRegistration(s)", written)
 
 
@@ -202,7 +223,8 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
             ns, entry, registration, reg_entries[0] if reg_entries else None, row
         )
         fields = {"observedGeneration": view.generation}
-        jobs.append(write_status(ctx, DOMAINS, view, fields, (ok, reason, message)))
+        if (write := due(DOMAINS, view, fields, (ok, reason, message))) is not None:
+            jobs.append(write)
     for ns, registration in sorted(repair):
         reg_entries = _values(idx.registration_index, (ns, registration))
         await reconcile.sync_domains(
@@ -212,30 +234,35 @@ async def domain_pass(ctx: OperatorContext, idx: Indices, keys: Iterable[Key] | 
             entry=reg_entries[0] if reg_entries else None,
             domains=_values(idx.domain_index, (ns, registration)),
         )
-    if written := await _bounded(jobs):
+    if written := await _bounded(jobs, lambda w: send(ctx, w)):
         log.info("domain sweep: updated the Ready condition of %d AllowedDomain(s)", written)
 
 
-async def domain_loop(ctx: OperatorContext, idx: Indices) -> None:
+async def domain_dirty_loop(ctx: OperatorContext, idx: Indices) -> None:
+    """AllowedDomains of registrations just written: judged within about DOMAIN_DELAY."""
     dirty = ctx.domains_dirty
-    next_full = time.monotonic() + ctx.config.status_interval
     while True:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                dirty.event.wait(), timeout=max(0.0, next_full - time.monotonic())
-            )
+        await dirty.event.wait()
+        await asyncio.sleep(DOMAIN_DELAY)
         try:
-            if time.monotonic() >= next_full:
-                dirty.take()
-                next_full = time.monotonic() + ctx.config.status_interval
-                await domain_pass(ctx, idx, None)
-            else:
-                await asyncio.sleep(DOMAIN_DELAY)
-                await domain_pass(ctx, idx, dirty.take())
+            await domain_pass(ctx, idx, dirty.take())
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("AllowedDomain status refresh failed; the next pass retries")
+
+
+async def domain_full_loop(ctx: OperatorContext, idx: Indices) -> None:
+    """Every AllowedDomain, every --status-interval (a separate task: a full pass over
+    10,000 objects must not hold up the prompt one above)."""
+    while True:
+        await asyncio.sleep(ctx.config.status_interval)
+        try:
+            await domain_pass(ctx, idx, None)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("AllowedDomain status refresh failed; retrying next interval")
 
 
 async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
@@ -259,7 +286,7 @@ async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
             return True
 
         try:
-            await _bounded([one(v) for v in views])
+            await _bounded(views, one)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -270,6 +297,7 @@ def start(ctx: OperatorContext, idx: Indices) -> list[asyncio.Task[None]]:
     return [
         asyncio.create_task(resync_loop(ctx, idx), name="resync sweep"),
         asyncio.create_task(usage_loop(ctx, idx), name="usage sweep"),
-        asyncio.create_task(domain_loop(ctx, idx), name="domain sweep"),
+        asyncio.create_task(domain_dirty_loop(ctx, idx), name="domain sweep (written)"),
+        asyncio.create_task(domain_full_loop(ctx, idx), name="domain sweep (all)"),
         asyncio.create_task(registration_refresh_loop(ctx, idx), name="registration refresh"),
     ]

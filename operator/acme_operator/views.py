@@ -10,7 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from acme_operator.constants import API_VERSION
+from acme_operator.constants import API_VERSION, GROUP
+
+ANNOTATION_PREFIX = f"{GROUP}/"  # ours (rotation requests); kopf's and others' are not kept
 
 
 def _plain(value: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -52,8 +54,13 @@ class ObjectView:
             resource_version=str(meta.get("resourceVersion") or ""),
             created=str(meta.get("creationTimestamp") or ""),
             spec=_plain(spec),
-            annotations={str(k): str(v) for k, v in (meta.get("annotations") or {}).items()},
-            status=_plain(status),
+            annotations={
+                str(k): str(v)
+                for k, v in (meta.get("annotations") or {}).items()
+                if str(k).startswith(ANNOTATION_PREFIX)
+            },
+            # Not status.kopf (kopf's own bookkeeping): 10,000 copies of it add up.
+            status={k: v for k, v in (status or {}).items() if k != "kopf"},
         )
 
     def involved(self) -> dict[str, Any]:

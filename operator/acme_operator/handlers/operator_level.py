@@ -21,7 +21,7 @@ from acme_operator.persistence import StatusFirstDiffBase, StatusFirstProgress
 
 WATCHED = (REGISTRATIONS, DOMAINS)
 # Kopf's connections to the API server (two of them hold the watch streams).
-KOPF_CONNECTIONS = 24
+KOPF_CONNECTIONS = 48
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -50,7 +50,9 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         # Every API call kopf makes is bounded: connecting, and each non-watch request.
         settings.watching.connect_timeout = 10
         settings.networking.connect_timeout = 10
-        settings.networking.request_timeout = 60
+        # The whole request, waiting for one of the KOPF_CONNECTIONS included: 10,000 objects
+        # at once queue there, and a timeout only makes kopf retry work already done.
+        settings.networking.request_timeout = 300
 
     @kopf.on.startup(id="check_crds", registry=registry)
     async def check_crds(memo: kopf.Memo, **_: Any) -> None:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from acme_server.domain.profiles import ProfileSet, builtin_profiles
+
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -99,6 +101,13 @@ class Settings:
     crl_validity: timedelta = timedelta(hours=24)  # CRL nextUpdate - thisUpdate
     ocsp_validity: timedelta = timedelta(hours=12)  # OCSP response nextUpdate - thisUpdate
     ari_retry_after: timedelta = timedelta(hours=6)  # renewalInfo Retry-After (RFC 9773 4.3)
+    # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
+    # whose `default` lasts `cert_validity`.
+    profiles: ProfileSet | None = None
+
+    @property
+    def profile_set(self) -> ProfileSet:
+        return self.profiles if self.profiles is not None else builtin_profiles(self.cert_validity)
 
     @property
     def eab_required(self) -> bool:

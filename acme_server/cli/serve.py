@@ -219,6 +219,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     "deletion of a pre-registration takes effect within this time (0: read on every request).",
 )
 @revocation_options  # issue 12: CRL/OCSP listener
+@click.option(  # issue 12: certificate profiles
+    "--profiles",
+    "profiles_file",
+    envvar=ENV + "PROFILES",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of certificate profiles (docs/profiles.md). Default: the built-ins.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -251,12 +259,14 @@ def serve(
     workers: int | None,
     nonce_scope: str,
     account_cache_seconds: float,
+    profiles_file: Path | None,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
+    from acme_server.profile_config import load_profiles
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
     from acme_server.validation.resolver import parse_nameserver
@@ -278,6 +288,7 @@ def serve(
             split_list(validation_deny_cidrs),
         )
         parse_cidrs(allow_cidrs + deny_cidrs)
+        profiles = load_profiles(profiles_file, validity)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -322,6 +333,7 @@ def serve(
         nonce_scope=nonce_scope,
         account_cache_seconds=account_cache_seconds,
         **revocation,
+        profiles=profiles,
     )
     try:
         if settings.workers > 1:

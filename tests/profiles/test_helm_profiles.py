@@ -63,7 +63,7 @@ def test_chart_without_profiles_renders_no_file(helm: Helm) -> None:
 
 
 def test_chart_refuses_unknown_profiles_keys(helm: Helm, tmp_path: Path) -> None:
-    values = {"server": {"profiles": {"profile": {}}}}
+    values: dict[str, object] = {"server": {"profiles": {"profile": {}}}}
     out = helm.refused(
         "template", "t", str(CHART), "-f", str(write_values(tmp_path, "bad", values))
     )

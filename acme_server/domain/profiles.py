@@ -176,12 +176,13 @@ def parse_time(payload: Mapping[str, object], member: str) -> datetime | None:
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is None:
             raise ValueError
-    except ValueError:
+        parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise AcmeProblem(
             ProblemType.MALFORMED,
             f"{member} must be an RFC 3339 date-time with a time zone, e.g. 2030-01-01T00:00:00Z",
         ) from None
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def check_key_type(profile: Profile, key_type: str) -> None:

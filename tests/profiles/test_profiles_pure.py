@@ -95,6 +95,7 @@ def test_not_before_not_after_within_bounds() -> None:
         ({"notAfter": "2030-01-08"}, "RFC 3339"),
         ({"notAfter": "2030-01-08T00:00:00"}, "time zone"),
         ({"notAfter": 5}, "RFC 3339"),
+        ({"notAfter": "0001-01-01T00:00:00+01:00"}, "RFC 3339"),
         (
             {"notBefore": "2030-01-03T00:00:00Z", "notAfter": "2030-01-02T00:00:00Z"},
             "later than notBefore",

@@ -33,6 +33,8 @@ def _profile_changes(profiles: str | None, default_profile: str | None) -> dict[
     changes: dict[str, Any] = {}
     if profiles is not None:
         names = tuple(p.strip() for p in profiles.split(",") if p.strip())
+        if not names:
+            raise click.UsageError("--profiles needs profile names (or 'any')")
         changes["allowed_profiles"] = None if names == ("any",) else names
     if default_profile is not None:
         changes["default_profile"] = None if default_profile == "server" else default_profile

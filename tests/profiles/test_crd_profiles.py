@@ -24,6 +24,8 @@ def test_profiles_fields(control_plane: ControlPlane, kube_namespace: str) -> No
         cp, ns, registration("prof-bad", {"profiles": ["default"], "defaultProfile": "x"})
     )
     assert "defaultProfile must be one of profiles" in err, err
+    err = refused_create(cp, ns, registration("prof-empty", {"profiles": []}))
+    assert "should have at least 1 items" in err or "must have at least 1 items" in err, err
     err = refused_create(cp, ns, registration("prof-dup", {"profiles": ["a", "a"]}))
     assert "Duplicate value" in err, err
     err = refused_create(cp, ns, registration("prof-long", {"profiles": ["p" * 65]}))

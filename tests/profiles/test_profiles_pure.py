@@ -158,3 +158,14 @@ def test_config_mistakes_name_the_profile_and_key(doc: object, detail: str) -> N
     with pytest.raises(ProfileConfigError, match=None) as exc:
         parse_profiles(doc, builtin_profiles())
     assert detail in str(exc.value)
+
+
+def test_operator_maps_spec_profiles() -> None:
+    from acme_operator.reconcile import profiles
+
+    assert profiles({}) == (None, None)
+    assert profiles({"profiles": ["default", "shortlived"], "defaultProfile": "default"}) == (
+        ("default", "shortlived"),
+        "default",
+    )
+    assert profiles({"profiles": []}) == ((), None)  # an empty list allows nothing

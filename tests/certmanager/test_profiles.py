@@ -17,9 +17,11 @@ from tests.polling import wait_for
 RESTRICTED = "team-restricted"  # a registration allowed only the `default` profile
 
 
-def _issuer(cm: CertManagerWorld, name: str, key_id: str, eab_secret: str) -> dict[str, Any]:
-    """The README's Issuer (docs/examples/cert-manager/issuer.yaml) with a profile."""
-    return {
+def _issuer(
+    cm: CertManagerWorld, name: str, key_id: str, eab_secret: str, **acme: Any
+) -> dict[str, Any]:
+    """The README's Issuer (docs/examples/cert-manager/issuer.yaml) with `acme` added."""
+    issuer: dict[str, Any] = {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Issuer",
         "metadata": {"name": name},
@@ -27,7 +29,6 @@ def _issuer(cm: CertManagerWorld, name: str, key_id: str, eab_secret: str) -> di
             "acme": {
                 "server": cm.gateway.directory_url,
                 "caBundle": cm.values(cm.team_ns)["ACME_CA_BUNDLE"],
-                "profile": "shortlived",
                 "privateKeySecretRef": {"name": f"{name}-account-key"},
                 "externalAccountBinding": {
                     "keyID": key_id,
@@ -51,9 +52,11 @@ def _issuer(cm: CertManagerWorld, name: str, key_id: str, eab_secret: str) -> di
             }
         },
     }
+    issuer["spec"]["acme"].update(acme)
+    return issuer
 
 
-def _certificate(name: str, issuer: str, dns_name: str) -> dict[str, Any]:
+def _certificate(name: str, issuer: str, dns_name: str, **spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "cert-manager.io/v1",
         "kind": "Certificate",
@@ -62,6 +65,7 @@ def _certificate(name: str, issuer: str, dns_name: str) -> dict[str, Any]:
             "secretName": f"{name}-tls",
             "dnsNames": [dns_name],
             "issuerRef": {"kind": "Issuer", "name": issuer},
+            **spec,
         },
     }
 
@@ -101,15 +105,30 @@ def profile_objects(cm: CertManagerWorld) -> CertManagerWorld:
         90,
         0.5,
     )
-    short = _issuer(cm, "acme-gateway-short", cm.key_ids[cm.team_ns], "team-a-eab")
     # The same account key as the README's Issuer: one account, not another of maxAccounts.
-    short["spec"]["acme"]["privateKeySecretRef"]["name"] = "acme-gateway-account-key"
-    refused = _issuer(cm, "acme-gateway-restricted", key_id, f"{RESTRICTED}-eab")
+    same_account = {"privateKeySecretRef": {"name": "acme-gateway-account-key"}}
+    team_kid = cm.key_ids[cm.team_ns]
+    short = _issuer(
+        cm, "acme-gateway-short", team_kid, "team-a-eab", profile="shortlived", **same_account
+    )
+    duration = _issuer(
+        cm,
+        "acme-gateway-duration",
+        team_kid,
+        "team-a-eab",
+        enableDurationFeature=True,
+        **same_account,
+    )
+    refused = _issuer(
+        cm, "acme-gateway-restricted", key_id, f"{RESTRICTED}-eab", profile="shortlived"
+    )
     _apply(
         cm,
         short,
+        duration,
         refused,
         _certificate("short", "acme-gateway-short", f"short.{domain}"),
+        _certificate("duration", "acme-gateway-duration", f"duration.{domain}", duration="240h"),
         _certificate("refused-profile", "acme-gateway-restricted", f"restricted.{domain}"),
     )
     return cm
@@ -142,3 +161,21 @@ def test_profile_not_allowed_shows_in_describe(profile_objects: CertManagerWorld
     flat = " ".join(out.split())
     assert wanted in flat, out
     assert cm.get(cm.team_ns, "secret", "refused-profile-tls") is None
+
+
+def test_enable_duration_feature_sends_not_after(profile_objects: CertManagerWorld) -> None:
+    """cert-manager's enableDurationFeature: notAfter from the Certificate's duration (240h),
+    within the default profile's bounds, is what the leaf carries."""
+    cm = profile_objects
+    wait_ready(cm, cm.team_ns, "certificate", "duration", ISSUE_TIMEOUT)
+    name = f"duration.{cm.domain(cm.team_ns)}"
+    leaf = verify_tls_secret(cm, cm.team_ns, "duration-tls", [name])
+    lifetime = (leaf.not_valid_after_utc - leaf.not_valid_before_utc).total_seconds()
+    # notAfter is set when cert-manager creates the order; the leaf starts at finalize.
+    assert abs(lifetime - 240 * 3600) < 600, lifetime
+    orders = [
+        o
+        for o in cm.items(cm.team_ns, "orders.acme.cert-manager.io")
+        if o["spec"]["dnsNames"] == [name]
+    ]
+    assert orders and orders[0]["spec"].get("duration") == "240h0m0s", orders

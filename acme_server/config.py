@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from acme_server.domain.profiles import ProfileSet, builtin_profiles
+
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -103,6 +105,13 @@ class Settings:
     # in-flight requests finish before they are cancelled.
     metrics_listen: tuple[str, int] | None = None
     shutdown_timeout: float = 20.0
+    # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
+    # whose `default` lasts `cert_validity`.
+    profiles: ProfileSet | None = None
+
+    @property
+    def profile_set(self) -> ProfileSet:
+        return self.profiles if self.profiles is not None else builtin_profiles(self.cert_validity)
 
     @property
     def eab_required(self) -> bool:

@@ -162,6 +162,13 @@ server = obj(
         },
         "containerPort": i(minimum=1024, maximum=65535, description="Listen port (unprivileged)."),
         "clientAuthEKU": b("Leaves also carry the clientAuth EKU (default: serverAuth only)."),
+        "profiles": obj(  # issue 12: serve --profiles (docs/profiles.md)
+            {
+                "default": s("Profile of orders that name none.", minLength=1, maxLength=64),
+                "profiles": {"type": "object", "additionalProperties": {"type": "object"}},
+            },
+            desc="Certificate profiles (the --profiles file). Empty: the built-ins.",
+        ),
         "workers": i("Server processes per Pod (one per CPU the Pod may use).", minimum=1),
         "accountCacheSeconds": {
             "type": "number",

@@ -25,7 +25,13 @@ from acme_server.ca.crl import build_crl
 from acme_server.ca.errors import CAConfigError
 from acme_server.ca.keys import spki_sha256, spki_sha256_of_jwk
 from acme_server.ca.ocsp_responder import ResponderHolder
-from acme_server.ca.profile import BACKDATE, RevocationPointers, build_leaf, issuer_key_id
+from acme_server.ca.profile import (
+    BACKDATE,
+    LeafOptions,
+    RevocationPointers,
+    build_leaf,
+    issuer_key_id,
+)
 from acme_server.ca.revocation_urls import RevocationUrls
 
 __all__ = [
@@ -142,17 +148,22 @@ class CertificateAuthority:
         validity: timedelta,
         not_before: datetime | None = None,
         not_after: datetime | None = None,
+        options: LeafOptions | None = None,
     ) -> IssuedCertificate:
         """Sign an ACME leaf for `names` with the CSR's key (the CSR is assumed checked
-        already); clientAuth only when this CA was configured with `leaf_client_auth`."""
+        already) as the certificate profile's `options` say; clientAuth also when this CA
+        was configured with `leaf_client_auth`."""
+        options = options or LeafOptions()
         return self.issue_for_key(
             csr.public_key(),
             names,
             validity=validity,
             not_before=not_before,
             not_after=not_after,
-            client_auth=self.leaf_client_auth,
-            revocation=self._pointers,
+            client_auth=self.leaf_client_auth or options.client_auth,
+            server_auth=options.server_auth,
+            common_name=options.common_name,
+            revocation=self._pointers if options.revocation_info else None,
         )
 
     def issue_for_key(
@@ -164,6 +175,8 @@ class CertificateAuthority:
         not_before: datetime | None = None,
         not_after: datetime | None = None,
         client_auth: bool = False,
+        server_auth: bool = True,
+        common_name: bool = True,
         revocation: RevocationPointers | None = None,
     ) -> IssuedCertificate:
         """Sign a leaf for `names` and `public_key`, clamped to the issuer's validity."""
@@ -190,6 +203,8 @@ class CertificateAuthority:
             start,
             end,
             client_auth=client_auth,
+            server_auth=server_auth,
+            common_name=common_name,
             revocation=revocation,
         )
         leaf_pem = _pem(cert)

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import (
     CertificateIssuerPrivateKeyTypes,
     CertificatePublicKeyTypes,
@@ -140,6 +140,27 @@ class RevocationPointers:
         return [x509.CRLDistributionPoints([point]), x509.AuthorityInformationAccess(access)]
 
 
+@dataclass(frozen=True)
+class LeafOptions:
+    """What a certificate profile changes in a leaf (see acme_server/domain/profiles.py)."""
+
+    server_auth: bool = True
+    client_auth: bool = False
+    common_name: bool = True
+    revocation_info: bool = True  # CRL DP and AIA, when the CA has revocation URLs
+
+
+def key_type(public_key: Any) -> str:
+    """The profile's name for a key's family: rsa, ecdsa, ed25519 (else its class name)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        return "rsa"
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        return "ecdsa"
+    if isinstance(public_key, ed25519.Ed25519PublicKey):
+        return "ed25519"
+    return type(public_key).__name__
+
+
 def issuer_key_id(issuer_cert: x509.Certificate) -> bytes:
     """The key identifier our leaves, CRLs and OCSP responses name this issuer by (their AKI)."""
     key_id = _authority_key_id(issuer_cert).key_identifier
@@ -189,23 +210,28 @@ def build_leaf(
     not_after: datetime,
     *,
     client_auth: bool = False,
+    server_auth: bool = True,
+    common_name: bool = True,
     revocation: RevocationPointers | None = None,
 ) -> x509.Certificate:
-    """End-entity TLS certificate for `names` (first name as CN when it fits).
+    """End-entity TLS certificate for `names` (first name as CN when it fits and
+    `common_name`; the certificate profile decides).
 
     serverAuth only unless `client_auth`: a leaf that may also log in as a TLS client is
     something the operator opts into, not a side effect of getting a server certificate.
     `revocation` adds the CRL distribution point and the AIA (OCSP, caIssuers).
     """
-    usages = [ExtendedKeyUsageOID.SERVER_AUTH]
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] if server_auth else []
     if client_auth:
         usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if not usages:
+        raise ValueError("a leaf needs serverAuth or clientAuth")
     if not names:
         raise ValueError("a certificate needs at least one name")
     first = names[0]
     subject = (
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])
-        if len(first) <= MAX_CN_LENGTH
+        if common_name and len(first) <= MAX_CN_LENGTH
         else x509.Name([])
     )
     builder = (

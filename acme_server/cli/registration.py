@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
 from acme_server.cli.options import LIMIT, Limit, limit_options, limit_value, store_options, with_db
 from acme_server.store import registrations
+
+
+def _profile_options(func: Callable[..., None]) -> Callable[..., None]:
+    """--profiles / --default-profile: which certificate profiles the registration may use."""
+    func = click.option(
+        "--default-profile",
+        default=None,
+        help="Profile its orders get without 'profile' ('server' = the server's default).",
+    )(func)
+    return click.option(
+        "--profiles",
+        "profiles",
+        default=None,
+        help="Comma-separated certificate profiles it may use ('any' = every profile that "
+        "needs no explicit grant).",
+    )(func)
+
+
+def _profile_changes(profiles: str | None, default_profile: str | None) -> dict[str, Any]:
+    changes: dict[str, Any] = {}
+    if profiles is not None:
+        names = tuple(p.strip() for p in profiles.split(",") if p.strip())
+        if not names:
+            raise click.UsageError("--profiles needs profile names (or 'any')")
+        changes["allowed_profiles"] = None if names == ("any",) else names
+    if default_profile is not None:
+        changes["default_profile"] = None if default_profile == "server" else default_profile
+    return changes
 
 
 @click.group()
@@ -33,6 +63,7 @@ def registration() -> None:
 @limit_options
 @click.option("--kid", default=None, help="Key ID to use (default: generated).")
 @click.option("--hmac-key", default=None, help="HMAC key, base64url (default: 32 random bytes).")
+@_profile_options
 @store_options
 def registration_create(
     name: str,
@@ -43,6 +74,8 @@ def registration_create(
     max_pending_authorizations: Limit,
     kid: str | None,
     hmac_key: str | None,
+    profiles: str | None,
+    default_profile: str | None,
     data_dir: Path,
     database: str | None,
 ) -> None:
@@ -71,6 +104,7 @@ def registration_create(
             any_domain=any_domain,
             max_pending_orders=limit_value(max_pending_orders),
             max_pending_authorizations=limit_value(max_pending_authorizations),
+            **_profile_changes(profiles, default_profile),
         ),
     )
     click.echo(json.dumps(reg.public_dict(with_key=True)))
@@ -85,25 +119,36 @@ def registration_create(
     help="Most live accounts bound to the registration ('default' = unlimited).",
 )
 @limit_options
+@_profile_options
 @store_options
 def registration_update(
     name: str,
     max_accounts: Limit,
     max_pending_orders: Limit,
     max_pending_authorizations: Limit,
+    profiles: str | None,
+    default_profile: str | None,
     data_dir: Path,
     database: str | None,
 ) -> None:
-    """Change the registration's limits; options not given stay as they are."""
+    """Change the registration's limits and profiles; options not given stay as they are."""
     given = {
         "max_accounts": max_accounts,
         "max_pending_orders": max_pending_orders,
         "max_pending_authorizations": max_pending_authorizations,
     }
     changes = {k: limit_value(v) for k, v in given.items() if v is not None}
-    if not changes:
-        raise click.UsageError("nothing to update: give at least one limit option")
-    reg = with_db(data_dir, database, lambda db: registrations.set_limits(db, name, **changes))
+    profile_changes = _profile_changes(profiles, default_profile)
+    if not changes and not profile_changes:
+        raise click.UsageError("nothing to update: give at least one limit or profile option")
+
+    async def update(db: Any) -> registrations.Registration:
+        reg = await registrations.set_limits(db, name, **changes)
+        if profile_changes:
+            reg = await registrations.set_profiles(db, name, **profile_changes)
+        return reg
+
+    reg = with_db(data_dir, database, update)
     click.echo(json.dumps(reg.public_dict()))
 
 

@@ -235,6 +235,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="On SIGTERM, stop accepting and give in-flight requests this long to finish; "
     "unfinished validations hand their leases back.",
 )
+@click.option(  # issue 12: certificate profiles
+    "--profiles",
+    "profiles_file",
+    envvar=ENV + "PROFILES",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file of certificate profiles (docs/profiles.md). Default: the built-ins.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -269,12 +277,14 @@ def serve(
     account_cache_seconds: float,
     metrics_listen: str | None,
     shutdown_timeout: str,
+    profiles_file: Path | None,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
+    from acme_server.profile_config import load_profiles
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
     from acme_server.validation.resolver import parse_nameserver
@@ -298,6 +308,7 @@ def serve(
         parse_cidrs(allow_cidrs + deny_cidrs)
         metrics_address = parse_host_port(metrics_listen) if metrics_listen else None
         shutdown_seconds = parse_duration(shutdown_timeout).total_seconds()
+        profiles = load_profiles(profiles_file, validity)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -344,6 +355,7 @@ def serve(
         **revocation,
         metrics_listen=metrics_address,
         shutdown_timeout=shutdown_seconds,
+        profiles=profiles,
     )
     try:
         if settings.workers > 1:

@@ -30,6 +30,7 @@ class ProblemType(StrEnum):
     EXTERNAL_ACCOUNT_REQUIRED = "externalAccountRequired"
     INCORRECT_RESPONSE = "incorrectResponse"
     INVALID_CONTACT = "invalidContact"
+    INVALID_PROFILE = "invalidProfile"  # draft-ietf-acme-profiles: unknown or not allowed
     MALFORMED = "malformed"
     ORDER_NOT_READY = "orderNotReady"
     RATE_LIMITED = "rateLimited"

@@ -58,6 +58,9 @@ class Order:
     expires_at: datetime
     created_at: datetime
     authz_ids: tuple[str, ...]
+    profile: str | None = None  # None: placed before profiles existed
+    not_before: datetime | None = None  # as requested in newOrder (RFC 8555 7.4)
+    not_after: datetime | None = None
 
     @property
     def names(self) -> list[str]:
@@ -140,6 +143,9 @@ def _order(row: Any, authz_ids: tuple[str, ...]) -> Order:
         row.expires_at,
         row.created_at,
         authz_ids,
+        row.profile,
+        row.not_before,
+        row.not_after,
     )
 
 
@@ -169,6 +175,9 @@ def create_order(
     account_id: str,
     names: list[str],
     order_expires: datetime,
+    profile: str | None = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
 ) -> Order:
     """New order for normalised names; reuses valid authorizations, else makes pending ones."""
     now = datetime.now(UTC)
@@ -218,6 +227,9 @@ def create_order(
             identifiers=[{"type": "dns", "value": n} for n in names],
             expires_at=order_expires,
             created_at=now,
+            profile=profile,
+            not_before=not_before,
+            not_after=not_after,
         )
     )
     conn.execute(

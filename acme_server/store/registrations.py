@@ -23,6 +23,8 @@ from acme_server.store.schema import accounts, allowed_domains, certificates, re
 
 HMAC_KEY_BYTES = 32
 log = logging.getLogger(__name__)
+UNCHANGED: Any = object()
+MAX_PROFILE_NAME = 64
 
 
 class RegistrationError(ValueError):
@@ -44,6 +46,10 @@ class Registration:
     # Rate-limit overrides; None = the server-wide default.
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
+    # Certificate profiles it may use (None = every one needing no explicit grant) and
+    # the one its orders get without `profile` (None = the server's default).
+    allowed_profiles: tuple[str, ...] | None = None
+    default_profile: str | None = None
 
     @property
     def grants_nothing(self) -> bool:
@@ -60,6 +66,8 @@ class Registration:
             "any_domain": self.any_domain,
             "max_pending_orders": self.max_pending_orders,
             "max_pending_authorizations": self.max_pending_authorizations,
+            "profiles": list(self.allowed_profiles) if self.allowed_profiles is not None else None,
+            "default_profile": self.default_profile,
             "domains": [
                 {
                     "domain": d.domain,
@@ -132,6 +140,22 @@ def check_rule(rule: DomainRule) -> DomainRule:
     return rule
 
 
+def check_profiles(
+    allowed: tuple[str, ...] | list[str] | None, default: str | None
+) -> tuple[tuple[str, ...] | None, str | None]:
+    """Profile names of 1..64 characters; a default that the allowed list includes."""
+    names = list(allowed or ()) + ([default] if default is not None else [])
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_PROFILE_NAME:
+            raise RegistrationError(f"profile name {name!r} must be 1..64 characters")
+    clean = tuple(dict.fromkeys(allowed)) if allowed is not None else None
+    if default is not None and clean is not None and default not in clean:
+        raise RegistrationError(
+            f"default profile {default!r} is not among the allowed profiles {list(clean)}"
+        )
+    return clean, default
+
+
 def _rule(domain: str, include_subdomains: bool, allow_wildcard: bool) -> DomainRule:
     try:
         name = normalise_dns_name(domain, allow_wildcard=False)
@@ -153,6 +177,8 @@ def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
         any_domain=row.any_domain,
         max_pending_orders=row.max_pending_orders,
         max_pending_authorizations=row.max_pending_authorizations,
+        allowed_profiles=tuple(row.allowed_profiles) if row.allowed_profiles is not None else None,
+        default_profile=row.default_profile,
     )
 
 
@@ -195,6 +221,8 @@ async def create(
     any_domain: bool = False,
     max_pending_orders: int | None = None,
     max_pending_authorizations: int | None = None,
+    allowed_profiles: tuple[str, ...] | None = None,
+    default_profile: str | None = None,
 ) -> Registration:
     """A new registration; it grants `domains`, or every name only with `any_domain`."""
     return await upsert(
@@ -208,6 +236,8 @@ async def create(
         any_domain=any_domain,
         max_pending_orders=max_pending_orders,
         max_pending_authorizations=max_pending_authorizations,
+        allowed_profiles=allowed_profiles,
+        default_profile=default_profile,
         create_only=True,
     )
 
@@ -224,6 +254,8 @@ async def upsert(
     any_domain: bool = False,
     max_pending_orders: int | None = None,
     max_pending_authorizations: int | None = None,
+    allowed_profiles: tuple[str, ...] | None = UNCHANGED,
+    default_profile: str | None = UNCHANGED,
     create_only: bool = False,
 ) -> Registration:
     """Create or update one registration; `domains` (when given) replaces the allow-list.
@@ -239,6 +271,13 @@ async def upsert(
     _check_positive("max pending orders", max_pending_orders)
     _check_positive("max pending authorizations", max_pending_authorizations)
     hmac_key = validate_hmac_key(hmac_key)
+    profile_values: dict[str, Any] = {}
+    if allowed_profiles is not UNCHANGED or default_profile is not UNCHANGED:
+        allowed, default = check_profiles(
+            None if allowed_profiles is UNCHANGED else allowed_profiles,
+            None if default_profile is UNCHANGED else default_profile,
+        )
+        profile_values = {"allowed_profiles": allowed, "default_profile": default}
     now = datetime.now(UTC)
 
     def unit(conn: sa.Connection) -> Registration:
@@ -256,6 +295,7 @@ async def upsert(
             "any_domain": any_domain,
             "max_pending_orders": max_pending_orders,
             "max_pending_authorizations": max_pending_authorizations,
+            **profile_values,
             "updated_at": now,
         }
         if existing is None:
@@ -364,9 +404,6 @@ async def set_any_domain(db: Database, name: str, any_domain: bool) -> Registrat
     return await _update(db, name, any_domain=any_domain)
 
 
-UNCHANGED: Any = object()
-
-
 async def set_limits(
     db: Database,
     name: str,
@@ -390,6 +427,24 @@ async def set_limits(
             raise RegistrationError(f"no registration named {name!r}")
         return reg
     return await _update(db, name, **values)
+
+
+async def set_profiles(
+    db: Database,
+    name: str,
+    *,
+    allowed_profiles: tuple[str, ...] | None = UNCHANGED,
+    default_profile: str | None = UNCHANGED,
+) -> Registration:
+    """Change the allowed profiles and/or the default profile (None = no restriction /
+    the server's default); the pair is checked as it will be stored."""
+    reg = await get(db, name)
+    if reg is None:
+        raise RegistrationError(f"no registration named {name!r}")
+    allowed = reg.allowed_profiles if allowed_profiles is UNCHANGED else allowed_profiles
+    default = reg.default_profile if default_profile is UNCHANGED else default_profile
+    allowed, default = check_profiles(allowed, default)
+    return await _update(db, name, allowed_profiles=allowed, default_profile=default)
 
 
 async def delete(db: Database, name: str) -> bool:
@@ -546,6 +601,8 @@ class RowSpec:
     any_domain: bool
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
+    allowed_profiles: tuple[str, ...] | None = None  # certificate profiles (issue 12)
+    default_profile: str | None = None
 
 
 def _check_spec(spec: RowSpec) -> None:
@@ -557,6 +614,7 @@ def _check_spec(spec: RowSpec) -> None:
     _check_positive("max pending orders", spec.max_pending_orders)
     _check_positive("max pending authorizations", spec.max_pending_authorizations)
     validate_hmac_key(spec.hmac_key)
+    check_profiles(spec.allowed_profiles, spec.default_profile)
 
 
 async def upsert_many(db: Database, specs: list[RowSpec]) -> list[Registration | RegistrationError]:
@@ -613,6 +671,10 @@ async def upsert_many(db: Database, specs: list[RowSpec]) -> list[Registration |
                 "any_domain": s.any_domain,
                 "max_pending_orders": s.max_pending_orders,
                 "max_pending_authorizations": s.max_pending_authorizations,
+                "allowed_profiles": list(s.allowed_profiles)
+                if s.allowed_profiles is not None
+                else None,
+                "default_profile": s.default_profile,
                 "updated_at": now,
             }
             for s in ok

@@ -63,6 +63,10 @@ registrations = sa.Table(
     # Per-registration rate-limit overrides; NULL = the server-wide default.
     sa.Column("max_pending_orders", sa.Integer, nullable=True),
     sa.Column("max_pending_authorizations", sa.Integer, nullable=True),
+    # Certificate profiles: the names it may use (NULL = every profile that needs no
+    # explicit grant) and the one its orders get without `profile` (NULL = the server's).
+    sa.Column("allowed_profiles", sa.JSON, nullable=True),
+    sa.Column("default_profile", sa.String(64), nullable=True),
 )
 
 allowed_domains = sa.Table(
@@ -127,6 +131,7 @@ orders = sa.Table(
     sa.Column("identifiers", sa.JSON, nullable=False),  # [{"type": "dns", "value": ...}]
     sa.Column("not_before", TS(), nullable=True),
     sa.Column("not_after", TS(), nullable=True),
+    sa.Column("profile", sa.String(64), nullable=True),  # NULL: placed before profiles
     sa.Column("error", sa.JSON, nullable=True),
     sa.Column("certificate_id", sa.String(64), nullable=True),
     sa.Column("expires_at", TS(), nullable=False),

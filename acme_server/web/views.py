@@ -62,6 +62,12 @@ def order_json(order: Order, urls: Urls) -> dict[str, Any]:
         "authorizations": [urls.authz(a) for a in order.authz_ids],
         "finalize": urls.finalize(order.id),
     }
+    if order.profile is not None:
+        body["profile"] = order.profile  # draft-ietf-acme-profiles
+    if order.not_before is not None:
+        body["notBefore"] = rfc3339(order.not_before)
+    if order.not_after is not None:
+        body["notAfter"] = rfc3339(order.not_after)
     if order.error is not None:
         body["error"] = order.error
     if order.certificate_id is not None and order.status == OrderStatus.VALID:

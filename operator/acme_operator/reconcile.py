@@ -94,6 +94,8 @@ class _Row:
     allowed: AllowList
     max_pending_orders: int | None = None
     max_pending_authorizations: int | None = None
+    allowed_profiles: tuple[str, ...] | None = None  # certificate profiles (issue 12)
+    default_profile: str | None = None
 
     def matches(self, row: Registration | None) -> bool:
         return row is not None and (
@@ -105,6 +107,8 @@ class _Row:
             row.any_domain,
             row.max_pending_orders,
             row.max_pending_authorizations,
+            row.allowed_profiles,
+            row.default_profile,
         ) == (
             self.kid,
             self.hmac_key,
@@ -114,6 +118,8 @@ class _Row:
             self.allowed.any_domain,
             self.max_pending_orders,
             self.max_pending_authorizations,
+            self.allowed_profiles,
+            self.default_profile,
         )
 
     async def write(self, ctx: OperatorContext, sname: str) -> None:
@@ -129,6 +135,8 @@ class _Row:
                 any_domain=self.allowed.any_domain,
                 max_pending_orders=self.max_pending_orders,
                 max_pending_authorizations=self.max_pending_authorizations,
+                allowed_profiles=self.allowed_profiles,
+                default_profile=self.default_profile,
             )
         )
 
@@ -149,6 +157,12 @@ def limits(spec: Mapping[str, Any]) -> tuple[int | None, int | None]:
     """(max pending orders, max pending authorizations) per account; None: server default."""
     given = spec.get("limits") or {}
     return given.get("maxPendingOrders"), given.get("maxPendingAuthorizations")
+
+
+def profiles(spec: Mapping[str, Any]) -> tuple[tuple[str, ...] | None, str | None]:
+    """(allowed certificate profiles, default profile); None: no restriction / the server's."""
+    allowed = spec.get("profiles")
+    return (tuple(allowed) if allowed is not None else None), spec.get("defaultProfile")
 
 
 async def _hmac_key(
@@ -324,7 +338,14 @@ async def reconcile_registration(
         store_error = None
         kid_conflict = await _kid_taken(ctx, kid, sname)
         wanted = _Row(
-            kid, store_key, spec.get("maxAccounts"), suspended, allowed, max_orders, max_authzs
+            kid,
+            store_key,
+            spec.get("maxAccounts"),
+            suspended,
+            allowed,
+            max_orders,
+            max_authzs,
+            *profiles(spec),
         )
         if keyres.conflict is None and not kid_conflict and store_key is not None:
             if not wanted.matches(existing):
@@ -443,6 +464,7 @@ async def settled(
         allow_list(domains),
         orders,
         authzs,
+        *profiles(spec),
     )
     return wanted.matches(row)
 
@@ -469,6 +491,8 @@ async def sync_domains(
             allow_list(domains),
             entry.max_pending_orders,
             entry.max_pending_authorizations,
+            existing.allowed_profiles,  # only the domains change here
+            existing.default_profile,
         )
         if not wanted.matches(existing):
             await wanted.write(ctx, sname)

@@ -31,10 +31,12 @@ def test_directory_open_mode(gateway: GatewayProcess) -> None:
     assert body["keyChange"] == f"{base}/acme/key-change"
     assert body["meta"]["externalAccountRequired"] is False
     assert body["meta"]["website"].startswith("https://")
-    # ARI (RFC 9773) works, so it is advertised; profiles are not until they work
-    # (interop notes: cert-manager keys off their presence).
+    # ARI (RFC 9773) and profiles (draft-ietf-acme-profiles) work, so both are advertised
+    # (interop notes: cert-manager keys off their presence). Without --profiles: the
+    # built-ins, tlsclient not offered.
     assert body["renewalInfo"] == f"{base}/acme/renewal-info"
-    assert "profiles" not in body["meta"]
+    assert set(body["meta"]["profiles"]) == {"default", "shortlived"}
+    assert all(isinstance(d, str) and d for d in body["meta"]["profiles"].values())
 
 
 def test_directory_pre_registered_mode(prereg_gateway: GatewayProcess) -> None:

@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives import serialization
 
 from acme_server.ca import CSRError, check_csr, parse_csr, spki_sha256
 from acme_server.ca.authority import IssuedCertificate
+from acme_server.ca.profile import LeafOptions, key_type
+from acme_server.domain import profiles
 from acme_server.domain.identifiers import check_allowed
 from acme_server.domain.lifecycle import check_finalizable
 from acme_server.domain.problems import AcmeProblem, ProblemType
@@ -53,8 +55,12 @@ async def finalize(request: web.Request) -> web.Response:
         check_csr(csr, current.names, account_key_spki_sha256=signed.key.spki_sha256())
     except CSRError as exc:
         raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
-    # The allow-list may have shrunk since the order was placed.
+    # The allow-list may have shrunk since the order was placed; so may the profiles.
     check_allowed(current.names, signed.registration)
+    profile = profiles.select_profile(
+        state.settings.profile_set, current.profile, signed.registration
+    )
+    profiles.check_key_type(profile, key_type(csr.public_key()))
     account = signed.account
 
     # One transaction: the order is either still ready, or valid with its certificate. The
@@ -66,7 +72,19 @@ async def finalize(request: web.Request) -> web.Response:
         ):
             raise AcmeProblem(ProblemType.ORDER_NOT_READY, "order is already being finalized")
         try:
-            issued = state.ca.issue(csr, current.names, validity=state.settings.cert_validity)
+            issued = state.ca.issue(
+                csr,
+                current.names,
+                validity=profile.validity,
+                not_before=current.not_before,
+                not_after=current.not_after,
+                options=LeafOptions(
+                    server_auth=profile.server_auth,
+                    client_auth=profile.client_auth,
+                    common_name=profile.common_name,
+                    revocation_info=profile.revocation_info,
+                ),
+            )
         except ValueError as exc:
             log.error("cannot issue for order %s: %s", current.id, exc)
             raise AcmeProblem(

@@ -19,6 +19,8 @@ async def directory(request: web.Request) -> web.Response:
     }
     if settings.terms_of_service:
         meta["termsOfService"] = settings.terms_of_service
+    if offered := settings.profile_set.meta():
+        meta["profiles"] = offered  # draft-ietf-acme-profiles: name -> description
     body = {
         "newNonce": urls.new_nonce,
         "newAccount": urls.new_account,

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from acme_server.config import Settings
-from acme_server.domain import lifecycle
+from acme_server.domain import lifecycle, profiles
 from acme_server.domain.identifiers import check_allowed, check_issuable, parse_identifiers
 from acme_server.domain.problems import AcmeProblem, ProblemType
 from acme_server.domain.statuses import ChallengeStatus, OrderStatus
@@ -49,17 +49,13 @@ async def new_order(request: web.Request) -> web.Response:
     state = state_of(request)
     signed = await authenticate(request)
     payload = signed.jws.payload_json()
-    for unsupported in ("notBefore", "notAfter"):
-        if payload.get(unsupported) is not None:
-            raise AcmeProblem(
-                ProblemType.MALFORMED, f"{unsupported} is not supported by this server"
-            )
-    if "profile" in payload:
-        raise AcmeProblem(ProblemType.MALFORMED, "profile is not supported by this server")
     names = parse_identifiers(payload)
     check_allowed(names, signed.registration)
     check_issuable(names, state.ca.permits)
     now = datetime.now(UTC)
+    profile, not_before, not_after = profiles.order_terms(
+        state.settings.profile_set, payload, names, signed.registration, now
+    )
     expires = now + state.settings.order_lifetime
     limits = pending_limits(state.settings, signed.registration)
     account_id = _account_of(signed)
@@ -72,7 +68,13 @@ async def new_order(request: web.Request) -> web.Response:
                 ProblemType.RATE_LIMITED, str(exc), headers={"Retry-After": str(exc.retry_after)}
             ) from None
         order = order_store.create_order(
-            conn, account_id=account_id, names=names, order_expires=expires
+            conn,
+            account_id=account_id,
+            names=names,
+            order_expires=expires,
+            profile=profile.name,
+            not_before=not_before,
+            not_after=not_after,
         )
         if "replaces" in payload:  # RFC 9773 5; a refusal rolls the order back
             ari.record_replacement(

@@ -1,0 +1,58 @@
+"""A pre-registration gateway with a profiles file and the revocation listener, on SQLite
+and on PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_proc import GatewayProcess
+from tests.infra.bind import BindServer
+from tests.infra.postgres import PostgresServer
+from tests.revocation.support import revocation_gateway
+
+PROFILES_YAML = """\
+profiles:
+  tlsclient:
+    enabled: true
+  nocn:
+    description: ECDSA only, no subject common name, at most 2 names
+    validity: 30d
+    key_types: [ecdsa]
+    common_name: false
+    max_names: 2
+"""
+
+
+def write_profiles(directory: Path) -> Path:
+    path = directory / "profiles.yaml"
+    path.write_text(PROFILES_YAML)
+    return path
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def profile_gateway(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    bind_server: BindServer,
+) -> Iterator[GatewayProcess]:
+    database = None
+    if request.param == "postgres":
+        postgres: PostgresServer = request.getfixturevalue("postgres_server")
+        database = postgres.create_database()
+    data_dir = tmp_path_factory.mktemp(f"gw-profiles-{request.param}")
+    gw = revocation_gateway(
+        data_dir,
+        database=database,
+        resolvers=(bind_server.resolver_address,),
+        extra=("--profiles", str(write_profiles(data_dir))),
+        account_creation="pre-registered",
+    ).start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+        if request.session.testsfailed:
+            print(f"--- {gw.log_path} ---\n{gw.log_tail()}")

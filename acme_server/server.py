@@ -198,15 +198,10 @@ async def start(
     revocation_tasks = await start_revocation(
         settings, db, ca, stack, reuse_port=role is not None, housekeeping=housekeeping
     )
-    scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
-    stack.push_async_callback(scheduler.close)
-    state.scheduler = scheduler
-    tasks = [asyncio.create_task(scheduler.run(), name="validation"), *revocation_tasks]
-    if housekeeping:
-        tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
-        tasks.append(
-            asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge")
-        )
+    # Background tasks are cancelled before anything they use closes, also when a later step
+    # of the start-up fails: the cancel is registered before the first task exists.
+    tasks: list[asyncio.Task[None]] = list(revocation_tasks)
+    stack.push_async_callback(_cancel, tasks)
     if settings.metrics_listen is not None:
         listeners.add(
             await start_metrics(
@@ -221,7 +216,15 @@ async def start(
                 name="metrics",
             )
         )
-    stack.push_async_callback(_cancel, tasks)
+    scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
+    stack.push_async_callback(scheduler.close)
+    state.scheduler = scheduler
+    tasks.append(asyncio.create_task(scheduler.run(), name="validation"))
+    if housekeeping:
+        tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
+        tasks.append(
+            asyncio.create_task(retention.run_periodically(db, settings.purge_after), name="purge")
+        )
     stack.callback(log.info, "shutting down")
     log.info(
         "acme-gateway serving %s (directory %s, account creation %s%s)",

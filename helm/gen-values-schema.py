@@ -322,7 +322,9 @@ schema = obj(
         "networkPolicy": obj({"enabled": b(), "allowedFrom": {"type": "array", "items": peer}}),
         "metrics": obj(
             {
-                "path": s(pattern="^/"),
+                "enabled": b("Serve /metrics on a port of its own (--metrics-listen)."),
+                "port": i(minimum=1024, maximum=65535, description="Metrics container port."),
+                "allowedFrom": {"type": "array", "items": peer},
                 "serviceMonitor": obj(
                     {
                         "enabled": b(),

@@ -38,10 +38,11 @@ def local_args(container: dict[str, Any], data_dir: Path, port: int) -> list[str
     """A chart container's args made runnable here: its /data on data_dir, its listen or
     health address on 127.0.0.1:port, everything else exactly as the chart renders it."""
     out = []
+    ports = iter([port])  # the first listen address gets `port`, any other a free one
     for arg in container.get("args", []):
         name, sep, value = arg.partition("=")
         if sep and value.startswith("0.0.0.0:"):
-            arg = f"{name}=127.0.0.1:{port}"
+            arg = f"{name}=127.0.0.1:{next(ports, None) or free_port()}"
         elif sep and (value == "/data" or value.startswith("/data/")):
             arg = f"{name}={data_dir}{value[len('/data') :]}"
         out.append(arg)

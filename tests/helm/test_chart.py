@@ -440,12 +440,22 @@ def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> 
     assert flag(server, "base-url") == ["https://acme.example.net"]
     monitor = one(docs, "ServiceMonitor")
     assert monitor["metadata"]["labels"]["release"] == "prom"
-    assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    # Metrics have a port and a Service of their own, never the ACME port.
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["scheme"] == "http"
+    assert flag(server, "metrics-listen") == ["0.0.0.0:9090"]
+    metrics_service = one(docs, "Service", f"{FULLNAME}-metrics")
+    assert [p["name"] for p in metrics_service["spec"]["ports"]] == ["metrics"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert all(metrics_service["metadata"]["labels"][k] == v for k, v in selector.items())
+    acme_service = one(docs, "Service", FULLNAME)
+    assert all(p["targetPort"] != "metrics" for p in acme_service["spec"]["ports"])
     policy = one(docs, "NetworkPolicy")
     assert (
         policy["spec"]["ingress"][0]["from"]
         == VALUE_SETS["http-monitoring"]["networkPolicy"]["allowedFrom"]
     )
+    assert policy["spec"]["ingress"][1]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
 
 
 # ---------------------------------------------------------------- the real API server

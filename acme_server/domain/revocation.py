@@ -26,7 +26,7 @@ def reason_from_text(text: str) -> int | None:
     """The code of an annotation value: a reason name (any case) or its decimal code;
     None when it is not one of the allowed reasons."""
     value = text.strip()
-    if value.isdecimal() and len(value) <= 2:
+    if value.isascii() and value.isdigit() and len(value) <= 2:
         code = int(value)
         return code if code in ALLOWED_REASONS else None
     return _BY_NAME.get(value.lower())

@@ -210,6 +210,11 @@ class RevokeWatcher:
             self._seen[req.key] = req.value
             self._queue.put_nowait(req)
 
+    def forget(self, meta: dict[str, Any]) -> None:
+        key = (str(meta.get("namespace")), str(meta.get("name")), str(meta.get("uid", "")))
+        self._seen.pop(key, None)
+        self._done.pop(key, None)
+
     async def work(self) -> None:
         while True:
             req = await self._queue.get()
@@ -245,6 +250,8 @@ class RevokeWatcher:
                         version = str(obj.get("metadata", {}).get("resourceVersion") or version)
                         if event.get("type") in ("ADDED", "MODIFIED"):
                             self.offer(obj.get("metadata") or {})
+                        elif event.get("type") == "DELETED":
+                            self.forget(obj.get("metadata") or {})
             except asyncio.CancelledError:
                 raise
             except _Relist as exc:

@@ -81,8 +81,11 @@ def suggested_window(stored: StoredCertificate, now: datetime) -> Window:
     """The middle third of the lifetime (as Let's Encrypt); for a revoked certificate a
     window already past, so clients renew at once (RFC 9773 4.2)."""
     if stored.revoked_at is not None:
-        start = now - timedelta(hours=1)
-        return Window(start, start + timedelta(minutes=30))
+        # Past, yet after notBefore: cert-manager (v1.21) ignores a window that starts at or
+        # before the certificate's notBefore (it takes it for an older certificate's).
+        start = min(max(now - timedelta(hours=1), stored.not_before + timedelta(seconds=1)),
+                    now - timedelta(seconds=1))  # fmt: skip
+        return Window(start, min(start + timedelta(minutes=30), now))
     third = (stored.not_after - stored.not_before) / 3
     return Window(stored.not_before + third, stored.not_before + 2 * third)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
 from acme_server.domain.identifiers import DomainRule
-from acme_server.store import exports, meta, registrations
+from acme_server.store import exports, meta, registrations, revocations
 from acme_server.store.database import Database, SchemaMismatch, default_database_url
 from acme_server.store.exports import CertificateExport
 from acme_server.store.registrations import (
@@ -27,15 +27,19 @@ from acme_server.store.registrations import (
     RowSpec,
     generate_hmac_key,
 )
+from acme_server.store.revocations import Refusal, Revoked
 
 __all__ = [
     "HMAC_KEY_BYTES",
     "BoundAccount",
     "CertificateExport",
     "OperatorStore",
+    "Refusal",
     "Registration",
     "RegistrationError",
     "RegistrationUsage",
+    "RevocationOutcome",
+    "Revoked",
     "RowSpec",
     "SchemaMismatch",
     "Usage",
@@ -51,6 +55,16 @@ class Usage:
     accounts: list[BoundAccount]
     certificates_issued: int
     last_issuance: datetime | None
+
+
+@dataclass(frozen=True)
+class RevocationOutcome:
+    """A revoke annotation's result: `refusal` None when this call revoked it; `current` is
+    the certificate's state afterwards (None when the store has no such certificate)."""
+
+    refusal: Refusal | None
+    detail: str
+    current: Revoked | None
 
 
 class OperatorStore:
@@ -159,3 +173,26 @@ class OperatorStore:
     async def ca_root_pem(self) -> str | None:
         """The CA root the server recorded at start; None before the first server start."""
         return await meta.get(self._db, meta.CA_ROOT_PEM)
+
+    # ------------------------------------------------------------ revocation
+
+    async def revoke_certificate(
+        self, registration_name: str, serial: str, reason: int
+    ) -> RevocationOutcome:
+        """Revoke `serial` of `registration_name` by the rules ACME revocation obeys (one
+        transaction; the CRL is marked stale, the Secret re-exported with the new state)."""
+
+        def unit(conn: sa.Connection) -> RevocationOutcome:
+            now = datetime.now(UTC)
+            try:
+                done = revocations.revoke_for_registration(
+                    conn, registration_name, serial, reason, now
+                )
+            except revocations.RevocationRefused as exc:
+                current = None
+                if exc.refusal is not Refusal.UNKNOWN:
+                    current = revocations.describe(conn, serial)
+                return RevocationOutcome(exc.refusal, exc.detail, current)
+            return RevocationOutcome(None, "revoked", done)
+
+        return await self._db.write(unit)

@@ -12,6 +12,10 @@ DOMAINS = "alloweddomains"
 FINALIZER = f"{GROUP}/finalizer"
 KOPF_PREFIX = f"kopf.{GROUP}"  # kopf's own progress/diff-base annotations
 ROTATE_ANNOTATION = f"{GROUP}/rotate-hmac-key"
+# On an exported certificate Secret: revoke it with this reason; the handled value is
+# recorded in the second one, so a restart never handles one request twice.
+REVOKE_ANNOTATION = f"{GROUP}/revoke"
+REVOKE_HANDLED_ANNOTATION = f"{GROUP}/revoke-handled"
 
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "acme-gateway"

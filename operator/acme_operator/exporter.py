@@ -17,6 +17,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from acme_operator import cert_secret
+from acme_operator.constants import REVOKE_ANNOTATION, REVOKE_HANDLED_ANNOTATION
 from acme_operator.context import OperatorContext
 from acme_server.store.operator_facade import CertificateExport
 
@@ -144,5 +145,12 @@ async def _write(ctx: OperatorContext, namespace: str, wanted: dict[str, Any]) -
         return None
     wanted = {**wanted, "metadata": {**wanted["metadata"]}}
     wanted["metadata"]["resourceVersion"] = existing["metadata"]["resourceVersion"]
+    # A user's revoke request (and its handled mark) survives the re-export it causes.
+    kept = {
+        k: v
+        for k, v in (existing["metadata"].get("annotations") or {}).items()
+        if k in (REVOKE_ANNOTATION, REVOKE_HANDLED_ANNOTATION)
+    }
+    wanted["metadata"]["annotations"] = {**kept, **wanted["metadata"]["annotations"]}
     await ctx.kube.replace_secret(namespace, name, wanted)
     return False

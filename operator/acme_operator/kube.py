@@ -9,7 +9,9 @@ bodies; failures raise the `kubernetes` ApiException (status, reason) as before.
 
 from __future__ import annotations
 
+import json
 import ssl
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +27,11 @@ Body = dict[str, Any]
 # (connect, read) seconds for every call this module makes: a stuck API server must not
 # hold a handler forever.
 TIMEOUT = (10, 30)
+# Metadata only (no data) for list/watch: the revoke watch never holds Secret contents.
+META_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+META_ONE = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+# Server-side end of one watch request; the client's read timeout is longer.
+WATCH_SECONDS = 60
 # Connections to the API server at once (requests beyond wait for one).
 CONNECTIONS = 32
 # The whole of one call, waiting for a pooled connection included.
@@ -223,3 +230,47 @@ class KubeClient:
             "count": 1,
         }
         await self._call("POST", f"/api/v1/namespaces/{quote(meta['namespace'])}/events", body)
+
+    async def list_secret_metadata(
+        self, namespace: str | None, selector: str, cont: str | None = None
+    ) -> Body:
+        """One page (500) of Secrets' metadata matching `selector`, in one namespace or all."""
+        params = {"labelSelector": selector, "limit": "500"}
+        if cont:
+            params["continue"] = cont
+        path = "/api/v1/secrets" if namespace is None else self._secret_path(namespace)
+        headers = {**self._headers(), "Accept": META_LIST}
+        async with self.session().get(self._base + path, params=params, headers=headers) as resp:
+            if resp.status >= 400:
+                raise ApiException(status=resp.status, reason=resp.reason, body=await resp.text())
+            out = await resp.json()
+        assert isinstance(out, dict)
+        return out
+
+    async def watch_secret_metadata(
+        self, namespace: str | None, selector: str, resource_version: str
+    ) -> AsyncIterator[Body]:
+        """Watch events ({type, object}) of Secrets' metadata from `resource_version`, until
+        the server ends the request (WATCH_SECONDS); bookmarks included."""
+        params = {
+            "labelSelector": selector,
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SECONDS),
+        }
+        path = "/api/v1/secrets" if namespace is None else self._secret_path(namespace)
+        headers = {**self._headers(), "Accept": META_ONE}
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=TIMEOUT[0], sock_read=WATCH_SECONDS + TIMEOUT[1]
+        )
+        async with self.session().get(
+            self._base + path, params=params, headers=headers, timeout=timeout
+        ) as resp:
+            if resp.status >= 400:
+                raise ApiException(status=resp.status, reason=resp.reason, body=await resp.text())
+            async for line in resp.content:
+                if line.strip():
+                    event = json.loads(line)
+                    assert isinstance(event, dict)
+                    yield event

@@ -192,6 +192,8 @@ def cm_world(
         work,
         dns01_nameserver=bind_server.resolver_address,
         cluster_resource_namespace=namespaces[1],
+        # ARI (RFC 9773): cert-manager asks renewalInfo when to renew (test_ari_renewal.py).
+        feature_gates="ACMEUseARI=true",
     )
     team, cluster, portal, suspended = namespaces
     world = CertManagerWorld(

@@ -35,6 +35,7 @@ class CertManagerController:
         dns01_nameserver: str,
         cluster_resource_namespace: str,
         workers: int = 20,
+        feature_gates: str | None = None,
     ) -> None:
         self.binary = binary
         self.kubeconfig = kubeconfig
@@ -42,6 +43,7 @@ class CertManagerController:
         self.dns01_nameserver = dns01_nameserver
         self.cluster_resource_namespace = cluster_resource_namespace
         self.workers = workers
+        self.feature_gates = feature_gates
         self.metrics_port = free_port()
         self.healthz_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,7 +62,7 @@ class CertManagerController:
             # workers let all the suite's challenges wait at the same time.
             f"--concurrent-workers={self.workers}",
             "--v=2",
-        ]
+        ] + ([f"--feature-gates={self.feature_gates}"] if self.feature_gates else [])
 
     def start(self, timeout: float = 60) -> CertManagerController:
         env = kubeconfig_env(self.kubeconfig)

@@ -131,7 +131,8 @@ def test_operator_runs_with_the_chart_service_account(
 
     assert can_i("create", "alloweddomains", "-n", tenant_ns) == "no"  # never grants domains
     assert can_i("delete", "acmeregistrations", "-n", tenant_ns) == "no"
-    assert can_i("list", "secrets", "-n", tenant_ns) == "no"
+    # list/watch Secrets: the revoke annotation's metadata-only watch (operator/rbac.md).
+    assert can_i("watch", "secrets", "-n", tenant_ns) == "yes"
     assert can_i("get", "configmaps", "-n", "kube-system") == "no"
     assert can_i("create", "pods", "-n", tenant_ns) == "no"
     assert can_i("get", "nodes") == "no"
@@ -140,6 +141,7 @@ def test_operator_runs_with_the_chart_service_account(
     assert can_i("get", "secrets", "-n", tenant_ns) == "yes"
     if mode == "namespaced":
         assert can_i("get", "secrets", "-n", other_ns) == "no"
+        assert can_i("list", "secrets", "-n", other_ns) == "no"
         assert can_i("patch", "acmeregistrations", "-n", other_ns) == "no"
         assert can_i("list", "namespaces") == "no"
         refused = kubectl_as(cp, token_config, "get", "secret", "web-eab", "-n", "kube-system")

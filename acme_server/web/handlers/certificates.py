@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from acme_server.domain import profiles
 from acme_server.domain.identifiers import check_allowed
 from acme_server.domain.lifecycle import check_finalizable
 from acme_server.domain.problems import AcmeProblem, ProblemType
+from acme_server.domain.revocation import ALLOWED_REASONS
 from acme_server.domain.statuses import OrderStatus
 from acme_server.jose import b64u_decode
 from acme_server.metrics import (
@@ -28,6 +30,7 @@ from acme_server.metrics import (
 )
 from acme_server.store import certificates as cert_store
 from acme_server.store import orders as order_store
+from acme_server.store import revocations
 from acme_server.store.ids import new_id
 from acme_server.web.auth import authenticate, require_post_as_get
 from acme_server.web.handlers.orders import load_order_for
@@ -37,7 +40,7 @@ from acme_server.web.views import order_json
 
 log = logging.getLogger("acme_server.issuance")
 
-REVOCATION_REASONS = {0, 1, 3, 4, 5}
+REVOCATION_REASONS = set(ALLOWED_REASONS)
 PEM_CHAIN = "application/pem-certificate-chain"
 
 
@@ -170,14 +173,7 @@ async def revoke(request: web.Request) -> web.Response:
             raise AcmeProblem(
                 ProblemType.MALFORMED, "certificate was not issued by this server", status=404
             )
-        if stored.revoked_at is not None:
-            raise AcmeProblem(
-                ProblemType.ALREADY_REVOKED, f"certificate {serial} is already revoked"
-            )
-        if stored.not_after <= now:
-            raise AcmeProblem(
-                ProblemType.UNAUTHORIZED, f"certificate {serial} expired; it cannot be revoked"
-            )
+        _refused(revocations.check_revocable, stored, now)
         if account is None:
             if signed.key.spki_sha256() != spki_sha256(leaf.public_key()):
                 raise AcmeProblem(
@@ -193,15 +189,28 @@ async def revoke(request: web.Request) -> web.Response:
                     "the account neither issued this certificate nor holds valid authorizations "
                     f"for all its names (missing: {', '.join(missing)})",
                 )
-        if not cert_store.revoke(conn, stored.id, reason):
-            raise AcmeProblem(
-                ProblemType.ALREADY_REVOKED, f"certificate {serial} is already revoked"
-            )
+        _refused(revocations.revoke, conn, stored, reason, now)
 
     await state.db.write(unit)
     REVOCATIONS.labels(REVOCATION_REASON_NAMES[reason]).inc()
     log.info("revoked serial %s reason %s", serial, reason)
     return web.Response(status=200)
+
+
+_REFUSALS = {
+    revocations.Refusal.ALREADY_REVOKED: ProblemType.ALREADY_REVOKED,
+    revocations.Refusal.EXPIRED: ProblemType.UNAUTHORIZED,
+    revocations.Refusal.BAD_REASON: ProblemType.BAD_REVOCATION_REASON,
+    revocations.Refusal.UNKNOWN: ProblemType.MALFORMED,
+}
+
+
+def _refused(check: Callable[..., object], *args: object) -> None:
+    """Run a rule of store/revocations.py; its refusal as the matching ACME problem."""
+    try:
+        check(*args)
+    except revocations.RevocationRefused as exc:
+        raise AcmeProblem(_REFUSALS[exc.refusal], exc.detail) from None
 
 
 def _same_leaf(chain_pem: str, der: bytes) -> bool:

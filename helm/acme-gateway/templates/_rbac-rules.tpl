@@ -22,11 +22,12 @@
 - apiGroups: [acme-gateway.io]
   resources: [alloweddomains/status]
   verbs: [patch]
-# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets, always by
-# name: no list, watch or delete (exported Secrets go by garbage collection).
+# EAB HMAC key Secrets (read, generate, rotate) and exported certificate Secrets; list and
+# watch (label-filtered, metadata only) for the revoke annotation; no delete (exported
+# Secrets go by garbage collection).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, create, patch, update]
+  verbs: [get, list, watch, create, patch, update]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

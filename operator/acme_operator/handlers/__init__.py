@@ -5,7 +5,14 @@ from __future__ import annotations
 import kopf
 
 from acme_operator.config import OperatorConfig
-from acme_operator.handlers import background, domains, export, operator_level, registrations
+from acme_operator.handlers import (
+    background,
+    domains,
+    export,
+    operator_level,
+    registrations,
+    revoke,
+)
 
 
 def register_all(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -14,3 +21,4 @@ def register_all(registry: kopf.OperatorRegistry, config: OperatorConfig) -> Non
     domains.register(registry, config)
     export.register(registry, config)
     background.register(registry, config)
+    revoke.register(registry, config)

@@ -155,7 +155,6 @@ def main(
             handler.addFilter(_QuietTimers())
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-        logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     try:
         asyncio.run(run_operator(config))
     except SchemaMismatch as exc:

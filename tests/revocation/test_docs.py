@@ -16,13 +16,20 @@ from tests.revocation.support import issue, revoke
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "revocation.md"
+README = REPO / "README.md"
 MARKER = "<!-- tested: tests/revocation/test_docs.py runs this block -->\n```sh\n"
 
 
-def _block() -> str:
-    text = DOC.read_text()
-    assert MARKER in text, "docs/revocation.md lost its tested block"
+def _block(doc: Path = DOC) -> str:
+    text = doc.read_text()
+    assert MARKER in text, f"{doc.name} lost its tested block"
     return text.split(MARKER, 1)[1].split("\n```", 1)[0]
+
+
+def test_readme_shows_the_tested_block() -> None:
+    """The README's "Revocation and renewal" commands are this very block, so running it
+    (below) runs the README's too."""
+    assert _block(README) == _block(DOC)
 
 
 def _run_block(workdir: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -233,8 +234,14 @@ def test_documented_pg_dump_and_restore(
         acct.issue([unique("pg")])
     finally:
         gw.stop()
+    for tool in ("pg_dump", "pg_restore"):
+        assert shutil.which(tool), (
+            f"{tool} missing: run tools/install-system-deps.sh (postgresql-client)"
+        )
+    base = client_env()
     env = {
-        **client_env(),
+        **base,
+        "PATH": f"{Path(GATEWAY).parent}:{base.get('PATH', '')}",
         "DATABASE_URL": source,
         "RESTORE_URL": target,
         "BACKUP_FILE": str(tmp_path / "acme-gateway.dump"),
@@ -242,6 +249,7 @@ def test_documented_pg_dump_and_restore(
     subprocess.run(
         ["bash", "-euo", "pipefail", "-c", _documented_pg_commands()],
         env=env,
+        cwd=tmp_path,
         check=True,
         timeout=120,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from acme_server.store.database import _script, head_revision
-from acme_server.store.files import FILE_MODE, SQLITE_SUFFIXES
+from acme_server.store.files import FILE_MODE, SQLITE_SUFFIXES, private_dir
 
 # SQLite's "dead man switch" byte in the -shm file (unix VFS: 120 + 8 lock slots): every
 # connection that has read a WAL database holds a shared lock on it until it closes.
@@ -102,6 +102,8 @@ def backup_sqlite(db_path: Path, out: Path) -> str:
     if out.exists() and out.is_dir():
         raise BackupError(f"{out} is a directory; name the backup file")
     out = out.absolute()
+    if not out.parent.is_dir():
+        raise BackupError(f"no directory {out.parent} to write the backup into")
     tmp = _temp_beside(out)
     try:
         src = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
@@ -196,7 +198,7 @@ def stage_restore(db_path: Path, backup: Path) -> Path:
             "server and the operator first"
         )
     check_backup(backup)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(db_path.parent)
     tmp = _temp_beside(db_path)
     try:
         src = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)

@@ -169,6 +169,7 @@ def test_restore_migrates_an_older_backup(tmp_path: Path) -> None:
     result = cli("restore", "--data-dir", str(tmp_path / "data"), str(old))
     assert result.returncode == 0, result.stderr
     assert f"migrating it to {head_revision()}" in result.stdout
+    assert stat.S_IMODE((tmp_path / "data").stat().st_mode) == 0o700
     check_file_db = tmp_path / "data" / "acme-gateway.sqlite3"
     conn = sqlite3.connect(check_file_db)
     try:
@@ -184,6 +185,9 @@ def test_restore_refuses_what_is_not_a_known_store(tmp_path: Path) -> None:
     assert cli("migrate", "--data-dir", str(data)).returncode == 0
     good = tmp_path / "good.sqlite3"
     assert cli("backup", "--data-dir", str(data), str(good)).returncode == 0
+
+    nowhere = cli("backup", "--data-dir", str(data), str(tmp_path / "no" / "such.sqlite3"))
+    assert nowhere.returncode == 1 and "no directory" in nowhere.stderr
 
     junk = tmp_path / "junk"
     junk.write_text("not a database")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from acme_server.store.database import _script, head_revision
+from acme_server.store.database import MIGRATIONS_DIR, head_revision
 from acme_server.store.files import FILE_MODE, SQLITE_SUFFIXES, private_dir
 
 # SQLite's "dead man switch" byte in the -shm file (unix VFS: 120 + 8 lock slots): every
@@ -181,7 +181,9 @@ def check_backup(path: Path) -> str:
         conn.close()
     if revision is None:
         raise BackupError(f"{path} is not an acme-gateway store (no alembic_version)")
-    known = {rev.revision for rev in _script().walk_revisions()}
+    from alembic.script import ScriptDirectory
+
+    known = {rev.revision for rev in ScriptDirectory(str(MIGRATIONS_DIR)).walk_revisions()}
     if revision not in known:
         raise BackupError(
             f"{path} is at schema revision {revision}, unknown to this code (head "

@@ -156,7 +156,7 @@ def main(
         try:
             metrics.parse_listen(metrics_listen, "--metrics-listen")
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--metrics-listen") from None
+            raise click.BadParameter(str(exc)) from None
         if metrics_listen == health_listen:
             raise click.BadParameter(
                 "must differ from --health-listen", param_hint="--metrics-listen"

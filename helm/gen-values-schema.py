@@ -225,6 +225,7 @@ operator = obj(
         },
         "exportInterval": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
         "healthPort": i(minimum=1024, maximum=65535),
+        "metricsPort": i(minimum=1024, maximum=65535),
         "resources": resources,
         "extraEnv": {"type": "array", "items": env_var},
         "podAnnotations": string_map,

@@ -37,6 +37,14 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+def _scope(namespaces: Sequence[str]) -> sa.ColumnElement[bool]:
+    """Kubernetes-managed registrations ("<namespace>/<name>"), of `namespaces` when given."""
+    name = registrations.c.name
+    if namespaces:
+        return sa.or_(*(name.like(_escape_like(ns) + "/%", escape="\\") for ns in namespaces))
+    return name.like("%/%")
+
+
 async def pending(
     db: Database, namespaces: Sequence[str] = (), *, limit: int = 100
 ) -> list[CertificateExport]:
@@ -46,13 +54,9 @@ async def pending(
     are left out here: otherwise they would fill every batch and starve the rest. With
     `namespaces`, only those namespaces' registrations are returned.
     """
-    name = registrations.c.name
-    if namespaces:
-        scope = sa.or_(*(name.like(_escape_like(ns) + "/%", escape="\\") for ns in namespaces))
-    else:
-        scope = name.like("%/%")
+    scope = _scope(namespaces)
     query = (
-        sa.select(certificates, name.label("registration_name"))
+        sa.select(certificates, registrations.c.name.label("registration_name"))
         .join(registrations, registrations.c.id == certificates.c.registration_id)
         .where(certificates.c.exported_revision < certificates.c.revision, scope)
         .order_by(certificates.c.created_at)
@@ -75,6 +79,24 @@ async def pending(
         )
         for r in rows
     ]
+
+
+async def oldest_pending_at(db: Database, namespaces: Sequence[str] = ()) -> datetime | None:
+    """When the oldest change still waiting for export happened (its revocation, else its
+    issuance); None when nothing waits. Same scope as `pending`."""
+    scope = _scope(namespaces)
+    since = sa.func.coalesce(certificates.c.revoked_at, certificates.c.created_at)
+    query = (
+        sa.select(certificates.c.revoked_at, certificates.c.created_at)
+        .join(registrations, registrations.c.id == certificates.c.registration_id)
+        .where(certificates.c.exported_revision < certificates.c.revision, scope)
+        .order_by(since)
+        .limit(1)
+    )
+    row = await db.read(lambda conn: conn.execute(query).first())
+    if row is None:
+        return None
+    return row.revoked_at or row.created_at
 
 
 async def mark_exported(db: Database, certificate_id: str, revision: int) -> bool:

@@ -162,6 +162,10 @@ class OperatorStore:
     ) -> list[CertificateExport]:
         return await exports.pending(self._db, namespaces, limit=limit)
 
+    async def oldest_pending_export(self, namespaces: Sequence[str]) -> datetime | None:
+        """When the oldest change waiting for export happened (None: nothing waits)."""
+        return await exports.oldest_pending_at(self._db, namespaces)
+
     async def mark_exported(self, certificate_id: str, revision: int) -> bool:
         """Compare-and-set: False when this revision (or a newer one) was marked already."""
         return await exports.mark_exported(self._db, certificate_id, revision)

@@ -16,6 +16,8 @@ class OperatorConfig:
     resync_interval: float = 30.0
     # Refresh each registration's status (accounts, counts) this often.
     status_interval: float = 10.0
+    # HOST:PORT of the Prometheus /metrics listener; None: no listener.
+    metrics_listen: str | None = None
 
     def account_url(self, account_id: str) -> str:
         """How an account is named in status and annotations: its ACME URL when known."""

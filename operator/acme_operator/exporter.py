@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from acme_operator import cert_secret
+from acme_operator import cert_secret, metrics
 from acme_operator.constants import REVOKE_ANNOTATION, REVOKE_HANDLED_ANNOTATION
 from acme_operator.context import OperatorContext
 from acme_server.store.operator_facade import CertificateExport
@@ -59,7 +59,7 @@ async def export_batch(ctx: OperatorContext, owner_uid: OwnerLookup) -> int:
         return 0
     sem = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(cert: CertificateExport) -> tuple[str, int] | None:
+    async def one(cert: CertificateExport) -> tuple[tuple[str, int], bool] | None:
         namespace, _, name = cert.registration_name.partition("/")
         async with sem:
             uid = await _owner_uid(ctx, owner_uid, namespace, name)
@@ -70,17 +70,23 @@ async def export_batch(ctx: OperatorContext, owner_uid: OwnerLookup) -> int:
                 cert.serial,
                 cert.registration_name,
             )
+            metrics.count_exports("orphaned")
             return None
         async with sem:
-            await _export(ctx, cert, namespace, name, uid, ca_root)
-        return cert.id, cert.revision
+            changed = await _export(ctx, cert, namespace, name, uid, ca_root)
+        return (cert.id, cert.revision), changed
 
     results = await asyncio.gather(*(one(c) for c in batch), return_exceptions=True)
-    done = [r for r in results if isinstance(r, tuple)]
-    for r in results:
-        if isinstance(r, BaseException):
-            log.error("certificate export failed (retried next round): %s", r)
-    return await ctx.store.mark_exported_many(done)
+    done = [r[0] for r in results if isinstance(r, tuple)]
+    failed = [r for r in results if isinstance(r, BaseException)]
+    for r in failed:
+        log.error("certificate export failed (retried next round): %s", r)
+    metrics.count_exports("failed", len(failed))
+    marked = await ctx.store.mark_exported_many(done)
+    changed = sum(1 for r in results if isinstance(r, tuple) and r[1])
+    metrics.count_exports("exported", changed)
+    metrics.count_exports("unchanged", len(done) - changed)
+    return marked
 
 
 async def _export(
@@ -90,7 +96,8 @@ async def _export(
     name: str,
     uid: str,
     ca_root: str,
-) -> None:
+) -> bool:
+    """Write the Secret; False when it already held this content."""
     wanted = cert_secret.build_secret(
         cert,
         namespace=namespace,
@@ -109,7 +116,7 @@ async def _export(
         secret,
     )
     if created is None:
-        return
+        return False
     what = "Exported" if created else "Updated"
     owner = {
         "apiVersion": "acme-gateway.io/v1alpha1",
@@ -127,6 +134,7 @@ async def _export(
         )
     except ApiException as exc:
         log.warning("could not post an Event about %s: %s", secret, exc.reason)
+    return True
 
 
 async def _write(ctx: OperatorContext, namespace: str, wanted: dict[str, Any]) -> bool | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import kopf
 
+from acme_operator import metrics
 from acme_operator.ca_cli import ensure_ca_secret_command
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext
@@ -47,7 +48,11 @@ async def run_operator(config: OperatorConfig) -> None:
         await store.close()
         raise
     ctx = OperatorContext(store=store, config=config, kube=kube)
+    metrics_runner = None
     try:
+        if config.metrics_listen:
+            listen = metrics.parse_listen(config.metrics_listen, "--metrics-listen")
+            metrics_runner = await metrics.start(listen, store, config.namespaces)
         await kopf.operator(
             registry=registry,
             clusterwide=not config.namespaces,
@@ -56,6 +61,8 @@ async def run_operator(config: OperatorConfig) -> None:
             memo=kopf.Memo(ctx=ctx),
         )
     finally:
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         await store.close()
         await kube.aclose()
 
@@ -119,6 +126,12 @@ async def run_operator(config: OperatorConfig) -> None:
     type=click.FloatRange(min=1),
     help="Seconds between refreshes of status (accounts, certificate counts).",
 )
+@click.option(
+    "--metrics-listen",
+    envvar="ACME_GATEWAY_OPERATOR_METRICS_LISTEN",
+    default=None,
+    help="HOST:PORT of the Prometheus /metrics listener (its own port); default: off.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 @click.pass_context
 def main(
@@ -131,6 +144,7 @@ def main(
     acme_base_url: str | None,
     resync_interval: float,
     status_interval: float,
+    metrics_listen: str | None,
     verbose: bool,
 ) -> None:
     """Reconcile AcmeRegistration/AllowedDomain resources into the acme-gateway store and
@@ -138,6 +152,15 @@ def main(
     if click_ctx.invoked_subcommand is not None:
         return
     _health_url(health_listen)
+    if metrics_listen:
+        try:
+            metrics.parse_listen(metrics_listen, "--metrics-listen")
+        except ValueError as exc:
+            raise click.BadParameter(str(exc)) from None
+        if metrics_listen == health_listen:
+            raise click.BadParameter(
+                "must differ from --health-listen", param_hint="--metrics-listen"
+            )
     config = OperatorConfig(
         database_url=database or default_database_url(data_dir),
         namespaces=tuple(namespaces),
@@ -146,6 +169,7 @@ def main(
         acme_base_url=acme_base_url,
         resync_interval=resync_interval,
         status_interval=status_interval,
+        metrics_listen=metrics_listen or None,
     )
     kopf.configure(verbose=verbose, log_prefix=True)
     # The kubernetes client logs response bodies at DEBUG: those include Secret data.

@@ -1,4 +1,4 @@
-"""The operator's store facade against a real SQLite store: every call it offers."""
+"""The operator's store facade against a real SQLite and PostgreSQL store: every call it offers."""
 
 from __future__ import annotations
 
@@ -21,7 +21,14 @@ from acme_server.store.operator_facade import (
 
 
 async def test_operator_store_round_trip(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    await _round_trip(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+
+
+async def test_operator_store_round_trip_postgres(postgres_url: str) -> None:
+    await _round_trip(postgres_url)
+
+
+async def _round_trip(url: str) -> None:
     server = await Database.open(url)  # the server side migrates
     store = await OperatorStore.open(url)
     try:
@@ -95,9 +102,13 @@ async def test_operator_store_round_trip(tmp_path: Path) -> None:
             ("crt-1", "ns/web", 1)
         ]
         assert await store.pending_exports(("elsewhere",), limit=10) == []
+        oldest = await store.oldest_pending_export(("ns",))  # the export lag's start
+        assert oldest is not None and abs(oldest - now) < timedelta(seconds=5)
+        assert await store.oldest_pending_export(("elsewhere",)) is None
         assert await store.mark_exported("crt-1", 1) is True
         assert await store.mark_exported("crt-1", 1) is False
         assert await store.pending_exports((), limit=10) == []
+        assert await store.oldest_pending_export(()) is None
 
         assert await store.ca_root_pem() is None
         await meta.put(server, meta.CA_ROOT_PEM, "ROOT")

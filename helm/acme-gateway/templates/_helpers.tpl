@@ -145,6 +145,9 @@ app.kubernetes.io/component: {{ .component }}
     - --namespace={{ . }}
     {{- end }}
     - --health-listen=0.0.0.0:{{ .Values.operator.healthPort }}
+    {{- if .Values.metrics.enabled }}
+    - --metrics-listen=0.0.0.0:{{ .Values.operator.metricsPort }}
+    {{- end }}
     - --export-interval={{ .Values.operator.exportInterval }}
     - --acme-base-url={{ include "acme-gateway.baseURL" . }}
   {{- if or (eq .Values.store.type "postgresql") .Values.operator.extraEnv }}
@@ -165,6 +168,11 @@ app.kubernetes.io/component: {{ .component }}
     - name: health
       containerPort: {{ .Values.operator.healthPort }}
       protocol: TCP
+    {{- if .Values.metrics.enabled }}
+    - name: op-metrics
+      containerPort: {{ .Values.operator.metricsPort }}
+      protocol: TCP
+    {{- end }}
   livenessProbe:
     httpGet:
       path: /healthz

@@ -8,12 +8,22 @@ from typing import Any
 
 import kopf
 
-from acme_operator import reconcile, sweeps
+from acme_operator import metrics, reconcile, sweeps
+from acme_operator.conditions import get_condition
 from acme_operator.config import OperatorConfig
 from acme_operator.context import from_memo
 from acme_operator.domains import DomainEntry
 
 Key = tuple[str, str]
+
+
+def _ready_reasons(idx: sweeps.Indices) -> list[str | None]:
+    """The reason of each registration's Ready condition as the watch last saw it."""
+    out: list[str | None] = []
+    for view in idx.registration_views():
+        ready = get_condition(view.status.get("conditions"), "Ready")
+        out.append(None if ready is None else str(ready.get("reason")))
+    return out
 
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -31,6 +41,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             domain_index=domain_index,
         )
         memo["sweep_tasks"] = sweeps.start(from_memo(memo), idx)
+        metrics.watch_registrations(lambda: _ready_reasons(idx))
 
     @kopf.on.cleanup(id="stop_sweeps", registry=registry)
     async def stop_sweeps(memo: kopf.Memo, **_: Any) -> None:

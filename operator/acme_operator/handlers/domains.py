@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from acme_operator import reconcile
+from acme_operator import metrics, reconcile
 from acme_operator.config import OperatorConfig
 from acme_operator.constants import DOMAINS, GROUP, VERSION
 from acme_operator.context import OperatorContext, from_memo, store_name
@@ -129,7 +129,8 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         namespace: str,
         name: str,
         registration_index: RegistrationIndex,
-    ) -> None:
+    ) -> bool:
+        """Patch the Ready condition; returns whether the domain is in force."""
         reg_entries = index_values(registration_index, (namespace, registration))
         ok, reason, message = await _verdict(
             ctx,
@@ -150,6 +151,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             message=message,
             generation=generation,
         )
+        return ok
 
     @kopf.on.resume(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
     @kopf.on.create(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
@@ -171,22 +173,24 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         namespace = namespaced(namespace)
         ctx = from_memo(memo)
         registration = str(spec.get("registrationName", ""))
-        await sync(ctx, namespace, registration, registration_index, domain_index)
-        previous = str(((old or {}).get("spec") or {}).get("registrationName") or "")
-        if previous and previous != registration:
-            await sync(ctx, namespace, previous, registration_index, domain_index)
-        await report(
-            ctx,
-            registration,
-            body=body,
-            meta=meta,
-            spec=spec,
-            status=status,
-            patch=patch,
-            namespace=namespace,
-            name=name,
-            registration_index=registration_index,
-        )
+        with metrics.reconcile_timer("AllowedDomain") as outcome:
+            await sync(ctx, namespace, registration, registration_index, domain_index)
+            previous = str(((old or {}).get("spec") or {}).get("registrationName") or "")
+            if previous and previous != registration:
+                await sync(ctx, namespace, previous, registration_index, domain_index)
+            ok = await report(
+                ctx,
+                registration,
+                body=body,
+                meta=meta,
+                spec=spec,
+                status=status,
+                patch=patch,
+                namespace=namespace,
+                name=name,
+                registration_index=registration_index,
+            )
+            outcome.value = "ready" if ok else "not_ready"
 
     # No finalizer on AllowedDomains (optional=True): a deleted domain leaves the store as
     # soon as the watch reports it gone (below), and a deletion the operator missed while

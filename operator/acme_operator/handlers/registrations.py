@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from acme_operator import hmac_secret, reconcile, usage
+from acme_operator import hmac_secret, metrics, reconcile, usage
 from acme_operator.conditions import get_condition
 from acme_operator.config import OperatorConfig
 from acme_operator.constants import GROUP, REGISTRATIONS, VERSION
@@ -79,6 +79,38 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         secret_index: kopf.Index[Key, reconcile.SecretClaim],
         resuming: bool,
     ) -> None:
+        with metrics.reconcile_timer("AcmeRegistration") as outcome:
+            outcome.value = await _run(
+                body=body,
+                meta=meta,
+                spec=spec,
+                status=status,
+                patch=patch,
+                namespace=namespace,
+                name=name,
+                uid=uid,
+                memo=memo,
+                domain_index=domain_index,
+                secret_index=secret_index,
+                resuming=resuming,
+            )
+
+    async def _run(
+        *,
+        body: kopf.Body,
+        meta: kopf.Meta,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        patch: kopf.Patch,
+        namespace: str,
+        name: str,
+        uid: str,
+        memo: kopf.Memo,
+        domain_index: kopf.Index[Key, DomainEntry],
+        secret_index: kopf.Index[Key, reconcile.SecretClaim],
+        resuming: bool,
+    ) -> str:
+        """One reconcile; returns its outcome for the metrics."""
         ctx = from_memo(memo)
         domains = index_values(domain_index, (namespace, name))
         if resuming and await reconcile.settled(
@@ -91,7 +123,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             domains=domains,
         ):
             # Finished before a restart: the sweep re-reads its Secret later, at its pace.
-            return
+            return "skipped"
         ref = hmac_secret.effective_ref(name, spec)
         out = await reconcile.reconcile_registration(
             ctx,
@@ -122,6 +154,7 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             message=out.message,
             generation=meta.get("generation"),
         )
+        return "ready" if out.ready else "not_ready"
 
     async def handle(
         *,

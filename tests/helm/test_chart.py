@@ -301,6 +301,13 @@ def test_postgresql_runs_replicas_and_a_separate_operator(
     for binding in find(docs, "ClusterRoleBinding") + find(docs, "RoleBinding"):
         assert all(s["name"] != f"{FULLNAME}-server" for s in binding["subjects"])
     assert len(find(docs, "NetworkPolicy")) == 2
+    # The separate operator is reachable only on its metrics port; its metrics Service too.
+    op_policy = one(docs, "NetworkPolicy", f"{FULLNAME}-operator")
+    assert [r["ports"] for r in op_policy["spec"]["ingress"]] == [
+        [{"port": "op-metrics", "protocol": "TCP"}]
+    ]
+    op_metrics = one(docs, "Service", f"{FULLNAME}-operator-metrics")
+    assert [p["name"] for p in op_metrics["spec"]["ports"]] == ["op-metrics"]
 
 
 def test_ingress_sets_the_external_url(rendered: dict[str, list[Manifest]]) -> None:
@@ -445,7 +452,9 @@ def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> 
     assert monitor["spec"]["endpoints"][0]["scheme"] == "http"
     assert flag(server, "metrics-listen") == ["0.0.0.0:9090"]
     metrics_service = one(docs, "Service", f"{FULLNAME}-metrics")
-    assert [p["name"] for p in metrics_service["spec"]["ports"]] == ["metrics"]
+    # SQLite: the operator shares the server Pod, so its metrics port is on this Service too.
+    assert [p["name"] for p in metrics_service["spec"]["ports"]] == ["metrics", "op-metrics"]
+    assert [e["port"] for e in monitor["spec"]["endpoints"]] == ["metrics", "op-metrics"]
     selector = monitor["spec"]["selector"]["matchLabels"]
     assert all(metrics_service["metadata"]["labels"][k] == v for k, v in selector.items())
     acme_service = one(docs, "Service", FULLNAME)
@@ -455,7 +464,10 @@ def test_plain_http_and_service_monitor(rendered: dict[str, list[Manifest]]) -> 
         policy["spec"]["ingress"][0]["from"]
         == VALUE_SETS["http-monitoring"]["networkPolicy"]["allowedFrom"]
     )
-    assert policy["spec"]["ingress"][1]["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert policy["spec"]["ingress"][1]["ports"] == [
+        {"port": "metrics", "protocol": "TCP"},
+        {"port": "op-metrics", "protocol": "TCP"},
+    ]
 
 
 # ---------------------------------------------------------------- the real API server

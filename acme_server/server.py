@@ -219,7 +219,7 @@ async def start(
     scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
     stack.push_async_callback(scheduler.close)
     state.scheduler = scheduler
-    tasks.append(asyncio.create_task(scheduler.run(), name="validation"))
+    scheduler.start()
     if housekeeping:
         tasks.append(asyncio.create_task(_purge_nonces(nonces), name="nonce-purge"))
         tasks.append(

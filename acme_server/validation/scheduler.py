@@ -15,6 +15,7 @@ finished attempt wakes the loop so they are taken as soon as a slot frees.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -61,6 +62,7 @@ class ValidationScheduler:
         self._running: set[asyncio.Task[None]] = set()
         self._held: set[str] = set()
         self._reserved = 0  # slots promised to challenges being started here (`reserve`)
+        self._loop: asyncio.Task[None] | None = None
         self._tenants = TenantSlots(
             settings.validation_concurrency_per_account,
             settings.validation_concurrency_per_registration,
@@ -68,6 +70,10 @@ class ValidationScheduler:
         self._policy = AddressPolicy.from_strings(
             settings.validation_allow_cidrs, settings.validation_deny_cidrs
         )
+
+    def start(self) -> None:
+        """Run the loop in a task of its own; `close` stops it before anything else."""
+        self._loop = asyncio.create_task(self.run(), name="validation")
 
     async def run(self) -> None:
         """Loop until cancelled; each round leases what is due and validates it."""
@@ -86,6 +92,10 @@ class ValidationScheduler:
 
     async def close(self) -> None:
         """Stop attempts in flight and hand their leases back so others retry at once."""
+        # The loop first, so no round leases anything after the snapshot below.
+        if self._loop is not None:
+            self._loop.cancel()
+            await asyncio.gather(self._loop, return_exceptions=True)
         # Snapshot first: each cancelled attempt drops its id from `_held` as it unwinds.
         held = set(self._held)
         for task in list(self._running):
@@ -131,7 +141,17 @@ class ValidationScheduler:
         # The unit runs off the event loop: it counts against a copy of the tenants' slots
         # (releases meanwhile only free slots), and only leases that committed take slots.
         trial = copy.deepcopy(self._tenants)
-        claimed = await self._db.write(lambda conn: self._claim(conn, trial, now, free))
+        claim = asyncio.ensure_future(
+            self._db.write(lambda conn: self._claim(conn, trial, now, free))
+        )
+        try:
+            claimed = await asyncio.shield(claim)
+        except asyncio.CancelledError:
+            # The unit runs on and may commit: hand back whatever it leased, then stop.
+            with contextlib.suppress(Exception):
+                leased = await claim
+                await queue.release(self._db, [challenge_id for challenge_id, _ in leased])
+            raise
         for challenge_id, tenant in claimed:
             self._tenants.take(tenant)
             self._spawn(challenge_id, tenant, None)

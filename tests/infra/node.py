@@ -728,6 +728,7 @@ def _port(cp: ControlPlane) -> int:
 
 def _kill_shims() -> None:
     """containerd's runc shims outlive containerd by design; ours run from our state dir."""
+    killed: list[Path] = []
     for proc_dir in Path("/proc").iterdir():
         if not proc_dir.name.isdigit():
             continue
@@ -740,8 +741,23 @@ def _kill_shims() -> None:
             if str(RUN_DIR).encode() in b" ".join(cmdline):
                 try:
                     os.kill(int(proc_dir.name), 9)
+                    killed.append(proc_dir)
                 except ProcessLookupError:
                     pass
+    # SIGKILL is asynchronous: wait until each shim is gone (or only a zombie left for
+    # whoever adopted it), so the caller sees a machine without them.
+    deadline = time.monotonic() + 10
+    for proc_dir in killed:
+        while time.monotonic() < deadline and _alive(proc_dir):
+            time.sleep(0.05)
+
+
+def _alive(proc_dir: Path) -> bool:
+    try:
+        stat = (proc_dir / "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _stop_proc(proc: _Proc) -> None:

@@ -29,7 +29,11 @@ def machine_state() -> dict[str, object]:
         line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
     )
     netns = sorted(os.listdir("/run/netns")) if Path("/run/netns").is_dir() else []
-    procs = subprocess.run(["ps", "-eo", "comm"], capture_output=True, text=True).stdout.split()
+    rows = subprocess.run(["ps", "-eo", "stat=,comm="], capture_output=True, text=True).stdout
+    # A zombie is already dead: only its adopter (PID 1 here) can reap it.
+    procs = [
+        comm for stat, comm in (r.split(None, 1) for r in rows.splitlines()) if "Z" not in stat
+    ]
     ours = sorted(
         p
         for p in procs

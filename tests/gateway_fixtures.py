@@ -16,7 +16,8 @@ def store_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def _database_for(backend: str, request: pytest.FixtureRequest) -> str | None:
+def database_for(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """None (a SQLite file in the data directory) or a fresh PostgreSQL database."""
     if backend == "sqlite":
         return None
     postgres: PostgresServer = request.getfixturevalue("postgres_server")
@@ -32,10 +33,15 @@ def _gateway(
 ) -> Iterator[GatewayProcess]:
     server = GatewayProcess(
         tmp_path_factory.mktemp(f"gw-{backend}-{account_creation}"),
-        database=_database_for(backend, request),
+        database=database_for(backend, request),
         account_creation=account_creation,
         dns_resolvers=(bind_server.resolver_address,),
     )
+    yield from running(server, request)
+
+
+def running(server: GatewayProcess, request: pytest.FixtureRequest) -> Iterator[GatewayProcess]:
+    """Start a gateway for a fixture, stop it after, and show its log when the run failed."""
     server.start()
     try:
         yield server

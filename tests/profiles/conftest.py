@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway_fixtures import database_for, running
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
-from tests.infra.postgres import PostgresServer
 from tests.revocation.support import revocation_gateway
 
 PROFILES_YAML = """\
@@ -38,21 +38,12 @@ def profile_gateway(
     tmp_path_factory: pytest.TempPathFactory,
     bind_server: BindServer,
 ) -> Iterator[GatewayProcess]:
-    database = None
-    if request.param == "postgres":
-        postgres: PostgresServer = request.getfixturevalue("postgres_server")
-        database = postgres.create_database()
     data_dir = tmp_path_factory.mktemp(f"gw-profiles-{request.param}")
     gw = revocation_gateway(
         data_dir,
-        database=database,
+        database=database_for(request.param, request),
         resolvers=(bind_server.resolver_address,),
         extra=("--profiles", str(write_profiles(data_dir))),
         account_creation="pre-registered",
-    ).start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
-        if request.session.testsfailed:
-            print(f"--- {gw.log_path} ---\n{gw.log_tail()}")
+    )
+    yield from running(gw, request)

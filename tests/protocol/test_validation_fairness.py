@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from tests.gateway_fixtures import database_for, running
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
-from tests.infra.postgres import PostgresServer
 from tests.protocol.acme_client import serving
 from tests.protocol.support import Acme, new_account, unique
 
@@ -62,21 +62,13 @@ def busy_gateway(
     bind_server: BindServer,
 ) -> Iterator[GatewayProcess]:
     """A server of its own: the hanging validations must not slow other tests down."""
-    database = None
-    if request.param == "postgres":
-        postgres: PostgresServer = request.getfixturevalue("postgres_server")
-        database = postgres.create_database()
     server = GatewayProcess(
         tmp_path_factory.mktemp(f"gw-fair-{request.param}"),
-        database=database,
+        database=database_for(request.param, request),
         dns_resolvers=(bind_server.resolver_address,),
         workers=1,  # the caps are per process: one process validates everything
     )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running(server, request)
 
 
 @contextmanager

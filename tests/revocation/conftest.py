@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.gateway_fixtures import database_for, running
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
-from tests.infra.postgres import PostgresServer
 from tests.revocation.support import revocation_gateway
 
 
@@ -18,19 +18,10 @@ def rev_gateway(
     tmp_path_factory: pytest.TempPathFactory,
     bind_server: BindServer,
 ) -> Iterator[GatewayProcess]:
-    database = None
-    if request.param == "postgres":
-        postgres: PostgresServer = request.getfixturevalue("postgres_server")
-        database = postgres.create_database()
     gw = revocation_gateway(
         tmp_path_factory.mktemp(f"gw-revocation-{request.param}"),
-        database=database,
+        database=database_for(request.param, request),
         resolvers=(bind_server.resolver_address,),
         extra=("--ari-retry-after", "90s"),
-    ).start()
-    try:
-        yield gw
-    finally:
-        gw.stop()
-        if request.session.testsfailed:
-            print(f"--- {gw.log_path} ---\n{gw.log_tail()}")
+    )
+    yield from running(gw, request)

@@ -35,7 +35,8 @@ from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.app import build_app
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
-from acme_server.web.draining import DRAINING_KEY, Draining, close_idle
+from acme_server.web.draining import DRAINING_KEY, Draining
+from acme_server.web.listeners import CANCEL_GRACE_SECONDS, Listeners
 from acme_server.web.metrics_app import start_metrics
 from acme_server.web.middleware import AccessLogger
 from acme_server.web.state import AppState
@@ -46,7 +47,6 @@ log = logging.getLogger("acme_server")
 NONCE_PURGE_SECONDS = 300
 LINGERING_SECONDS = 2.0
 FD_HEADROOM = 256  # descriptors besides client connections
-CANCEL_GRACE_SECONDS = 1.0  # after --shutdown-timeout: aiohttp cancelling what still runs
 
 
 def _tls_context(cert: Path, key: Path) -> ssl.SSLContext:
@@ -89,52 +89,6 @@ async def run_server(settings: Settings, role: WorkerRole | None = None) -> None
         # validation and everything else they use still run; then the stack unwinds:
         # validations still running are cancelled and hand their leases back.
         await listeners.drain()
-
-
-class Listeners:
-    """The HTTP listeners SIGTERM stops: all stop accepting at once; idle connections are
-    closed, requests in flight get `timeout` to finish (answered with `Connection: close`),
-    and aiohttp cancels what still runs after that."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-        self._runners: list[tuple[web.BaseRunner, Draining | None]] = []
-        self._drained = False
-
-    def add(self, runner: web.BaseRunner, draining: Draining | None = None) -> None:
-        self._runners.append((runner, draining))
-
-    def _busy(self) -> int:
-        """Requests in their handler (aiohttp finishes writing an answer when cleaning up)."""
-        return sum(len(draining.busy) for _, draining in self._runners if draining is not None)
-
-    async def drain(self) -> None:
-        if self._drained:
-            return
-        self._drained = True
-        for runner, _ in self._runners:
-            for site in list(runner.sites):
-                await site.stop()
-        await asyncio.sleep(0)  # requests whose handler was just scheduled enter it first
-        for runner, draining in self._runners:
-            if draining is not None:
-                close_idle(runner, draining)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        if self._busy():
-            log.info(
-                "stopped accepting; %d request(s) in flight get %gs to finish",
-                self._busy(),
-                self.timeout,
-            )
-        # Handlers signal nothing when they end: poll the busy set.
-        while self._busy() and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        if self._busy():
-            log.warning(
-                "cancelling %d request(s) still running at the shutdown timeout", self._busy()
-            )
-        await asyncio.gather(*(runner.cleanup() for runner, _ in self._runners))
 
 
 async def prepare(settings: Settings) -> None:
@@ -196,7 +150,7 @@ async def start(
         settings, state, ssl_context, listeners, reuse_port=role is not None
     )
     revocation_tasks = await start_revocation(
-        settings, db, ca, stack, reuse_port=role is not None, housekeeping=housekeeping
+        settings, db, ca, listeners, reuse_port=role is not None, housekeeping=housekeeping
     )
     # Background tasks are cancelled before anything they use closes, also when a later step
     # of the start-up fails: the cancel is registered before the first task exists.

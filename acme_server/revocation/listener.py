@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from datetime import UTC, datetime
 
@@ -16,6 +15,7 @@ from acme_server.revocation.crl_publisher import CrlPublisher
 from acme_server.revocation.ocsp import IssuerIds
 from acme_server.store.database import Database
 from acme_server.web.connections import ConnectionLimiter, GuardedTCPSite
+from acme_server.web.listeners import CANCEL_GRACE_SECONDS, Listeners
 
 log = logging.getLogger("acme_server.revocation")
 
@@ -26,7 +26,7 @@ async def start_revocation(
     settings: Settings,
     db: Database,
     ca: CertificateAuthority,
-    stack: contextlib.AsyncExitStack,
+    listeners: Listeners,
     *,
     reuse_port: bool = False,
     housekeeping: bool = True,
@@ -48,9 +48,11 @@ async def start_revocation(
         build_revocation_app(state),
         access_log=logging.getLogger("acme_server.revocation.access"),
         keepalive_timeout=settings.request_head_timeout,
+        shutdown_timeout=CANCEL_GRACE_SECONDS,
     )
     await runner.setup()
-    stack.push_async_callback(runner.cleanup)
+    # Stops accepting with the ACME listener on SIGTERM and closes after its drain.
+    listeners.add(runner)
     host, port = settings.crl_listen
     site = GuardedTCPSite(
         runner,

@@ -2,7 +2,7 @@
 
 aiohttp's own shutdown closes every connection at once, and a closed connection reads no
 more data: a request whose body was still arriving could then never finish. So shutdown
-(`server.Listeners.drain`) closes the idle connections itself, lets the busy ones finish
+(`web.listeners.Listeners.drain`) closes the idle connections itself, lets the busy ones finish
 (`context_middleware` marks their answers `Connection: close`), and only then hands what
 is left to aiohttp, which cancels it.
 """

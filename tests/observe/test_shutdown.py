@@ -22,6 +22,7 @@ from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
 from tests.observe.support import samples, value
 from tests.polling import wait_for
+from tests.procs import free_port
 from tests.protocol import raw_http
 from tests.protocol.acme_client import http01_responder, serving
 from tests.protocol.support import Acme, new_account, unique
@@ -178,3 +179,31 @@ def test_a_validation_in_flight_hands_its_lease_back(
         assert acme.wait(order_url, {"ready"})["status"] == "ready"
     finally:
         again.stop()
+
+
+def test_the_relying_party_listener_stops_with_the_acme_listener(tmp_path: Path) -> None:
+    """CRL/OCSP (`--crl-listen`) is drained with the ACME port, not left accepting while
+    ACME requests finish and then closed on its own schedule."""
+    crl_port = free_port()
+    gw = GatewayProcess(
+        tmp_path,
+        workers=1,
+        metrics=True,
+        extra_args=("--shutdown-timeout", "15s", "--crl-listen", f"127.0.0.1:{crl_port}"),
+    )
+    gw.start()
+    try:
+        assert not _refused(crl_port)
+        body = _signed_new_account(gw)
+        sock = _start_slow_post(gw, body)
+        proc, _ = _terminate(gw)
+        _wait_refused(gw, within=5)
+        assert _refused(crl_port), "the CRL listener still accepts during the drain"
+        assert proc.poll() is None, "the server exited with a request in flight"
+        sock.sendall(body[len(body) // 2 :])
+        answer = raw_http.read_response(sock)
+        sock.close()
+        assert answer.status == 201, answer
+        assert proc.wait(timeout=15 + SLACK) == 0, gw.log_tail()
+    finally:
+        gw.stop()

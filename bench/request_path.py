@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.issuance import Client, prove_control
+from bench.acme_client import Client, prove_control
 from bench.procstat import tree_cpu_seconds
 from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer

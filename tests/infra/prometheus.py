@@ -111,7 +111,7 @@ class PrometheusServer:
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=die_with_parent(signal.SIGTERM),  # noqa: PLW1509 - prctl only
+                preexec_fn=die_with_parent(signal.SIGTERM),
             )
         try:
             wait_ready(self.proc, "prometheus", http_ok(f"{self.url}/-/ready"), self.logs, timeout)

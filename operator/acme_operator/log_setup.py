@@ -10,7 +10,7 @@ the JSON format leaves those out and shows `kind`, `namespace`, `name` instead, 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import IO, Any
 
 from acme_operator.constants import REGISTRATION_KIND
 from acme_server import logs
@@ -48,12 +48,13 @@ class QuietTimers(logging.Filter):
         return not (msg.startswith("Timer '") and msg.endswith("' succeeded."))
 
 
-def configure(level: str, fmt: str) -> None:
-    """Every logger to stderr in `fmt`; below DEBUG, kopf's per-event chatter is dropped."""
+def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+    """Every logger to stderr (or `stream`) in `fmt`; above DEBUG, kopf's per-event chatter
+    is dropped."""
     numeric = logging.getLevelName(level.upper())
     filters: list[logging.Filter] = [KopfObject()]
     if numeric > logging.DEBUG:
         filters.append(QuietTimers())
-    logs.configure(level, fmt, filters=filters, omit=KOPF_EXTRAS)
+    logs.configure(level, fmt, stream, filters=filters, omit=KOPF_EXTRAS)
     if numeric > logging.DEBUG:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

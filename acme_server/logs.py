@@ -1,5 +1,6 @@
-"""Log setup shared by the server and (later) the operator: text or one JSON object a line,
-every line stamped with the request context (request ID, account, order, registration).
+"""Log setup shared by the server and the operator: text or one JSON object a line, every
+line stamped with the request context (request ID, account, order, registration; the
+operator adds the Kubernetes object, see `acme_operator.log_setup`).
 
 The context lives in a `ContextVar`, so it follows a request through its handler's awaits
 and the tasks it starts, without passing anything around; this module needs no aiohttp
@@ -15,7 +16,7 @@ import contextvars
 import json
 import logging
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
@@ -27,7 +28,18 @@ FORMATS = ("text", "json")
 QUIET_LOGGERS = ("sqlalchemy", "alembic", "asyncio", "kubernetes", "urllib3")
 
 # Context fields, in the order the text format prints them.
-CONTEXT_FIELDS = ("request_id", "account", "registration", "order", "authz", "challenge", "cert")
+CONTEXT_FIELDS = (
+    "request_id",
+    "account",
+    "registration",
+    "order",
+    "authz",
+    "challenge",
+    "cert",
+    "kind",  # the operator's object: kind, namespace, name
+    "namespace",
+    "name",
+)
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
@@ -74,7 +86,12 @@ class ContextFilter(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line: time, level, logger, message, context, extras, exception."""
+    """One JSON object a line: time, level, logger, message, context, extras, exception.
+    `omit`: extras a library attaches to records that are not for the log (kopf's)."""
+
+    def __init__(self, omit: Iterable[str] = ()) -> None:
+        super().__init__()
+        self._omit = _RECORD_ATTRS | frozenset(omit)
 
     def format(self, record: logging.LogRecord) -> str:
         doc: dict[str, Any] = {
@@ -85,7 +102,7 @@ class JsonFormatter(logging.Formatter):
         }
         doc.update(getattr(record, "context", None) or {})
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRS and not key.startswith("_"):
+            if key not in self._omit and not key.startswith("_"):
                 doc[key] = value
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
@@ -110,13 +127,24 @@ class TextFormatter(logging.Formatter):
         return f"{head} [{fields}]{sep}{tail}"
 
 
-def configure(level: str = "INFO", fmt: str = "text", stream: IO[str] | None = None) -> None:
-    """Route every logger to one stream handler in `fmt`; safe to call again (replaces it)."""
+def configure(
+    level: str = "INFO",
+    fmt: str = "text",
+    stream: IO[str] | None = None,
+    *,
+    filters: Sequence[logging.Filter] = (),
+    omit: Iterable[str] = (),
+) -> None:
+    """Route every logger to one stream handler in `fmt`; safe to call again (replaces it).
+    `filters` run after the context is stamped (they may add to `record.context`); `omit`
+    names record extras the JSON format leaves out."""
     if fmt not in FORMATS:
         raise ValueError(f"log format {fmt!r}: use one of {', '.join(FORMATS)}")
     handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.setFormatter(JsonFormatter(omit) if fmt == "json" else TextFormatter())
     handler.addFilter(ContextFilter())
+    for extra_filter in filters:
+        handler.addFilter(extra_filter)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -124,6 +124,17 @@ STORE_UNIT_ERRORS = Counter(
     "Store units that failed with a database error (not the ACME refusals they raise)",
     ["kind"],
 )
+for _kind in ("read", "write"):  # present at 0, so rates and alerts see "no errors"
+    STORE_UNIT_ERRORS.labels(_kind)
+
+# --- CA certificates (server.py), for the expiry alerts; certificate: root | ca | ocsp-signer.
+# livemin: each worker holds its own OCSP signer; the one expiring first is the one to watch.
+CERTIFICATE_EXPIRY = Gauge(
+    "acme_gateway_certificate_expiry_timestamp_seconds",
+    "Not-after (Unix time) of the CA's certificates: root, ca (the issuing one), ocsp-signer",
+    ["certificate"],
+    multiprocess_mode="livemin",
+)
 
 _ALL = (
     REQUESTS,
@@ -141,6 +152,7 @@ _ALL = (
     VALIDATION_QUEUE,
     STORE_UNIT_SECONDS,
     STORE_UNIT_ERRORS,
+    CERTIFICATE_EXPIRY,
 )
 
 _METHODS = frozenset({"GET", "HEAD", "POST"})

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from acme_server import jose, metrics
 from acme_server.ca import CertificateAuthority
 from acme_server.ca.constraints import NameConstraintsSpec
+from acme_server.ca.ocsp_responder import Responder
 from acme_server.config import Settings
 from acme_server.nonces import NonceService, WindowLedger
 from acme_server.revocation.listener import start_revocation
@@ -288,12 +289,24 @@ async def _sample_metrics(
             (metrics.SPENT_NONCES, numbers.spent_nonces or 0),
         ]
 
+    local: list[tuple[Gauge, Callable[[], float]]] = [
+        (metrics.OPEN_CONNECTIONS, lambda: limiter.open),
+        (metrics.REQUESTS_IN_FLIGHT, lambda: len(draining.busy)),
+        (metrics.JWK_CACHE_ENTRIES, lambda: len(jose.KEY_CACHE)),
+    ]
+    ca = state.ca
+    expiry = metrics.CERTIFICATE_EXPIRY
+    expiry.labels("root").set(ca.root_certificate.not_valid_after_utc.timestamp())
+    expiry.labels("ca").set(ca.issuer_certificate.not_valid_after_utc.timestamp())
+    if (first := ca.ocsp_responders.peek()) is not None:  # made at start with --crl-listen
+        # No series without a signer: a 0 would read as "expired" to the alert.
+        def signer_expiry(responder: Responder = first) -> float:
+            current = ca.ocsp_responders.peek() or responder
+            return current.certificate.not_valid_after_utc.timestamp()
+
+        local.append((expiry.labels("ocsp-signer"), signer_expiry))
     await metrics.sample_periodically(
-        [
-            (metrics.OPEN_CONNECTIONS, lambda: limiter.open),
-            (metrics.REQUESTS_IN_FLIGHT, lambda: len(draining.busy)),
-            (metrics.JWK_CACHE_ENTRIES, lambda: len(jose.KEY_CACHE)),
-        ],
+        local,
         store_wide if housekeeping else None,
     )
 

@@ -334,6 +334,22 @@ schema = obj(
                         "labels": string_map,
                     }
                 ),
+                "prometheusRule": obj(
+                    {"enabled": b("PrometheusRule from files/alerts.yaml."), "labels": string_map}
+                ),
+                "dashboard": obj(
+                    {
+                        "enabled": b("Grafana dashboard ConfigMap (files/dashboard.json)."),
+                        "labels": string_map,
+                        "annotations": string_map,
+                    }
+                ),
+            }
+        ),
+        "logging": obj(
+            {
+                "level": s(enum=["debug", "info", "warning", "error"]),
+                "format": s(enum=["json", "text"], description="--log-format of both."),
             }
         ),
         "commonLabels": string_map,

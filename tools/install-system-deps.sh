@@ -28,6 +28,7 @@ PACKAGES=(
     skopeo                      # OCI layout -> docker-archive for `ctr images import`
     umoci                       # packs single-binary images (pause, cert-manager)
     busybox-static              # a shell for the helm test hook's image
+    prometheus                  # tests/observe: a real Prometheus scrapes server and operator; promtool checks/tests the alert rules
 )
 
 missing=()

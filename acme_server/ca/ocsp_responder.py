@@ -98,6 +98,10 @@ class ResponderHolder:
         self._lock = threading.Lock()
         self._current: Responder | None = None
 
+    def peek(self) -> Responder | None:
+        """The responder made so far, without making or rotating one (for metrics)."""
+        return self._current
+
     def current(self, now: datetime | None = None) -> Responder:
         now = now or datetime.now(UTC)
         with self._lock:

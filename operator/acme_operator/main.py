@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 
 import click
 import kopf
 
-from acme_operator import metrics
+from acme_operator import log_setup, metrics
 from acme_operator.ca_cli import ensure_ca_secret_command
 from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext
 from acme_operator.handlers import register_all
 from acme_operator.kube import KubeClient, load_configuration
+from acme_server import logs
 from acme_server.store.operator_facade import OperatorStore, SchemaMismatch, default_database_url
-
-
-class _QuietTimers(logging.Filter):
-    """Drop kopf's per-event "Timer 'x' succeeded." / "Handler 'gone' succeeded." lines:
-    one per object and event, no news."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.getMessage()
-        if msg == "Handler 'gone' succeeded.":
-            return False
-        return not (msg.startswith("Timer '") and msg.endswith("' succeeded."))
 
 
 def _health_url(listen: str) -> str:
@@ -132,7 +121,23 @@ async def run_operator(config: OperatorConfig) -> None:
     default=None,
     help="HOST:PORT of the Prometheus /metrics listener (its own port); default: off.",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+@click.option(
+    "--log-level",
+    envvar="ACME_GATEWAY_OPERATOR_LOG_LEVEL",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+)
+@click.option(
+    "--log-format",
+    envvar="ACME_GATEWAY_OPERATOR_LOG_FORMAT",
+    default="text",
+    show_default=True,
+    type=click.Choice(logs.FORMATS),
+    help="text: readable lines; json: one JSON object per line, with the object's kind, "
+    "namespace and name as fields (the server's format).",
+)
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging (same as --log-level debug).")
 @click.pass_context
 def main(
     click_ctx: click.Context,
@@ -145,6 +150,8 @@ def main(
     resync_interval: float,
     status_interval: float,
     metrics_listen: str | None,
+    log_level: str,
+    log_format: str,
     verbose: bool,
 ) -> None:
     """Reconcile AcmeRegistration/AllowedDomain resources into the acme-gateway store and
@@ -171,14 +178,9 @@ def main(
         status_interval=status_interval,
         metrics_listen=metrics_listen or None,
     )
-    kopf.configure(verbose=verbose, log_prefix=True)
-    # The kubernetes client logs response bodies at DEBUG: those include Secret data.
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
-    if not verbose:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_QuietTimers())
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # The kubernetes client logs response bodies at DEBUG (Secret data included) and
+    # SQLAlchemy parameters (HMAC keys): acme_server.logs keeps both at WARNING.
+    log_setup.configure("DEBUG" if verbose else log_level, log_format)
     try:
         asyncio.run(run_operator(config))
     except SchemaMismatch as exc:

@@ -154,7 +154,10 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     pod = dep["spec"]["template"]["spec"]
     assert pod["serviceAccountName"] == f"{FULLNAME}-operator"
     server, operator = containers(dep)["server"], containers(dep)["operator"]
-    assert server["args"][0] == "serve"
+    # The global options go before the subcommand; the operator gets the same ones.
+    assert server["args"][:3] == ["--log-level=info", "--log-format=json", "serve"]
+    assert flag(operator, "log-level") == ["info"]
+    assert flag(operator, "log-format") == ["json"]
     assert flag(server, "base-url") == [f"https://{FULLNAME}.{NAMESPACE}.svc"]
     assert flag(server, "account-creation") == ["pre-registered"]
     assert flag(server, "listen") == ["0.0.0.0:14000"]

@@ -150,6 +150,8 @@ app.kubernetes.io/component: {{ .component }}
     {{- end }}
     - --export-interval={{ .Values.operator.exportInterval }}
     - --acme-base-url={{ include "acme-gateway.baseURL" . }}
+    - --log-level={{ .Values.logging.level }}
+    - --log-format={{ .Values.logging.format }}
   {{- if or (eq .Values.store.type "postgresql") .Values.operator.extraEnv }}
   env:
     {{- if eq .Values.store.type "postgresql" }}

@@ -226,7 +226,7 @@ class ValidationScheduler:
                     )
                 elif chal_type == ChallengeType.TLS_ALPN_01:
                     await validate_tls_alpn01(
-                        name,
+                        f"*.{name}" if job.wildcard else name,  # refused, never proven
                         key_authorization,
                         port=self._settings.tlsalpn01_port,
                         resolver=self._resolver,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import secrets
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from acme_server.domain import lifecycle
+from acme_server.store import schema
+from acme_server.store.database import Database, default_database_url
 from acme_server.validation import ValidationError, make_resolver, validate_tls_alpn01
 from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.tls_alpn01 import check_certificate, sni_for
@@ -345,3 +348,50 @@ def test_gateway_offers_only_dns01_for_wildcards(gateway: GatewayProcess) -> Non
     _, order = acme.order([f"*.{unique('alpn')}"])
     [(_, authz)] = acme.authorizations(order)
     assert [c["type"] for c in authz["challenges"]] == ["dns-01"]
+
+
+def test_gateway_refuses_a_forced_wildcard_attempt(gateway: GatewayProcess) -> None:
+    """A tls-alpn-01 challenge planted on a wildcard authorization (this server never offers
+    one) is refused, though the responder would prove the base name."""
+    base = unique("alpn")
+    acme = new_account(gateway)
+    _, order = acme.order([f"*.{base}"])
+    [(authz_url, authz)] = acme.authorizations(order)
+    chall_id, token = _plant_challenge(gateway, authz_url.rsplit("/", 1)[1], "tls-alpn-01")
+    chall_url = authz["challenges"][0]["url"].rsplit("/", 1)[0] + "/" + chall_id
+    with Responder(port=gateway.tlsalpn01_port) as server:
+        server.serve(challenge_cert([base], f"{token}.{acme.key_thumbprint()}"), alpn=[ALPN])
+        assert acme.post(chall_url, {}).status_code == 200
+        assert acme.wait(authz_url, {"valid", "invalid"})["status"] == "invalid"
+        assert server.hellos == []
+    doc = acme.get(chall_url).json()
+    assert doc["type"] == "tls-alpn-01" and doc["status"] == "invalid", doc
+    assert doc["error"]["type"] == ERR + "malformed", doc
+    assert doc["error"]["detail"] == (
+        f"tls-alpn-01 cannot validate the wildcard name *.{base} (RFC 8737 §3); use dns-01"
+    )
+
+
+def _plant_challenge(gateway: GatewayProcess, authz_id: str, kind: str) -> tuple[str, str]:
+    """Insert a pending challenge of `kind` for the authorization; (its id, its token)."""
+    chall_id, token = uuid.uuid4().hex, secrets.token_urlsafe(32)
+    row = {
+        "id": chall_id,
+        "authz_id": authz_id,
+        "type": kind,
+        "token": token,
+        "status": "pending",
+        "attempts": 0,
+    }
+
+    async def go() -> None:
+        db = await Database.open(
+            gateway.database or default_database_url(gateway.data_dir), migrate=False
+        )
+        try:
+            await db.write(lambda conn: conn.execute(schema.challenges.insert(), [row]))
+        finally:
+            await db.close()
+
+    asyncio.run(go())
+    return chall_id, token

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import shutil
 import socket
 import socketserver
 import ssl
@@ -155,6 +156,7 @@ class Responder:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Responder:
         return self.start()

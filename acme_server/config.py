@@ -108,6 +108,8 @@ class Settings:
     # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
     # whose `default` lasts `cert_validity`.
     profiles: ProfileSet | None = None
+    # tls-alpn-01 (issue 13 item 1): the port its validator connects to.
+    tlsalpn01_port: int = 443
 
     @property
     def profile_set(self) -> ProfileSet:

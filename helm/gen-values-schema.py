@@ -154,6 +154,7 @@ server = obj(
         "termsOfService": s("meta.termsOfService URL.", pattern="^$|^https?://"),
         "website": s("meta.website URL.", pattern="^$|^https?://"),
         "http01Port": i("Port the http-01 validator connects to.", minimum=1, maximum=65535),
+        "tlsalpn01Port": i("Port the tls-alpn-01 validator connects to.", minimum=1, maximum=65535),
         "dnsResolvers": {
             "type": "array",
             "items": host_port,

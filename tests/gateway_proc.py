@@ -58,11 +58,13 @@ class GatewayProcess:
         workers: int | None = None,
         account_cache_seconds: float = TEST_ACCOUNT_CACHE_SECONDS,
         metrics: bool = False,
+        tlsalpn01_port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.database = database
         self.account_creation = account_creation
         self.http01_port = http01_port or free_port()
+        self.tlsalpn01_port = tlsalpn01_port or free_port()  # issue 13: tls-alpn-01
         self.dns_resolvers = dns_resolvers
         self.extra_args = extra_args
         self.allow_loopback = allow_loopback
@@ -104,6 +106,8 @@ class GatewayProcess:
             self.account_creation,
             "--http01-port",
             str(self.http01_port),
+            "--tlsalpn01-port",
+            str(self.tlsalpn01_port),
             *(LOOPBACK_ALLOWED if self.allow_loopback else ()),
             "--account-cache-seconds",
             str(self.account_cache_seconds),

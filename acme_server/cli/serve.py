@@ -63,6 +63,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="Port http-01 validation connects to.",
 )
 @click.option(
+    "--tlsalpn01-port",
+    envvar=ENV + "TLSALPN01_PORT",
+    default=443,
+    show_default=True,
+    type=click.IntRange(1, 65535),
+    help="Port tls-alpn-01 validation connects to.",
+)
+@click.option(
     "--dns-resolver",
     "dns_resolvers",
     envvar=ENV + "DNS_RESOLVER",
@@ -250,6 +258,7 @@ def serve(
     database: str | None,
     account_creation: str,
     http01_port: int,
+    tlsalpn01_port: int,
     dns_resolvers: tuple[str, ...],
     tls_cert: Path | None,
     tls_key: Path | None,
@@ -356,6 +365,7 @@ def serve(
         metrics_listen=metrics_address,
         shutdown_timeout=shutdown_seconds,
         profiles=profiles,
+        tlsalpn01_port=tlsalpn01_port,
     )
     try:
         if settings.workers > 1:

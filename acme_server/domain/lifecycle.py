@@ -79,10 +79,11 @@ def can_transition(table: Mapping[Any, frozenset[Any]], current: str, target: st
 
 
 def challenge_types(wildcard: bool) -> tuple[ChallengeType, ...]:
-    """The challenges a new authorization offers: http-01 cannot prove a wildcard."""
+    """The challenges a new authorization offers: only dns-01 can prove a wildcard
+    (http-01 and tls-alpn-01, RFC 8737 §3, prove one host)."""
     if wildcard:
         return (ChallengeType.DNS_01,)
-    return (ChallengeType.HTTP_01, ChallengeType.DNS_01)
+    return (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01)
 
 
 def new_order_status(any_new_authz: bool) -> OrderStatus:

@@ -38,6 +38,7 @@ class ValidationJob:
     name: str
     key_thumbprint: str
     attempts: int
+    wildcard: bool = False  # `name` is then the base name; tls-alpn-01 must refuse it
 
 
 def _unleased(now: datetime) -> sa.ColumnElement[bool]:
@@ -113,6 +114,7 @@ _JOB = (
         challenges.c.attempts,
         authorizations.c.identifier_value,
         accounts.c.key_thumbprint,
+        authorizations.c.wildcard,
     )
     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
     .join(accounts, accounts.c.id == authorizations.c.account_id)
@@ -129,7 +131,12 @@ async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
     if row is None:
         return None
     return ValidationJob(
-        row.type, row.token, row.identifier_value, row.key_thumbprint, row.attempts
+        row.type,
+        row.token,
+        row.identifier_value,
+        row.key_thumbprint,
+        row.attempts,
+        bool(row.wildcard),
     )
 
 

@@ -36,6 +36,7 @@ from acme_server.validation.dns01 import validate_dns01
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.fairness import Tenant, TenantSlots
 from acme_server.validation.http01 import validate_http01
+from acme_server.validation.tls_alpn01 import validate_tls_alpn01
 
 log = logging.getLogger("acme_server.validation")
 
@@ -220,6 +221,15 @@ class ValidationScheduler:
                         port=self._settings.http01_port,
                         resolver=self._resolver,
                         session=self._session,
+                        timeout=self._settings.validation_timeout,
+                        policy=self._policy,
+                    )
+                elif chal_type == ChallengeType.TLS_ALPN_01:
+                    await validate_tls_alpn01(
+                        f"*.{name}" if job.wildcard else name,  # refused, never proven
+                        key_authorization,
+                        port=self._settings.tlsalpn01_port,
+                        resolver=self._resolver,
                         timeout=self._settings.validation_timeout,
                         policy=self._policy,
                     )

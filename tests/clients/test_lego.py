@@ -2,7 +2,8 @@
 
 http-01 with lego's own challenge server on the port the gateway validates against,
 dns-01 through lego's RFC 2136 provider (`--dns rfc2136`) updating the test BIND server with
-TSIG, and revocation with `lego certificates revoke` (lego v5's name for `lego revoke`).
+TSIG, tls-alpn-01 with lego's own `--tls` responder, and revocation with
+`lego certificates revoke` (lego v5's name for `lego revoke`).
 lego trusts our root through LEGO_CA_CERTIFICATES.
 """
 
@@ -18,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 from cryptography import x509
 
-from acme_server.store import certificates
+from acme_server.store import certificates, schema
 from acme_server.store.certificates import StoredCertificate
 from acme_server.store.database import Database, default_database_url
 from tests.chains import verify_chain
@@ -152,6 +153,52 @@ def test_lego_dns01_rfc2136_wildcard_with_eab(
     assert _stored(prereg_gateway, leaf.serial_number) is not None
     # lego's cleanup removed its TXT records from BIND.
     assert bind_server.query(f"_acme-challenge.{domain}", "TXT") == []
+
+
+def test_lego_tls_alpn01_with_eab(
+    prereg_gateway: GatewayProcess, lego_bin: Path, tmp_path: Path
+) -> None:
+    """RFC 8737: lego's own acme-tls/1 responder on the port the gateway validates against."""
+    domain = f"lego-{uuid.uuid4().hex[:6]}.acme.test"
+    kid, hmac = _registration(prereg_gateway, domain)
+    lego = Lego(lego_bin, prereg_gateway, tmp_path / "lego", kid, hmac)
+    names = [f"www.{domain}", domain]
+
+    lego.run(
+        "run", "--accept-tos", "-c", "alpn", *(a for n in names for a in ("-d", n)),
+        "--tls", "--tls.address", f"127.0.0.1:{prereg_gateway.tlsalpn01_port}",
+    )  # fmt: skip
+
+    leaf = verify_chain(lego.certificate("alpn"), prereg_gateway.root_pem.read_bytes(), names)
+    assert _stored(prereg_gateway, leaf.serial_number) is not None
+    assert _valid_challenges(prereg_gateway, names) == {(n, "tls-alpn-01") for n in names}
+
+
+def _valid_challenges(gateway: GatewayProcess, names: list[str]) -> set[tuple[str, str]]:
+    """(name, challenge type) of the challenges that proved `names`, read from the store."""
+    url = gateway.database or default_database_url(gateway.data_dir)
+
+    async def go() -> set[tuple[str, str]]:
+        db = await Database.open(url, migrate=False)
+        try:
+
+            def _unit(conn: sa.Connection) -> set[tuple[str, str]]:
+                query = (
+                    sa.select(schema.authorizations.c.identifier_value, schema.challenges.c.type)
+                    .join(
+                        schema.authorizations,
+                        schema.authorizations.c.id == schema.challenges.c.authz_id,
+                    )
+                    .where(schema.authorizations.c.identifier_value.in_(names))
+                    .where(schema.challenges.c.status == "valid")
+                )
+                return {(row[0], row[1]) for row in conn.execute(query)}
+
+            return await db.read(_unit)
+        finally:
+            await db.close()
+
+    return asyncio.run(go())
 
 
 def test_lego_refused_outside_allowed_domains(

@@ -344,6 +344,7 @@ def test_bring_your_own_ca_and_tls(rendered: dict[str, list[Manifest]]) -> None:
     assert flag(server, "account-creation") == ["open"]
     assert flag(server, "cert-validity") == ["30d"]
     assert flag(server, "http01-port") == ["8080"]
+    assert flag(server, "tlsalpn01-port") == ["8443"]
     assert flag(server, "dns-resolver") == ["10.0.0.10:53", "10.0.0.11:53"]
     assert flag(server, "validation-allow-cidr") == ["127.0.0.0/8"]
     assert flag(server, "validation-deny-cidr") == ["10.96.0.1/32", "10.0.0.0/24"]

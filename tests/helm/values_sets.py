@@ -39,6 +39,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "accountCreation": "open",
             "certValidity": "30d",
             "http01Port": 8080,
+            "tlsalpn01Port": 8443,
             "dnsResolvers": ["10.0.0.10:53", "10.0.0.11:53"],
             "clientAuthEKU": True,
             "validation": {

@@ -43,7 +43,11 @@ def test_new_order_shape(acme: Acme) -> None:
         assert authz["identifier"] == {"type": "dns", "value": name}
         assert authz["status"] == "pending"
         assert not authz.get("wildcard", False)
-        assert sorted(c["type"] for c in authz["challenges"]) == ["dns-01", "http-01"]
+        assert sorted(c["type"] for c in authz["challenges"]) == [
+            "dns-01",
+            "http-01",
+            "tls-alpn-01",
+        ]
         for chall in authz["challenges"]:
             assert chall["status"] == "pending"
             assert len(chall["token"]) >= 43 and re.fullmatch(r"[A-Za-z0-9_-]+", chall["token"])
@@ -131,7 +135,7 @@ def test_wildcard_authorization(acme: Acme) -> None:
     assert [c["type"] for c in wild["challenges"]] == ["dns-01"]
     assert plain["identifier"] == {"type": "dns", "value": base}
     assert not plain.get("wildcard", False)
-    assert sorted(c["type"] for c in plain["challenges"]) == ["dns-01", "http-01"]
+    assert sorted(c["type"] for c in plain["challenges"]) == ["dns-01", "http-01", "tls-alpn-01"]
 
 
 def test_order_list_paging(acme: Acme) -> None:

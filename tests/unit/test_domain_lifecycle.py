@@ -24,8 +24,12 @@ LATER = NOW + timedelta(hours=1)
 
 def test_wildcards_get_only_dns01() -> None:
     assert lifecycle.challenge_types(True) == (ChallengeType.DNS_01,)
-    assert lifecycle.challenge_types(False) == (ChallengeType.HTTP_01, ChallengeType.DNS_01)
-    assert lifecycle.challenge_types(False) == ("http-01", "dns-01")
+    assert lifecycle.challenge_types(False) == (
+        ChallengeType.HTTP_01,
+        ChallengeType.DNS_01,
+        ChallengeType.TLS_ALPN_01,
+    )
+    assert lifecycle.challenge_types(False) == ("http-01", "dns-01", "tls-alpn-01")
 
 
 def test_new_order_is_ready_only_when_every_authz_was_reused() -> None:

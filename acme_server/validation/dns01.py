@@ -74,27 +74,40 @@ async def validate_dns01(
     resolver: dns.asyncresolver.Resolver | Perspectives,
 ) -> None:
     """Succeed when, at `quorum` of the resolvers, a TXT record at the challenge name
-    equals the expected value."""
+    equals the expected value.
+
+    The resolvers are asked concurrently; once `quorum` found it the others are not waited
+    for (a dead perspective does not delay a valid one), otherwise all are awaited so the
+    problem can say how many agreed.
+    """
     perspectives = resolver if isinstance(resolver, Perspectives) else Perspectives.single(resolver)
     qname = challenge_name(name)
     expected = dns01_txt_value(key_authorization)
-    results = await asyncio.gather(
-        *(_check(r, qname, expected) for r in perspectives.resolvers), return_exceptions=True
-    )
-    failures: list[tuple[int, ValidationError]] = []
-    for index, result in enumerate(results, 1):
-        if isinstance(result, ValidationError):
-            failures.append((index, result))
-        elif isinstance(result, BaseException):
-            raise result
-    total = len(results)
-    found = total - len(failures)
-    if found >= perspectives.quorum:
-        return
+    tasks = [asyncio.ensure_future(_check(r, qname, expected)) for r in perspectives.resolvers]
+    total, found = len(tasks), 0
+    try:
+        for next_done in asyncio.as_completed(tasks):
+            try:
+                await next_done
+            except ValidationError:
+                continue
+            found += 1
+            if found >= perspectives.quorum:
+                return
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    failures = [
+        (index, exc)
+        for index, task in enumerate(tasks, 1)
+        if isinstance(exc := task.exception(), ValidationError)
+    ]
     if total == 1:
         raise failures[0][1]
     for index, err in failures:
-        log.info("dns-01 %s: resolver %d of %d: %s", qname, index, total, err.detail)
+        where = ", ".join(str(ns) for ns in perspectives.resolvers[index - 1].nameservers)
+        log.info("dns-01 %s: resolver %d of %d (%s): %s", qname, index, total, where, err.detail)
     index, first = failures[0]
     raise ValidationError(
         first.problem_type,

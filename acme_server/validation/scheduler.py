@@ -274,9 +274,9 @@ class ValidationScheduler:
         if exc.transient and chal_type == ChallengeType.DNS_01:
             # A record may still be propagating: retried for a bounded time, not a count.
             delay = retry_delay(attempt, self._settings.dns01_retry_seconds)
-            if delay is None:
+            if delay is None and attempt > 1:
                 error["detail"] = (
-                    f"{exc.detail} (after {attempt} attempt{'s' if attempt > 1 else ''} over "
+                    f"{exc.detail} (after {attempt} attempts over "
                     f"{self._settings.dns01_retry_seconds:g} s)"
                 )
         elif exc.transient and attempt < self._settings.validation_max_attempts:

@@ -410,3 +410,48 @@ def test_lego_rfc2136_through_a_cname_delegated_challenge_zone(
     # lego wrote (and cleaned up) only in the delegated zone; the CNAME is untouched.
     assert bind_a.query(f"_acme-challenge.{domain}", "CNAME") == [f"{target}."]
     assert bind_a.query(target, "TXT") == []
+
+
+def test_gateway_with_two_perspectives_needs_both(
+    tmp_path: Path, bind_a: BindServer, bind_b: BindServer
+) -> None:
+    """serve --dns-resolver A --dns-resolver B (quorum default: all): a record only A has
+    fails, one both have validates. No retries here (--dns01-retry-seconds 0); the store
+    plays no part, so SQLite only."""
+    gw = GatewayProcess(
+        tmp_path / "gw",
+        dns_resolvers=(bind_a.resolver_address, bind_b.resolver_address),
+        extra_args=("--dns01-retry-seconds", "0"),
+    )
+    gw.start()
+    try:
+        agreed, one_sided = f"{_label()}.{ZONE}", f"{_label()}.{ZONE}"
+        key = ec_key()
+        acme = new_client(gw, key)
+        register(acme)
+        order = acme.new_order(make_csr([agreed, one_sided])[0])
+        chall = {
+            a.body.identifier.value: next(
+                c for c in a.body.challenges if isinstance(c.chall, challenges.DNS01)
+            )
+            for a in order.authorizations
+        }
+        for bind in (bind_a, bind_b):
+            bind.nsupdate_add_txt(f"_acme-challenge.{agreed}", chall[agreed].validation(key))
+        bind_a.nsupdate_add_txt(f"_acme-challenge.{one_sided}", chall[one_sided].validation(key))
+        for name in (agreed, one_sided):
+            acme.answer_challenge(chall[name], chall[name].response(key))
+        ok = wait_for("agreed", lambda: _settled(acme, chall[agreed].uri), timeout=20)
+        failed = wait_for("one-sided", lambda: _settled(acme, chall[one_sided].uri), timeout=20)
+    except BaseException:
+        print(f"--- {gw.log_path} ---\n{gw.log_tail()}")
+        raise
+    finally:
+        gw.stop()
+    assert ok["status"] == "valid", ok
+    assert failed["status"] == "invalid", failed
+    assert failed["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert failed["error"]["detail"] == (
+        f"No TXT record found at _acme-challenge.{one_sided} (resolver 2 of 2; 1 of 2 "
+        "resolvers found the expected TXT record, 2 must)"
+    )

@@ -110,6 +110,11 @@ class Settings:
     profiles: ProfileSet | None = None
     # tls-alpn-01 (issue 13 item 1): the port its validator connects to.
     tlsalpn01_port: int = 443
+    # dns-01 (issue 13 item 4): how long a missing or different TXT record is retried
+    # (seconds of planned retries, validation/dns01.retry_delay), and how many of the
+    # `dns_resolvers`, each asked on its own, must find it (0: all of them).
+    dns01_retry_seconds: float = 10.0
+    validation_quorum: int = 0
 
     @property
     def profile_set(self) -> ProfileSet:

@@ -186,6 +186,13 @@ server = obj(
                 "denyCIDRs": cidr_list("Ranges validation must never reach (wins over allow)."),
                 "concurrencyPerAccount": i("Validations per account at once.", minimum=1),
                 "concurrencyPerRegistration": i("Validations per registration.", minimum=1),
+                "dns01RetrySeconds": {  # issue 13 item 4: docs/validation.md
+                    "type": "number",
+                    "minimum": 0,
+                    "maximum": 3600,
+                    "description": "Seconds a missing dns-01 TXT record is retried.",
+                },
+                "quorum": i("dnsResolvers that must each find a dns-01 record; 0: all.", minimum=0),
             }
         ),
         "limits": obj(

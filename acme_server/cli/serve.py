@@ -75,7 +75,9 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     "dns_resolvers",
     envvar=ENV + "DNS_RESOLVER",
     multiple=True,
-    help="HOST:PORT of a resolver for validation (repeatable). Default: system resolver.",
+    help="HOST:PORT of a resolver for validation (repeatable; env: comma-separated). http-01 "
+    "tries them in turn; dns-01 asks each on its own (--validation-quorum). Default: system "
+    "resolver.",
 )
 @click.option(
     "--tls-cert",
@@ -200,6 +202,24 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="Validations one pre-registration's accounts may have running at once in this process.",
 )
 @click.option(
+    "--dns01-retry-seconds",
+    envvar=ENV + "DNS01_RETRY_SECONDS",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0, 3600),
+    help="How long a missing or different dns-01 TXT record is retried (attempts at 0, 1, 3, "
+    "7 ... s and at the end) before the challenge fails; 0: no retry.",
+)
+@click.option(
+    "--validation-quorum",
+    envvar=ENV + "VALIDATION_QUORUM",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="How many --dns-resolver (each asked on its own) must find a dns-01 record; "
+    "0: all of them.",
+)
+@click.option(
     "--workers",
     envvar=ENV + "WORKERS",
     default=None,
@@ -281,6 +301,8 @@ def serve(
     validation_deny_cidrs: tuple[str, ...],
     validation_concurrency_per_account: int,
     validation_concurrency_per_registration: int,
+    dns01_retry_seconds: float,
+    validation_quorum: int,
     workers: int | None,
     nonce_scope: str,
     account_cache_seconds: float,
@@ -304,6 +326,11 @@ def serve(
         resolvers = split_list(dns_resolvers)
         for resolver in resolvers:
             parse_nameserver(resolver)
+        if validation_quorum > max(len(resolvers), 1):
+            raise ValueError(
+                f"--validation-quorum {validation_quorum} is more than the "
+                f"{max(len(resolvers), 1)} DNS resolver(s) configured (--dns-resolver)"
+            )
         validity = parse_duration(cert_validity)
         lifetime = parse_duration(order_lifetime)
         head_timeout = parse_duration(request_head_timeout).total_seconds()
@@ -366,6 +393,8 @@ def serve(
         shutdown_timeout=shutdown_seconds,
         profiles=profiles,
         tlsalpn01_port=tlsalpn01_port,
+        dns01_retry_seconds=dns01_retry_seconds,
+        validation_quorum=validation_quorum,
     )
     try:
         if settings.workers > 1:

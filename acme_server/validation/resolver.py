@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+from dataclasses import dataclass
 
 import dns.asyncresolver
+import dns.edns
 import dns.exception
+import dns.message
 import dns.name
 import dns.nameserver
 import dns.rdatatype
@@ -83,7 +86,46 @@ def make_resolver(nameservers: list[str], *, timeout: float = 5.0) -> dns.asyncr
     resolver.lifetime = timeout
     resolver.timeout = min(2.0, timeout)
     resolver.retry_servfail = False
+    # EDNS (DNS flag day 2020's payload size): fewer TCP retries for big TXT sets, and
+    # servers attach Extended DNS Errors (RFC 8914) that make a failure's detail precise.
+    resolver.use_edns(0, 0, 1232)
     return resolver
+
+
+@dataclass(frozen=True)
+class Perspectives:
+    """Resolvers dns-01 asks independently (one per `--dns-resolver`), and how many of
+    them must find the record: multi-perspective validation in the spirit of the CA/B
+    Forum's BR 3.2.2.9, where each resolver stands for one network vantage point."""
+
+    resolvers: tuple[dns.asyncresolver.Resolver, ...]
+    quorum: int
+
+    def __post_init__(self) -> None:
+        if not self.resolvers:
+            raise ValueError("at least one resolver is needed")
+        if not 1 <= self.quorum <= len(self.resolvers):
+            raise ValueError(
+                f"validation quorum {self.quorum} must be between 1 and the number of "
+                f"DNS resolvers ({len(self.resolvers)})"
+            )
+
+    @classmethod
+    def single(cls, resolver: dns.asyncresolver.Resolver) -> Perspectives:
+        return cls((resolver,), 1)
+
+
+def make_perspectives(
+    nameservers: list[str], quorum: int = 0, *, timeout: float = 5.0
+) -> Perspectives:
+    """One uncached resolver per nameserver (the system's when none); `quorum` 0 means all.
+
+    Each has its own `timeout`, so a slow perspective cannot eat another's budget.
+    """
+    resolvers = tuple(make_resolver([ns], timeout=timeout) for ns in nameservers) or (
+        make_resolver([], timeout=timeout),
+    )
+    return Perspectives(resolvers, quorum or len(resolvers))
 
 
 def dns_problem(exc: Exception, rdtype: str, qname: str) -> ValidationError:
@@ -109,10 +151,22 @@ def _server_failure(exc: dns.resolver.NoNameservers) -> str:
     errors = exc.kwargs.get("errors") or []
     for err in errors:
         if isinstance(err[3], str):
-            return str(err[3])  # an rcode name such as SERVFAIL or REFUSED
+            # an rcode name such as SERVFAIL or REFUSED, with the server's Extended DNS
+            # Error (RFC 8914) when it gave one, e.g. BIND's "max. restarts reached" for a
+            # CNAME loop inside one zone
+            return str(err[3]) + _extended_error(err[4] if len(err) > 4 else None)
     if errors:
         return f"networking error ({errors[0][3]})"
     return "SERVFAIL"
+
+
+def _extended_error(response: object) -> str:
+    if not isinstance(response, dns.message.Message):
+        return ""
+    for ede in response.extended_errors():
+        what = ede.text or dns.edns.EDECode.to_text(ede.code)
+        return f" ({what[:80]})"
+    return ""
 
 
 async def resolve_addresses(resolver: dns.asyncresolver.Resolver, name: str) -> list[str]:

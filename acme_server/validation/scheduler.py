@@ -32,10 +32,11 @@ from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
-from acme_server.validation.dns01 import validate_dns01
+from acme_server.validation.dns01 import retry_delay, validate_dns01
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.fairness import Tenant, TenantSlots
 from acme_server.validation.http01 import validate_http01
+from acme_server.validation.resolver import make_perspectives
 from acme_server.validation.tls_alpn01 import validate_tls_alpn01
 
 log = logging.getLogger("acme_server.validation")
@@ -56,7 +57,13 @@ class ValidationScheduler:
     ) -> None:
         self._db = db
         self._settings = settings
-        self._resolver = resolver
+        self._resolver = resolver  # http-01: every configured resolver, one after another
+        # dns-01: each resolver on its own, `validation_quorum` of them must agree.
+        self._perspectives = make_perspectives(
+            list(settings.dns_resolvers),
+            settings.validation_quorum,
+            timeout=settings.validation_timeout,
+        )
         self._session = session
         self._wakeup = wakeup
         self._slots = asyncio.Semaphore(settings.validation_concurrency)
@@ -234,7 +241,7 @@ class ValidationScheduler:
                         policy=self._policy,
                     )
                 else:
-                    await validate_dns01(name, key_authorization, resolver=self._resolver)
+                    await validate_dns01(name, key_authorization, resolver=self._perspectives)
             except ValidationError as exc:
                 await self._failed(challenge_id, chal_type, name, exc, attempts, started)
                 return
@@ -273,8 +280,18 @@ class ValidationScheduler:
         error = problem_json(exc.problem_type, exc.detail)
         error["identifier"] = {"type": "dns", "value": name}
         attempt = attempts + 1
-        final = not exc.transient or attempt >= self._settings.validation_max_attempts
-        if final:
+        delay: float | None = None
+        if exc.transient and chal_type == ChallengeType.DNS_01:
+            # A record may still be propagating: retried for a bounded time, not a count.
+            delay = retry_delay(attempt, self._settings.dns01_retry_seconds)
+            if delay is None and attempt > 1:
+                error["detail"] = (
+                    f"{exc.detail} (after {attempt} attempts over "
+                    f"{self._settings.dns01_retry_seconds:g} s)"
+                )
+        elif exc.transient and attempt < self._settings.validation_max_attempts:
+            delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+        if delay is None:
             _observe(chal_type, ChallengeStatus.INVALID, started)
             log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
             await queue.finish(
@@ -286,9 +303,8 @@ class ValidationScheduler:
             )
         else:
             _observe(chal_type, "retry", started)
-            delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
             log.info(
-                "%s for %s attempt %d failed, retry in %ds: %s",
+                "%s for %s attempt %d failed, retry in %gs: %s",
                 chal_type,
                 name,
                 attempt,

@@ -47,6 +47,8 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "denyCIDRs": ["10.96.0.1/32", "10.0.0.0/24"],
                 "concurrencyPerAccount": 2,
                 "concurrencyPerRegistration": 4,
+                "dns01RetrySeconds": 30,
+                "quorum": 1,  # either resolver is enough (failover, not agreement)
             },
             "limits": {
                 "maxPendingOrders": 30,

@@ -105,11 +105,14 @@ class BindServer:
         address: str = "127.0.0.1",
         answer_address: str = "127.0.0.1",
         key_name: str = "acme-test-key",
+        broken_zones: Sequence[str] = (),
     ) -> None:
         if not zones:
             raise ValueError("at least one zone is needed")
         self.zones = [z.rstrip(".").lower() for z in zones]
         self.zone = self.zones[0]
+        # Zones whose file does not load: named answers SERVFAIL for every name in them.
+        self.broken_zones = [z.rstrip(".").lower() for z in broken_zones]
         self.address = address
         self.answer_address = answer_address
         self.key_name = key_name
@@ -141,6 +144,8 @@ class BindServer:
             (self.workdir / f"{zone}.zone").write_text(_zone_file(zone, self.answer_address))
             # A journal left by an earlier run would not match the fresh zone file.
             (self.workdir / f"{zone}.zone.jnl").unlink(missing_ok=True)
+        for zone in self.broken_zones:
+            (self.workdir / f"{zone}.zone").write_text("$ORIGIN .\n@ IN BOGUS broken\n")
         self.log_file = self.workdir / "named.log"
         last_error = ""
         for _ in range(5):  # the chosen port can be taken between probing and binding
@@ -205,6 +210,10 @@ class BindServer:
             f'    update-policy {{ grant "{self.key_name}" zonesub ANY; }};\n'
             "};\n"
             for zone in self.zones
+        )
+        zones += "".join(
+            f'zone "{zone}" {{ type primary; file "{wd / (zone + ".zone")}"; }};\n'
+            for zone in self.broken_zones
         )
         return (
             f'include "{self.key_file}";\n'

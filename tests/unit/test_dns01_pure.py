@@ -61,3 +61,35 @@ def test_challenge_name_ignores_trailing_dot() -> None:
 
     assert challenge_name("*.Foo.example.") == "_acme-challenge.Foo.example"
     assert dns.name.from_text(challenge_name("a.example")).labels[0] == b"_acme-challenge"
+
+
+@pytest.mark.parametrize(
+    ("budget", "delays"),
+    [
+        (10, [1, 2, 4, 3, None]),  # the default: attempts at 0, 1, 3, 7 and 10 s
+        (6, [1, 2, 3, None]),  # at 0, 1, 3, 6 s
+        (2.5, [1, 1.5, None]),
+        (0, [None]),  # one attempt, no retry
+        (100, [1, 2, 4, 8, 16, 30, 30, 9, None]),  # steps stop doubling at 30 s
+    ],
+)
+def test_dns01_retry_plan_ends_exactly_at_the_budget(
+    budget: float, delays: list[float | None]
+) -> None:
+    from acme_server.validation.dns01 import retry_delay
+
+    planned = [retry_delay(failed, budget) for failed in range(1, len(delays) + 1)]
+    assert planned == delays
+    assert sum(d for d in planned if d is not None) == budget
+    assert retry_delay(len(delays) + 5, budget) is None
+
+
+def test_perspectives_quorum_defaults_to_all_and_is_bounded() -> None:
+    from acme_server.validation.resolver import make_perspectives
+
+    both = make_perspectives(["127.0.0.1:5353", "127.0.0.2:5353"])
+    assert both.quorum == 2
+    assert [len(r.nameservers) for r in both.resolvers] == [1, 1]  # asked on their own
+    assert make_perspectives([], 0).quorum == 1  # the system resolver is one perspective
+    with pytest.raises(ValueError, match="quorum 3 must be between 1 and the number of DNS"):
+        make_perspectives(["127.0.0.1:5353", "127.0.0.2:5353"], 3)

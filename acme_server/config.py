@@ -108,6 +108,10 @@ class Settings:
     # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
     # whose `default` lasts `cert_validity`.
     profiles: ProfileSet | None = None
+    # CAA (issue 13 item 3, RFC 8659/8657): our issuer domain names; none = CAA checking off.
+    # Finalize re-checks names whose last CAA check is older than caa_recheck_after.
+    caa_identities: tuple[str, ...] = ()
+    caa_recheck_after: timedelta = timedelta(hours=8)
 
     @property
     def profile_set(self) -> ProfileSet:

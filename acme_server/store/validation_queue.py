@@ -38,6 +38,8 @@ class ValidationJob:
     name: str
     key_thumbprint: str
     attempts: int
+    account_id: str = ""  # for CAA accounturi (RFC 8657)
+    wildcard: bool = False  # for CAA issuewild
 
 
 def _unleased(now: datetime) -> sa.ColumnElement[bool]:
@@ -112,6 +114,8 @@ _JOB = (
         challenges.c.token,
         challenges.c.attempts,
         authorizations.c.identifier_value,
+        authorizations.c.wildcard,
+        authorizations.c.account_id,
         accounts.c.key_thumbprint,
     )
     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
@@ -129,7 +133,13 @@ async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
     if row is None:
         return None
     return ValidationJob(
-        row.type, row.token, row.identifier_value, row.key_thumbprint, row.attempts
+        row.type,
+        row.token,
+        row.identifier_value,
+        row.key_thumbprint,
+        row.attempts,
+        account_id=row.account_id,
+        wildcard=row.wildcard,
     )
 
 
@@ -140,11 +150,17 @@ async def finish(
     valid: bool,
     error: dict[str, Any] | None,
     authz_lifetime: timedelta,
+    caa_checked_at: datetime | None = None,
 ) -> None:
     """Record a final outcome (and let the authorization and order follow it)."""
     await db.write(
         lambda conn: order_store.finish_challenge(
-            conn, challenge_id, valid=valid, error=error, authz_lifetime=authz_lifetime
+            conn,
+            challenge_id,
+            valid=valid,
+            error=error,
+            authz_lifetime=authz_lifetime,
+            caa_checked_at=caa_checked_at,
         )
     )
 

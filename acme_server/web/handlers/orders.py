@@ -273,7 +273,13 @@ async def challenge(request: web.Request) -> web.Response:
     if leased and scheduler is not None:
         if started:
             job = ValidationJob(
-                chal.type, chal.token, parent.identifier_value, signed.account.key_thumbprint, 0
+                chal.type,
+                chal.token,
+                parent.identifier_value,
+                signed.account.key_thumbprint,
+                0,
+                account_id=parent.account_id,
+                wildcard=parent.wildcard,
             )
             scheduler.validate_leased(chal.id, tenant, job)
         else:

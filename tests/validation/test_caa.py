@@ -13,12 +13,15 @@ import datetime
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 from acme import challenges, messages
 from acme import client as acme_client
+from click.testing import CliRunner
 
+from acme_server.cli import main
 from acme_server.validation import make_resolver
 from acme_server.validation.caa_lookup import CaaChecker, relevant_rrset
 from acme_server.validation.errors import ValidationError
@@ -423,3 +426,34 @@ def test_finalize_servfail_refuses_with_a_dns_problem(
     assert (info.value.detail or "").startswith(
         f"rechecking CAA: While processing CAA for {name}: DNS problem: SERVFAIL"
     )
+
+
+# -- configuration ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--caa-identity", "bad_name.example"], {}, "CAA identity 'bad_name.example'"),
+        (["--caa-identity", "ok.example -bad.example"], {}, "CAA identity '-bad.example'"),
+        ([], {"ACME_GATEWAY_CAA_IDENTITIES": "ok.example,x..example"}, "CAA identity 'x..example'"),
+        (["--caa-identity", "ok.example", "--caa-recheck-after", "0h"], {}, "duration '0h'"),
+    ],
+)
+def test_bad_caa_settings_are_refused_before_start(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: str
+) -> None:
+    # --tls-cert without --tls-key is refused right after the CAA flags are read: should
+    # those pass by mistake, the command still ends here instead of starting a server.
+    lone_cert = tmp_path / "cert.pem"
+    lone_cert.write_text("unused")
+    data_dir = tmp_path / "data"
+    result = CliRunner().invoke(
+        main,
+        ["serve", "--data-dir", str(data_dir), "--tls-cert", str(lone_cert), *args],
+        env=env,
+    )
+    assert result.exit_code == 2, result.output
+    assert "Invalid value" in result.output
+    assert message in result.output
+    assert not data_dir.exists(), "nothing may be created before the flags are checked"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +15,9 @@ from acme_server.domain.caa import (
     normalize_identity,
     parse_issue_value,
 )
+from acme_server.domain.statuses import AuthorizationStatus
+from acme_server.store.orders import Authorization
+from acme_server.validation.caa_recheck import stale
 
 OURS = "ca.acme.test"
 ACCOUNT = "https://acme.acme.test/acme/acct/abc123"
@@ -220,3 +225,25 @@ def test_records_naming_only_others_refuse(
 @given(_domain, st.booleans())
 def test_our_plain_record_always_allows(extra: str, wildcard: bool) -> None:
     assert decide(issue(extra), issue(OURS), issuewild(OURS), wildcard=wildcard)[0]
+
+
+# -- which authorizations finalize re-checks (validation/caa_recheck.py) --------------------
+
+
+def test_stale_authorizations_are_the_unchecked_and_the_old() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    window = timedelta(hours=8)
+
+    def authz(authz_id: str, checked: datetime | None) -> Authorization:
+        return Authorization(
+            authz_id, "acct", "x.test", False, AuthorizationStatus.VALID, now, (), checked
+        )
+
+    authzs = [
+        authz("never", None),
+        authz("old", now - window - timedelta(seconds=1)),
+        authz("edge", now - window),
+        authz("fresh", now - window + timedelta(seconds=1)),
+        authz("now", now),
+    ]
+    assert stale(authzs, now, window) == ["never", "old", "edge"]

@@ -115,6 +115,10 @@ class Settings:
     # `dns_resolvers`, each asked on its own, must find it (0: all of them).
     dns01_retry_seconds: float = 10.0
     validation_quorum: int = 0
+    # CAA (issue 13 item 3, RFC 8659/8657): our issuer domain names; none = CAA checking off.
+    # Finalize re-checks names whose last CAA check is older than caa_recheck_after.
+    caa_identities: tuple[str, ...] = ()
+    caa_recheck_after: timedelta = timedelta(hours=8)
 
     @property
     def profile_set(self) -> ProfileSet:

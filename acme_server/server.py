@@ -30,6 +30,7 @@ from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
 from acme_server.store.nonces import SpentNonces, load_or_create_key
 from acme_server.store.registrations import warn_ungranted
+from acme_server.validation.caa_lookup import CaaChecker
 from acme_server.validation.http01 import make_http_session
 from acme_server.validation.resolver import make_resolver
 from acme_server.validation.scheduler import ValidationScheduler
@@ -171,7 +172,16 @@ async def start(
                 name="metrics",
             )
         )
-    scheduler = ValidationScheduler(db, settings, resolver, session, state.validation_wakeup)
+    if settings.caa_identities:
+        state.caa = CaaChecker(
+            resolver,
+            settings.caa_identities,
+            account_uri=state.urls.account,
+            timeout=settings.validation_timeout,
+        )
+    scheduler = ValidationScheduler(
+        db, settings, resolver, session, state.validation_wakeup, caa=state.caa
+    )
     stack.push_async_callback(scheduler.close)
     state.scheduler = scheduler
     scheduler.start()

@@ -178,6 +178,21 @@ server = obj(
             "description": "How long accounts are served from memory (registration changes "
             "take effect within it).",
         },
+        "caa": obj(  # issue 13: serve --caa-identity / --caa-recheck-after
+            {
+                "identities": {
+                    "type": "array",
+                    "items": {"type": "string", "maxLength": 253, "pattern": DNS1123_SUB},
+                    "uniqueItems": True,
+                    "description": "Issuer domain names CAA records may name; empty: no CAA.",
+                },
+                "recheckAfter": {
+                    **duration,
+                    "description": "Finalize re-checks CAA older than this (e.g. 8h).",
+                },
+            },
+            desc="CAA checking (RFC 8659/8657).",
+        ),
         "validation": obj(
             {
                 "allowCIDRs": cidr_list(

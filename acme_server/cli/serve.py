@@ -271,6 +271,22 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML file of certificate profiles (docs/profiles.md). Default: the built-ins.",
 )
+# CAA (issue 13 item 3, RFC 8659/8657).
+@click.option(
+    "--caa-identity",
+    "caa_identities",
+    envvar=ENV + "CAA_IDENTITIES",
+    multiple=True,
+    help="An issuer domain name of this CA that CAA issue/issuewild records may name "
+    "(repeatable; the variable takes a comma-separated list). Default: none, CAA not checked.",
+)
+@click.option(
+    "--caa-recheck-after",
+    envvar=ENV + "CAA_RECHECK_AFTER",
+    default="8h",
+    show_default=True,
+    help="Finalize checks CAA again for names whose last CAA check is older than this.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -309,12 +325,15 @@ def serve(
     metrics_listen: str | None,
     shutdown_timeout: str,
     profiles_file: Path | None,
+    caa_identities: tuple[str, ...],
+    caa_recheck_after: str,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
+    from acme_server.domain.caa import normalize_identity
     from acme_server.profile_config import load_profiles
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
@@ -345,6 +364,8 @@ def serve(
         metrics_address = parse_host_port(metrics_listen) if metrics_listen else None
         shutdown_seconds = parse_duration(shutdown_timeout).total_seconds()
         profiles = load_profiles(profiles_file, validity)
+        caa_names = tuple(dict.fromkeys(normalize_identity(i) for i in split_list(caa_identities)))
+        caa_recheck = parse_duration(caa_recheck_after)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -395,6 +416,8 @@ def serve(
         tlsalpn01_port=tlsalpn01_port,
         dns01_retry_seconds=dns01_retry_seconds,
         validation_quorum=validation_quorum,
+        caa_identities=caa_names,
+        caa_recheck_after=caa_recheck,
     )
     try:
         if settings.workers > 1:

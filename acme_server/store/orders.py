@@ -41,6 +41,12 @@ class Authorization:
     status: AuthorizationStatus
     expires_at: datetime
     challenges: tuple[Challenge, ...]
+    caa_checked_at: datetime | None = None  # when CAA last allowed issuance (None: never)
+
+    @property
+    def validated_by(self) -> str | None:
+        """The type of the challenge that validated it (what CAA validationmethods names)."""
+        return next((c.type for c in self.challenges if c.status == ChallengeStatus.VALID), None)
 
     @property
     def identifier(self) -> str:
@@ -117,6 +123,7 @@ def get_authz(conn: sa.Connection, authz_id: str) -> Authorization | None:
         AuthorizationStatus(row.status),
         row.expires_at,
         tuple(chals),
+        row.caa_checked_at,
     )
 
 
@@ -402,8 +409,10 @@ def finish_challenge(
     valid: bool,
     error: dict[str, Any] | None,
     authz_lifetime: timedelta,
+    caa_checked_at: datetime | None = None,
 ) -> None:
-    """Record a validation result and let the core decide the authorization's fate."""
+    """Record a validation result and let the core decide the authorization's fate
+    (`caa_checked_at`: when CAA allowed issuance for it, if checked)."""
     chal = get_challenge(conn, challenge_id)
     if chal is None or chal.status != ChallengeStatus.PROCESSING:
         return
@@ -426,6 +435,8 @@ def finish_challenge(
     decided = lifecycle.authz_after_challenge(AuthorizationStatus(authz.status), valid)
     if decided is AuthorizationStatus.VALID:
         set_authz_status(conn, authz.id, decided, expires_at=now + authz_lifetime)
+        if caa_checked_at is not None:
+            mark_caa_checked(conn, [authz.id], caa_checked_at)
     elif decided is not None:
         set_authz_status(conn, authz.id, decided)
 
@@ -473,3 +484,13 @@ def valid_authz_names(conn: sa.Connection, account_id: str, now: datetime) -> se
         )
     )
     return set(rows.scalars())
+
+
+def mark_caa_checked(conn: sa.Connection, authz_ids: list[str], at: datetime) -> None:
+    """Record that CAA allowed issuance for these authorizations at `at`."""
+    if authz_ids:
+        conn.execute(
+            authorizations.update()
+            .where(authorizations.c.id.in_(authz_ids))
+            .values(caa_checked_at=at)
+        )

@@ -159,6 +159,9 @@ authorizations = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("expires_at", TS(), nullable=False),
     sa.Column("created_at", TS(), nullable=False),
+    # CAA (issue 13): when CAA last allowed issuance for it (NULL: never checked); finalize
+    # re-checks names whose check is older than --caa-recheck-after.
+    sa.Column("caa_checked_at", TS(), nullable=True),
     sa.Index("ix_authz_reuse", "account_id", "identifier_value", "wildcard", "status"),
     # Pending-authorization cap (per account) and retention purge.
     sa.Index("ix_authz_account_status", "account_id", "status", "expires_at"),

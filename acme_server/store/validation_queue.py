@@ -38,7 +38,9 @@ class ValidationJob:
     name: str
     key_thumbprint: str
     attempts: int
-    wildcard: bool = False  # `name` is then the base name; tls-alpn-01 must refuse it
+    account_id: str = ""  # for CAA accounturi (RFC 8657)
+    # `name` is then the base name: tls-alpn-01 refuses it, CAA reads issuewild.
+    wildcard: bool = False
 
 
 def _unleased(now: datetime) -> sa.ColumnElement[bool]:
@@ -113,8 +115,9 @@ _JOB = (
         challenges.c.token,
         challenges.c.attempts,
         authorizations.c.identifier_value,
-        accounts.c.key_thumbprint,
         authorizations.c.wildcard,
+        authorizations.c.account_id,
+        accounts.c.key_thumbprint,
     )
     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
     .join(accounts, accounts.c.id == authorizations.c.account_id)
@@ -136,7 +139,8 @@ async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
         row.identifier_value,
         row.key_thumbprint,
         row.attempts,
-        bool(row.wildcard),
+        account_id=row.account_id,
+        wildcard=row.wildcard,
     )
 
 
@@ -147,11 +151,17 @@ async def finish(
     valid: bool,
     error: dict[str, Any] | None,
     authz_lifetime: timedelta,
+    caa_checked_at: datetime | None = None,
 ) -> None:
     """Record a final outcome (and let the authorization and order follow it)."""
     await db.write(
         lambda conn: order_store.finish_challenge(
-            conn, challenge_id, valid=valid, error=error, authz_lifetime=authz_lifetime
+            conn,
+            challenge_id,
+            valid=valid,
+            error=error,
+            authz_lifetime=authz_lifetime,
+            caa_checked_at=caa_checked_at,
         )
     )
 

@@ -32,6 +32,7 @@ from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
+from acme_server.validation.caa_lookup import CaaChecker
 from acme_server.validation.dns01 import retry_delay, validate_dns01
 from acme_server.validation.errors import ValidationError
 from acme_server.validation.fairness import Tenant, TenantSlots
@@ -54,8 +55,10 @@ class ValidationScheduler:
         resolver: dns.asyncresolver.Resolver,
         session: aiohttp.ClientSession,
         wakeup: asyncio.Event,
+        caa: CaaChecker | None = None,
     ) -> None:
         self._db = db
+        self._caa = caa  # None: CAA checking off (no --caa-identity)
         self._settings = settings
         self._resolver = resolver  # http-01: every configured resolver, one after another
         # dns-01: each resolver on its own, `validation_quorum` of them must agree.
@@ -242,6 +245,7 @@ class ValidationScheduler:
                     )
                 else:
                     await validate_dns01(name, key_authorization, resolver=self._perspectives)
+                caa_checked_at = await self._check_caa(job)
             except ValidationError as exc:
                 await self._failed(challenge_id, chal_type, name, exc, attempts, started)
                 return
@@ -266,7 +270,19 @@ class ValidationScheduler:
                 valid=True,
                 error=None,
                 authz_lifetime=self._settings.authz_lifetime,
+                caa_checked_at=caa_checked_at,
             )
+
+    async def _check_caa(self, job: queue.ValidationJob) -> datetime | None:
+        """After the challenge passed, CAA (when on) must allow issuance for its name to the
+        account and method; when it was checked, for the authorization to record."""
+        if self._caa is None:
+            return None
+        checked_at = datetime.now(UTC)
+        await self._caa.check(
+            job.name, wildcard=job.wildcard, account_id=job.account_id, method=job.type
+        )
+        return checked_at
 
     async def _failed(
         self,

@@ -11,6 +11,7 @@ from acme_server.ca import CertificateAuthority
 from acme_server.config import Settings
 from acme_server.nonces import NonceService
 from acme_server.store.database import Database
+from acme_server.validation.caa_lookup import CaaChecker
 from acme_server.validation.scheduler import ValidationScheduler
 from acme_server.web.account_cache import AccountCache
 from acme_server.web.urls import Urls
@@ -28,6 +29,8 @@ class AppState:
     validation_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # This process's validator, once started: challenges accepted here are handed to it.
     scheduler: ValidationScheduler | None = None
+    # CAA checks (validation/caa_lookup.py); None when no --caa-identity is configured.
+    caa: CaaChecker | None = None
 
 
 STATE_KEY = web.AppKey("acme_state", AppState)

@@ -171,6 +171,8 @@ def test_default_is_sqlite_single_pod(rendered: dict[str, list[Manifest]]) -> No
     assert flag(server, "account-cache-seconds") == ["2"]
     # One server: nonces stay in its shared memory, no store write per request.
     assert flag(server, "nonce-scope") == []
+    assert flag(server, "caa-identity") == []  # no identities: CAA not checked
+    assert flag(server, "caa-recheck-after") == []
     assert operator["command"] == ["acme-gateway-operator"]
     assert flag(operator, "data-dir") == ["/data"]
     assert flag(operator, "namespace") == []
@@ -346,6 +348,8 @@ def test_bring_your_own_ca_and_tls(rendered: dict[str, list[Manifest]]) -> None:
     assert flag(server, "http01-port") == ["8080"]
     assert flag(server, "tlsalpn01-port") == ["8443"]
     assert flag(server, "dns-resolver") == ["10.0.0.10:53", "10.0.0.11:53"]
+    assert flag(server, "caa-identity") == ["acme.corp.example", "pki.corp.example"]
+    assert flag(server, "caa-recheck-after") == ["4h"]
     assert flag(server, "validation-allow-cidr") == ["127.0.0.0/8"]
     assert flag(server, "validation-deny-cidr") == ["10.96.0.1/32", "10.0.0.0/24"]
     assert flag(server, "validation-concurrency-per-account") == ["2"]

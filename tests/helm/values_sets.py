@@ -41,6 +41,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "http01Port": 8080,
             "tlsalpn01Port": 8443,
             "dnsResolvers": ["10.0.0.10:53", "10.0.0.11:53"],
+            "caa": {"identities": ["acme.corp.example", "pki.corp.example"], "recheckAfter": "4h"},
             "clientAuthEKU": True,
             "validation": {
                 "allowCIDRs": ["127.0.0.0/8"],

@@ -32,10 +32,11 @@ from acme_server.store import certificates as cert_store
 from acme_server.store import orders as order_store
 from acme_server.store import revocations
 from acme_server.store.ids import new_id
+from acme_server.validation import caa_recheck
 from acme_server.web.auth import authenticate, require_post_as_get
 from acme_server.web.handlers.orders import load_order_for
 from acme_server.web.responses import acme_json, link
-from acme_server.web.state import state_of
+from acme_server.web.state import AppState, state_of
 from acme_server.web.views import order_json
 
 log = logging.getLogger("acme_server.issuance")
@@ -65,6 +66,7 @@ async def finalize(request: web.Request) -> web.Response:
     )
     profiles.check_key_type(profile, key_type(csr.public_key()))
     account = signed.account
+    caa_rechecked, caa_checked_at = await _recheck_caa(state, current)
 
     # One transaction: the order is either still ready, or valid with its certificate. The
     # leaf is signed inside it (well under a millisecond), so a failure at any step leaves
@@ -114,6 +116,7 @@ async def finalize(request: web.Request) -> web.Response:
             status=OrderStatus.VALID,
             certificate_id=cert_id,
         )
+        order_store.mark_caa_checked(conn, caa_rechecked, caa_checked_at)
         done = order_store.get_order(conn, current.id)
         assert done is not None
         return done, issued
@@ -123,6 +126,23 @@ async def finalize(request: web.Request) -> web.Response:
     ISSUANCE_SECONDS.observe(time.perf_counter() - started)
     log.info("issued serial %s for %s (order %s)", issued.serial_hex, issued.names, current.id)
     return acme_json(request, order_json(done, state.urls), location=state.urls.order(done.id))
+
+
+async def _recheck_caa(state: AppState, order: order_store.Order) -> tuple[list[str], datetime]:
+    """CAA again for the order's names whose check is too old (validation/caa_recheck.py);
+    the authorizations re-checked and when, for the issuing unit to record."""
+    now = datetime.now(UTC)
+    if state.caa is None:
+        return [], now
+
+    def read(conn: sa.Connection) -> list[order_store.Authorization]:
+        found = (order_store.get_authz(conn, authz_id) for authz_id in order.authz_ids)
+        return [a for a in found if a is not None]
+
+    authzs = await state.db.read(read)
+    if not caa_recheck.stale(authzs, now, state.settings.caa_recheck_after):
+        return [], now
+    return await caa_recheck.recheck(state.caa, authzs, now, state.settings.caa_recheck_after), now
 
 
 async def certificate(request: web.Request) -> web.Response:

@@ -21,6 +21,8 @@ async def directory(request: web.Request) -> web.Response:
         meta["termsOfService"] = settings.terms_of_service
     if offered := settings.profile_set.meta():
         meta["profiles"] = offered  # draft-ietf-acme-profiles: name -> description
+    if settings.caa_identities:
+        meta["caaIdentities"] = list(settings.caa_identities)  # RFC 8555 7.1.1
     body = {
         "newNonce": urls.new_nonce,
         "newAccount": urls.new_account,

@@ -278,7 +278,8 @@ async def challenge(request: web.Request) -> web.Response:
                 parent.identifier_value,
                 signed.account.key_thumbprint,
                 0,
-                parent.wildcard,
+                account_id=parent.account_id,
+                wildcard=parent.wildcard,
             )
             scheduler.validate_leased(chal.id, tenant, job)
         else:

@@ -15,9 +15,9 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-
 from acme_operator import leader
 from acme_operator.kube import KubeClient
+
 from tests.infra.kube import ControlPlane
 
 LEASE = 3.0

@@ -1,4 +1,5 @@
-"""Two operator replicas, one active (issue 14, item 4): kill -9 the leader mid-burst.
+"""Two operator replicas, one active (issue 14, item 4): kill -9 the leader mid-burst,
+then pause the new leader past its deadline, then stop one cleanly.
 
 Two real `acme-gateway-operator` processes with `--leader-election` share one PostgreSQL
 store (the chart's HA mode) and the harness kube-apiserver. While registrations, domain
@@ -12,6 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -287,6 +289,40 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
             ]
 
         wait_for("every rotation handled", lambda: not rotated(), timeout=60)
+
+        # A leader paused past its renew deadline (SIGSTOP: a frozen node, a starved
+        # process) loses the Lease to the standby, and exits the moment it runs again.
+        a.start()  # op-a's container restarted: a standby now
+        assert _metrics(a)["acme_operator_leader"] == 0
+        assert b.proc is not None
+        b.proc.send_signal(signal.SIGSTOP)
+        try:
+            wait_for(
+                "op-a leads again",
+                lambda: _holder(cp, ns).startswith("op-a-"),
+                timeout=LEASE + RETRY * 1.2 + TAKEOVER_SLACK + 5,
+                interval=0.1,
+            )
+        finally:
+            b.proc.send_signal(signal.SIGCONT)
+        assert b.proc.wait(15) == 3, b.logs()
+        assert "lost the lease" in b.logs(), b.logs()
+        assert _metrics(a)["acme_operator_leader"] == 1
+
+        # A clean stop (SIGTERM: a rolling update) hands the Lease back: the standby takes
+        # it at its next attempt instead of after the lease duration.
+        b.start()
+        a.stop()
+        assert a.proc is not None and a.proc.returncode == 0, a.logs()
+        handed = time.monotonic()
+        wait_for(
+            "op-b leads after the hand-back",
+            lambda: _holder(cp, ns).startswith("op-b-"),
+            timeout=30,
+            interval=0.1,
+        )
+        assert time.monotonic() - handed <= RETRY * 1.2 + TAKEOVER_SLACK
+        assert "released lease" in a.logs(), a.logs()
         time.sleep(2 * RETRY)  # the watch catches up
         assert watch.proc.poll() is None, "the Secret watch ended early: history incomplete"
         events = watch.events()

@@ -287,8 +287,11 @@ class Elector:
             self.leading = False
             self.deadline = 0.0
         if first:
-            log.error("leader election: %s lost the lease (%s); stops acting now",
-                      self.settings.identity, reason)  # fmt: skip
+            log.error(
+                "leader election: %s lost the lease (%s); stops acting now",
+                self.settings.identity,
+                reason,
+            )
             self._on_lost(reason)
         return self._lost_reason or reason
 

@@ -100,8 +100,13 @@ async def _wait_for_lease(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    log.info("leader election on: %s stands by for lease %s/%s",
-             elector.settings.identity, elector.settings.namespace, elector.settings.name)  # fmt: skip
+    lease = elector.settings
+    log.info(
+        "leader election on: %s stands by for lease %s/%s",
+        lease.identity,
+        lease.namespace,
+        lease.name,
+    )
     try:
         async with standby.health(config.health_listen, store):
             acquire = asyncio.create_task(elector.acquire(), name="lease acquire")
@@ -116,6 +121,9 @@ async def _wait_for_lease(
     if stop.is_set():
         await elector.release()  # in case it won in the same instant
         return False
+    if not elector.leading:
+        acquire.result()  # it failed: raise that, never act without the lease
+        raise RuntimeError("leader election ended without the lease")
     return True
 
 

@@ -251,6 +251,18 @@ operator = obj(
         "metricsPort": i(minimum=1024, maximum=65535),
         "resources": resources,
         "extraEnv": {"type": "array", "items": env_var},
+        "replicaCount": i(
+            "Operator replicas (store.type=postgresql only); more than 1: Lease leader election.",
+            minimum=1,
+        ),
+        "leaderElection": obj(
+            {
+                "leaseDuration": i(minimum=2, maximum=600),
+                "renewDeadline": i(minimum=1, maximum=599),
+                "retryPeriod": i(minimum=1, maximum=60),
+            },
+            desc="Lease timing in seconds: retryPeriod < renewDeadline < leaseDuration.",
+        ),
         "podAnnotations": string_map,
         "podLabels": string_map,
         "nodeSelector": string_map,

@@ -18,6 +18,13 @@ class OperatorConfig:
     status_interval: float = 10.0
     # HOST:PORT of the Prometheus /metrics listener; None: no listener.
     metrics_listen: str | None = None
+    # Leader election (leader.py): several replicas, one active. Off: this one always acts.
+    leader_election: bool = False
+    lease_name: str = "acme-gateway-operator"
+    lease_namespace: str | None = None
+    lease_duration: float = 15.0
+    lease_renew_deadline: float = 10.0
+    lease_retry_period: float = 2.0
 
     def account_url(self, account_id: str) -> str:
         """How an account is named in status and annotations: its ACME URL when known."""

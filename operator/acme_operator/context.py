@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import aiohttp
 import kopf
 
 from acme_operator.batching import Coalescer
@@ -80,6 +81,8 @@ class OperatorContext:
     domains_dirty: Dirty = field(default_factory=lambda: Dirty())
     # Registrations whose grant an AllowedDomain changed: their own status is refreshed soon.
     registrations_dirty: Dirty = field(default_factory=lambda: Dirty())
+    # Given to every API session (kopf's too): the leader fence when leader election is on.
+    traces: list[aiohttp.TraceConfig] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.rows = StoreRows(self.store)

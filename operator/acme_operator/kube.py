@@ -67,19 +67,30 @@ def bearer(cfg: kubernetes.client.Configuration) -> str | None:
     return str(token) if token else None
 
 
-def kopf_session(cfg: kubernetes.client.Configuration, limit: int) -> aiohttp.ClientSession:
+def kopf_session(
+    cfg: kubernetes.client.Configuration,
+    limit: int,
+    trace_configs: list[aiohttp.TraceConfig] | None = None,
+) -> aiohttp.ClientSession:
     """The session kopf uses (login handler): bounded connections. Kopf's own session has
-    no limit, so a burst of 10,000 objects opened thousands of TLS connections at once."""
+    no limit, so a burst of 10,000 objects opened thousands of TLS connections at once.
+    `trace_configs`: the leader fence (leader.py), when leader election is on."""
     token = bearer(cfg)
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(ssl=ssl_context(cfg), limit=limit),
         headers={"Authorization": token} if token else None,
+        trace_configs=trace_configs,
     )
 
 
 class KubeClient:
-    def __init__(self, configuration: kubernetes.client.Configuration) -> None:
+    def __init__(
+        self,
+        configuration: kubernetes.client.Configuration,
+        trace_configs: list[aiohttp.TraceConfig] | None = None,
+    ) -> None:
         self._cfg = configuration
+        self._traces = trace_configs
         self._base = str(configuration.host).rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 
@@ -93,6 +104,7 @@ class KubeClient:
                 timeout=aiohttp.ClientTimeout(
                     total=QUEUED_TIMEOUT, sock_connect=TIMEOUT[0], sock_read=TIMEOUT[1]
                 ),
+                trace_configs=self._traces,
             )
         return self._session
 

@@ -74,6 +74,12 @@ EXPORT_LAG = Gauge(
     "0 when nothing waits. Sampled from the store at scrape time.",
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "acme_operator_leader",
+    "1 while this replica is the active one (holds the Lease, or leader election is off); "
+    "0 while it is a standby.",
+    registry=REGISTRY,
+)
 for _kind in KINDS:
     RECONCILE_SECONDS.labels(_kind)
     for _outcome in RECONCILE_OUTCOMES:
@@ -105,6 +111,10 @@ def reconcile_timer(kind: str) -> Iterator[Outcome]:
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
         RECONCILES.labels(kind, outcome.value).inc()
+
+
+def set_leader(active: bool) -> None:
+    LEADER.set(1 if active else 0)
 
 
 def count_exports(outcome: str, n: int = 1) -> None:

@@ -286,7 +286,9 @@ def test_postgresql_runs_replicas_and_a_separate_operator(
     operator = one(docs, "Deployment", f"{FULLNAME}-operator")
     assert server["spec"]["replicas"] == 3
     assert server["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert operator["spec"]["replicas"] == 1
+    # Two operators, one active (Lease leader election: tests/helm/test_operator_ha_chart.py).
+    assert operator["spec"]["replicas"] == 2
+    assert "--leader-election" in containers(operator)["operator"]["args"]
     assert list(containers(server)) == ["server"]
     assert list(containers(operator)) == ["operator"]
     # Replicas behind one Service: a nonce from one must be good on the others.
@@ -298,8 +300,10 @@ def test_postgresql_runs_replicas_and_a_separate_operator(
         ref = env["ACME_GATEWAY_DATABASE"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "acme-db", "key": "url"}
     assert not find(docs, "PersistentVolumeClaim")
-    pdb = one(docs, "PodDisruptionBudget")
+    pdb = one(docs, "PodDisruptionBudget", FULLNAME)
     assert pdb["spec"]["maxUnavailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
+    assert len(find(docs, "PodDisruptionBudget")) == 2  # the operator's: its own test
     server_sa = one(docs, "ServiceAccount", f"{FULLNAME}-server")
     assert server_sa["automountServiceAccountToken"] is False
     # No RBAC binds the server's account.

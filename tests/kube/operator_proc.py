@@ -58,6 +58,7 @@ class OperatorProcess:
         status_interval: float = 2,
         acme_base_url: str | None = None,
         extra_args: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.database_url = database_url
@@ -68,6 +69,7 @@ class OperatorProcess:
         self.status_interval = status_interval
         self.acme_base_url = acme_base_url
         self.extra_args = extra_args
+        self.extra_env = dict(extra_env or {})
         self.health_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -99,7 +101,7 @@ class OperatorProcess:
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("operator already running")
         self.starts += 1
-        env = kubeconfig_env(self.kubeconfig)
+        env = {**kubeconfig_env(self.kubeconfig), **self.extra_env}
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, env=env

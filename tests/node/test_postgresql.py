@@ -77,7 +77,28 @@ def test_replicas_and_operator_deployment_ready(cluster: Cluster, release: str) 
     deps = deployments(cluster)
     assert set(deps) == {RELEASE, f"{RELEASE}-operator"}, set(deps)
     assert deps[RELEASE]["status"].get("readyReplicas") == 2, deps[RELEASE]["status"]
-    assert deps[f"{RELEASE}-operator"]["status"].get("readyReplicas") == 1
+    # Two operator replicas (the chart's default with PostgreSQL), both Ready (a standby
+    # answers /healthz), exactly one of them holding the Lease.
+    assert deps[f"{RELEASE}-operator"]["status"].get("readyReplicas") == 2
+    pods = {
+        p["metadata"]["name"]
+        for p in json.loads(
+            cluster.kubectl(
+                "get", "pods", "-n", NS, "-l", "app.kubernetes.io/component=operator", "-o", "json"
+            ).stdout
+        )["items"]
+    }
+    holder = ""
+    for _ in range(60):
+        proc = cluster.kubectl(
+            "get", "lease", f"{RELEASE}-operator", "-n", NS, "-o",
+            "jsonpath={.spec.holderIdentity}", check=False,
+        )  # fmt: skip
+        holder = proc.stdout.strip() if proc.returncode == 0 else ""
+        if holder:
+            break
+        time.sleep(1)
+    assert [p for p in pods if holder.startswith(f"{p}-")], (holder, pods)
     pdb = json.loads(cluster.kubectl("get", "pdb", RELEASE, "-n", NS, "-o", "json").stdout)
     assert pdb["spec"]["maxUnavailable"] == 1, pdb["spec"]
     ca = cluster.ca_pem(NS, f"{RELEASE}-ca")

@@ -132,6 +132,22 @@ app.kubernetes.io/component: {{ .component }}
                 fieldPath: metadata.namespace
 {{- end }}
 
+{{- /* "true" when the operator runs as several replicas with Lease leader election
+       (PostgreSQL mode and operator.replicaCount > 1), else empty. */}}
+{{- define "acme-gateway.operatorLeaderElection" -}}
+{{- if and (eq .Values.store.type "postgresql") (gt (int .Values.operator.replicaCount) 1) -}}
+{{- $le := .Values.operator.leaderElection -}}
+{{- if not (and (lt (int $le.retryPeriod) (int $le.renewDeadline)) (lt (int $le.renewDeadline) (int $le.leaseDuration))) -}}
+{{- fail "operator.leaderElection: needs retryPeriod < renewDeadline < leaseDuration" -}}
+{{- end -}}
+true
+{{- end -}}
+{{- end }}
+
+{{- define "acme-gateway.operatorLeaseName" -}}
+{{ include "acme-gateway.fullname" . }}-operator
+{{- end }}
+
 {{- define "acme-gateway.operatorContainer" -}}
 - name: operator
   image: {{ include "acme-gateway.image" . }}
@@ -152,8 +168,24 @@ app.kubernetes.io/component: {{ .component }}
     - --acme-base-url={{ include "acme-gateway.baseURL" . }}
     - --log-level={{ .Values.logging.level }}
     - --log-format={{ .Values.logging.format }}
+    {{- if include "acme-gateway.operatorLeaderElection" . }}
+    {{- $le := .Values.operator.leaderElection }}
+    - --leader-election
+    - --lease-name={{ include "acme-gateway.operatorLeaseName" . }}
+    - --lease-namespace={{ .Release.Namespace }}
+    - --lease-duration={{ $le.leaseDuration }}
+    - --lease-renew-deadline={{ $le.renewDeadline }}
+    - --lease-retry-period={{ $le.retryPeriod }}
+    {{- end }}
   {{- if or (eq .Values.store.type "postgresql") .Values.operator.extraEnv }}
   env:
+    {{- if include "acme-gateway.operatorLeaderElection" . }}
+    # The Lease holder identity: the Pod name plus a random suffix per start.
+    - name: POD_NAME
+      valueFrom:
+        fieldRef:
+          fieldPath: metadata.name
+    {{- end }}
     {{- if eq .Values.store.type "postgresql" }}
     # The store URL stays out of the process arguments.
     - name: ACME_GATEWAY_DATABASE

@@ -65,12 +65,14 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
             )
 
     @kopf.on.login(id="login", registry=registry)
-    async def login(**_: Any) -> kopf.AiohttpSession:
+    async def login(memo: kopf.Memo, **_: Any) -> kopf.AiohttpSession:
         """In cluster via the ServiceAccount, else the kubeconfig (the kubernetes client's
-        rules), over a session with a bounded number of connections (KOPF_CONNECTIONS)."""
+        rules), over a session with a bounded number of connections (KOPF_CONNECTIONS),
+        behind the leader fence when leader election is on."""
         cfg = load_configuration()
+        traces = from_memo(memo).traces or None
         return kopf.AiohttpSession(
-            server=str(cfg.host), aiohttp_session=kopf_session(cfg, KOPF_CONNECTIONS)
+            server=str(cfg.host), aiohttp_session=kopf_session(cfg, KOPF_CONNECTIONS, traces)
         )
 
     @kopf.on.probe(id="store", registry=registry)

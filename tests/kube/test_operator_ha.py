@@ -51,7 +51,7 @@ ROTATED = range(6)  # registrations whose HMAC key the burst rotates once
 LEASE, RENEW, RETRY = 6.0, 4.0, 0.5
 TAKEOVER_SLACK = 4.0
 LEASE_NAME = "acme-gateway-operator"
-LOG_TIME = re.compile(r"\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+)\]")
+LOG_TIME = re.compile(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+)")
 
 
 def _operator(cp: ControlPlane, url: str, ns: str, tmp: Path, pod: str) -> OperatorProcess:

@@ -108,6 +108,9 @@ class Settings:
     # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
     # whose `default` lasts `cert_validity`.
     profiles: ProfileSet | None = None
+    # IP identifiers (issue 13 item 2): CIDRs open mode (no pre-registration) may request
+    # addresses in; empty: open mode refuses every ip identifier.
+    open_ip_ranges: tuple[str, ...] = ()
 
     @property
     def profile_set(self) -> ProfileSet:

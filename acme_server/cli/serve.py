@@ -243,6 +243,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML file of certificate profiles (docs/profiles.md). Default: the built-ins.",
 )
+@click.option(  # issue 13 item 2: RFC 8738 IP identifiers
+    "--open-ip-range",
+    "open_ip_ranges",
+    envvar=ENV + "OPEN_IP_RANGE",
+    multiple=True,
+    help="CIDR whose addresses accounts without a pre-registration (open mode) may request "
+    "as ip identifiers (repeatable). Default: none, so open mode refuses every address.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -278,12 +286,14 @@ def serve(
     metrics_listen: str | None,
     shutdown_timeout: str,
     profiles_file: Path | None,
+    open_ip_ranges: tuple[str, ...],
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
     from sqlalchemy.exc import DBAPIError
 
     from acme_server.ca import CAConfigError
+    from acme_server.domain.identifiers import parse_ip_range
     from acme_server.profile_config import load_profiles
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
@@ -309,6 +319,7 @@ def serve(
         metrics_address = parse_host_port(metrics_listen) if metrics_listen else None
         shutdown_seconds = parse_duration(shutdown_timeout).total_seconds()
         profiles = load_profiles(profiles_file, validity)
+        ip_ranges = tuple(parse_ip_range(r) for r in split_list(open_ip_ranges))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -356,6 +367,7 @@ def serve(
         metrics_listen=metrics_address,
         shutdown_timeout=shutdown_seconds,
         profiles=profiles,
+        open_ip_ranges=ip_ranges,
     )
     try:
         if settings.workers > 1:

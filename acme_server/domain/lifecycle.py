@@ -78,8 +78,11 @@ def can_transition(table: Mapping[Any, frozenset[Any]], current: str, target: st
 # --- orders -------------------------------------------------------------------------------
 
 
-def challenge_types(wildcard: bool) -> tuple[ChallengeType, ...]:
-    """The challenges a new authorization offers: http-01 cannot prove a wildcard."""
+def challenge_types(wildcard: bool, *, ip: bool = False) -> tuple[ChallengeType, ...]:
+    """The challenges a new authorization offers: http-01 cannot prove a wildcard, and an
+    IP address (RFC 8738 section 7) has no DNS zone, so never dns-01."""
+    if ip:
+        return (ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01)
     if wildcard:
         return (ChallengeType.DNS_01,)
     return (ChallengeType.HTTP_01, ChallengeType.DNS_01)

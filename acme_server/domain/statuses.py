@@ -42,3 +42,4 @@ class AccountStatus(StrEnum):
 class ChallengeType(StrEnum):
     HTTP_01 = "http-01"
     DNS_01 = "dns-01"
+    TLS_ALPN_01 = "tls-alpn-01"

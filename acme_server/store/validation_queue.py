@@ -38,6 +38,7 @@ class ValidationJob:
     name: str
     key_thumbprint: str
     attempts: int
+    identifier_type: str = "dns"  # "ip": validate the address itself (RFC 8738)
 
 
 def _unleased(now: datetime) -> sa.ColumnElement[bool]:
@@ -112,6 +113,7 @@ _JOB = (
         challenges.c.token,
         challenges.c.attempts,
         authorizations.c.identifier_value,
+        authorizations.c.identifier_type,
         accounts.c.key_thumbprint,
     )
     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
@@ -129,7 +131,12 @@ async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
     if row is None:
         return None
     return ValidationJob(
-        row.type, row.token, row.identifier_value, row.key_thumbprint, row.attempts
+        row.type,
+        row.token,
+        row.identifier_value,
+        row.key_thumbprint,
+        row.attempts,
+        row.identifier_type,
     )
 
 

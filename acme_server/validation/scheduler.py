@@ -208,7 +208,7 @@ class ValidationScheduler:
             job = known or await queue.load_job(self._db, challenge_id)
             if job is None:
                 return
-            chal_type, name, attempts = job.type, job.name, job.attempts
+            chal_type, name = job.type, job.name
             key_authorization = f"{job.token}.{job.key_thumbprint}"
             started = time.perf_counter()
             try:
@@ -223,21 +223,24 @@ class ValidationScheduler:
                         timeout=self._settings.validation_timeout,
                         policy=self._policy,
                     )
-                else:
+                elif chal_type == ChallengeType.DNS_01 and job.identifier_type == "dns":
                     await validate_dns01(name, key_authorization, resolver=self._resolver)
+                else:  # never dns-01 for an IP; a type without a validator fails plainly
+                    raise ValidationError(
+                        ProblemType.MALFORMED,
+                        f"{chal_type} cannot validate the {job.identifier_type} identifier {name}",
+                    )
             except ValidationError as exc:
-                await self._failed(challenge_id, chal_type, name, exc, attempts, started)
+                await self._failed(job, challenge_id, exc, started)
                 return
             except Exception as exc:  # a validator bug must not strand the challenge
                 log.exception("validator crashed for challenge %s", challenge_id)
                 await self._failed(
+                    job,
                     challenge_id,
-                    chal_type,
-                    name,
                     ValidationError(
                         ProblemType.SERVER_INTERNAL, f"validation failed: {type(exc).__name__}"
                     ),
-                    attempts,
                     started,
                 )
                 return
@@ -253,15 +256,14 @@ class ValidationScheduler:
 
     async def _failed(
         self,
+        job: queue.ValidationJob,
         challenge_id: str,
-        chal_type: str,
-        name: str,
         exc: ValidationError,
-        attempts: int,
         started: float,
     ) -> None:
+        chal_type, name, attempts = job.type, job.name, job.attempts
         error = problem_json(exc.problem_type, exc.detail)
-        error["identifier"] = {"type": "dns", "value": name}
+        error["identifier"] = {"type": job.identifier_type, "value": name}
         attempt = attempts + 1
         final = not exc.transient or attempt >= self._settings.validation_max_attempts
         if final:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from acme_server.domain.identifiers import (
     DomainRule,
     IdentifierError,
+    IPAddress,
     MalformedIP,
     ip_in_ranges,
     is_allowed,
@@ -99,7 +100,7 @@ def test_a_wildcard_needs_subdomains_and_wildcards(
 
 @FUZZ
 @given(address=st.ip_addresses())
-def test_every_address_has_one_accepted_spelling(address: object) -> None:
+def test_every_address_has_one_accepted_spelling(address: IPAddress) -> None:
     """str() of an address is accepted as is; its exploded form only when identical, else
     refused naming the canonical form (IPv4-mapped IPv6 is refused in every spelling)."""
     ip = ipaddress.ip_address(address)
@@ -124,7 +125,7 @@ def test_ip_values_are_canonical_or_refused(value: str) -> None:
 
 @FUZZ
 @given(address=st.ip_addresses(), prefix=st.integers(0, 128))
-def test_ranges_cover_only_their_own_family(address: object, prefix: int) -> None:
+def test_ranges_cover_only_their_own_family(address: IPAddress, prefix: int) -> None:
     ip = ipaddress.ip_address(address)
     net = ipaddress.ip_network(f"{ip}/{min(prefix, ip.max_prefixlen)}", strict=False)
     try:

@@ -333,13 +333,16 @@ def check_allowed(
     if grant is None:
         refused_ips = [i for i in ips if not ip_in_ranges(i.value, open_ip_ranges)]
         if refused_ips:
+            granted = (
+                f"outside the IP ranges granted without a pre-registration "
+                f"({', '.join(open_ip_ranges)})"
+                if open_ip_ranges
+                else "no IP range is granted to accounts without a pre-registration"
+            )
             _refuse(
                 refused_ips,
-                "not allowed: no IP range is granted to accounts without a pre-registration",
-                lambda i: (
-                    f"{i.value} is not within an IP range this server grants "
-                    "to accounts without a pre-registration"
-                ),
+                f"not allowed: {granted}",
+                lambda i: f"{i.value} is not allowed: {granted}",
             )
         return
     rejected = ProblemType.REJECTED_IDENTIFIER

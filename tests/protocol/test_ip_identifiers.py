@@ -272,6 +272,36 @@ def test_open_mode_refuses_addresses_without_a_server_range(gateway: GatewayProc
     assert acme.new_order_typed([("dns", unique())]).status_code == 201
 
 
+@pytest.fixture(scope="module")
+def open_ip_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    """Open mode granting 127.0.0.0/24 to accounts without a pre-registration (SQLite: the
+    flag is server policy, the store is not involved)."""
+    gw = GatewayProcess(
+        tmp_path_factory.mktemp("gw-open-ip"), extra_args=("--open-ip-range", "127.0.0.0/24")
+    )
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def test_open_mode_grants_the_servers_open_ip_ranges(open_ip_gateway: GatewayProcess) -> None:
+    acme = IpAcme(open_ip_gateway)
+    acme.register()
+    url, order, _ = _ready(acme, [("ip", LOOP4)])
+    resp = acme.finalize(order, ip_csr([LOOP4]))
+    assert resp.status_code == 200, resp.text
+    assert acme.wait(url, {"valid", "invalid"})["status"] == "valid"
+    doc = assert_problem(
+        acme.new_order_typed([("ip", "127.0.1.1")]),
+        "rejectedIdentifier",
+        400,
+        "outside the IP ranges granted without a pre-registration (127.0.0.0/24)",
+    )
+    assert _sub(doc) == [({"type": "ip", "value": "127.0.1.1"}, "rejectedIdentifier")]
+
+
 def test_issue_with_ip_and_dns_sans_validating_the_address_itself(
     loop_account: IpAcme,
 ) -> None:

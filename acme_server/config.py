@@ -119,6 +119,9 @@ class Settings:
     # Finalize re-checks names whose last CAA check is older than caa_recheck_after.
     caa_identities: tuple[str, ...] = ()
     caa_recheck_after: timedelta = timedelta(hours=8)
+    # IP identifiers (issue 13 item 2): CIDRs open mode (no pre-registration) may request
+    # addresses in; empty: open mode refuses every ip identifier.
+    open_ip_ranges: tuple[str, ...] = ()
 
     @property
     def profile_set(self) -> ProfileSet:

@@ -6,6 +6,7 @@ person running the ACME client.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from cryptography import x509
@@ -97,8 +98,12 @@ def _describe(name: x509.GeneralName) -> str:
     return f"{kind} {name.value}"
 
 
-def _csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
-    names: set[str] = set()
+def _csr_names(csr: x509.CertificateSigningRequest) -> set[tuple[str, str]]:
+    """(kind, value) of every SAN and CN: ("dns", name) or ("ip", canonical address).
+
+    A CN reads as an IP address when it parses as one (a CN spelling an address the order
+    does not have, in any form, is then refused like any other extra name)."""
+    names: set[tuple[str, str]] = set()
     try:
         san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
@@ -106,30 +111,50 @@ def _csr_names(csr: x509.CertificateSigningRequest) -> set[str]:
     except (ValueError, TypeError) as exc:
         raise CSRError(f"CSR extensions could not be parsed: {exc}") from None
     if san is not None:
-        others = [_describe(n) for n in san if not isinstance(n, x509.DNSName)]
+        others = [_describe(n) for n in san if not isinstance(n, x509.DNSName | x509.IPAddress)]
         if others:
             raise CSRError(
-                "CSR subjectAltName may contain only DNS names; found " + ", ".join(others)
+                "CSR subjectAltName may contain only DNS names and IP addresses; found "
+                + ", ".join(others)
             )
-        names.update(n.value.lower() for n in san if isinstance(n, x509.DNSName))
+        names.update(("dns", n.value.lower()) for n in san if isinstance(n, x509.DNSName))
+        names.update(("ip", str(n.value)) for n in san if isinstance(n, x509.IPAddress))
     for attr in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME):
         value = attr.value
         if isinstance(value, bytes):
             value = value.decode("utf-8", "replace")
-        names.add(value.lower())
+        names.add(_typed(value))
     return names
 
 
-def _check_names(found: set[str], expected_names: list[str]) -> None:
-    expected = {n.lower() for n in expected_names}
+def _typed(value: str) -> tuple[str, str]:
+    try:
+        return "ip", str(ipaddress.ip_address(value))
+    except ValueError:
+        return "dns", value.lower()
+
+
+def _show(name: tuple[str, str]) -> str:
+    kind, value = name
+    return f"IP address {value}" if kind == "ip" else value
+
+
+def _check_names(found: set[tuple[str, str]], expected_names: list[str]) -> None:
+    """`expected_names` are the order's normalised values: an IP literal there is an ip
+    identifier (a DNS identifier is never one), which must be an iPAddress SAN, never a
+    dNSName."""
+    expected = {_typed(n) for n in expected_names}
     if found == expected:
         return
     if not found:
-        raise CSRError("CSR contains no names; expected exactly: " + ", ".join(sorted(expected)))
+        raise CSRError(
+            "CSR contains no names; expected exactly: "
+            + ", ".join(_show(n) for n in sorted(expected))
+        )
     parts = []
     missing, extra = sorted(expected - found), sorted(found - expected)
     if missing:
-        parts.append("missing " + ", ".join(missing))
+        parts.append("missing " + ", ".join(_show(n) for n in missing))
     if extra:
-        parts.append("not in the order " + ", ".join(extra))
+        parts.append("not in the order " + ", ".join(_show(n) for n in extra))
     raise CSRError("CSR names do not match the order: " + "; ".join(parts))

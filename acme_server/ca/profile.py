@@ -228,10 +228,12 @@ def build_leaf(
         raise ValueError("a leaf needs serverAuth or clientAuth")
     if not names:
         raise ValueError("a certificate needs at least one name")
-    first = names[0]
+    # The CN is the first DNS name; IP addresses live in iPAddress SANs only (RFC 8738,
+    # CA/B BRs deprecate them in the CN), so an IP-only leaf has an empty subject.
+    first = next((n for n in names if not isinstance(general_name(n), x509.IPAddress)), "")
     subject = (
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, first)])
-        if common_name and len(first) <= MAX_CN_LENGTH
+        if common_name and first and len(first) <= MAX_CN_LENGTH
         else x509.Name([])
     )
     builder = (

@@ -57,7 +57,14 @@ def registration() -> None:
 @click.option(
     "--any-domain",
     is_flag=True,
-    help="Allow every name (explicit; instead of --domain).",
+    help="Allow every DNS name (explicit; instead of --domain). Grants no IP address.",
+)
+@click.option(
+    "--ip-range",
+    "ip_ranges",
+    multiple=True,
+    help="Allowed IP range in CIDR form, e.g. 10.0.0.0/8: its addresses may be requested as "
+    "ip identifiers (RFC 8738; repeatable).",
 )
 @click.option("--max-accounts", type=click.IntRange(min=1), default=None)
 @limit_options
@@ -69,6 +76,7 @@ def registration_create(
     name: str,
     domains: tuple[str, ...],
     any_domain: bool,
+    ip_ranges: tuple[str, ...],
     max_accounts: int | None,
     max_pending_orders: Limit,
     max_pending_authorizations: Limit,
@@ -81,15 +89,16 @@ def registration_create(
 ) -> None:
     """Create a pre-registration and print its EAB credentials as JSON.
 
-    It grants exactly the --domain names, or every name with --any-domain; one of the two
-    is required, so a registration never grants everything by omission.
+    It grants exactly the --domain names, or every DNS name with --any-domain, and the
+    addresses of the --ip-range CIDRs; one grant is required, so a registration never
+    grants everything by omission.
     """
     if any_domain and domains:
         raise click.UsageError("--any-domain already allows every name; drop --domain")
-    if not any_domain and not domains:
+    if not any_domain and not domains and not ip_ranges:
         raise click.UsageError(
-            "a registration needs --domain DOMAIN (repeatable) or an explicit --any-domain; "
-            "without either it could not request any name"
+            "a registration needs --domain DOMAIN (repeatable), an explicit --any-domain or "
+            "--ip-range CIDR; without one it could not request any name"
         )
     reg = with_db(
         data_dir,
@@ -102,6 +111,7 @@ def registration_create(
             max_accounts=max_accounts,
             domains=list(domains),
             any_domain=any_domain,
+            ip_ranges=tuple(ip_ranges),
             max_pending_orders=limit_value(max_pending_orders),
             max_pending_authorizations=limit_value(max_pending_authorizations),
             **_profile_changes(profiles, default_profile),
@@ -218,7 +228,8 @@ def registration_delete(name: str, data_dir: Path, database: str | None) -> None
 
 @registration.command("add-domain")
 @click.argument("name")
-@click.argument("domain")
+@click.argument("domain", required=False)
+@click.option("--ip-range", default=None, help="Allow this CIDR's IP addresses instead of DOMAIN.")
 @click.option(
     "--no-subdomains",
     is_flag=True,
@@ -228,13 +239,22 @@ def registration_delete(name: str, data_dir: Path, database: str | None) -> None
 @store_options
 def registration_add_domain(
     name: str,
-    domain: str,
+    domain: str | None,
+    ip_range: str | None,
     no_subdomains: bool,
     no_wildcard: bool,
     data_dir: Path,
     database: str | None,
 ) -> None:
-    """Allow DOMAIN (and its subdomains) for the registration."""
+    """Allow DOMAIN (and its subdomains), or with --ip-range a CIDR's IP addresses."""
+    if ip_range is not None:
+        if domain is not None or no_subdomains or no_wildcard:
+            raise click.UsageError("give either DOMAIN (with its options) or --ip-range CIDR")
+        reg = with_db(data_dir, database, lambda db: registrations.add_ip_range(db, name, ip_range))
+        click.echo(json.dumps(reg.public_dict()))
+        return
+    if domain is None:
+        raise click.UsageError("give DOMAIN, or --ip-range CIDR")
     if no_subdomains and not no_wildcard:
         raise click.UsageError(
             "--no-subdomains needs --no-wildcard too: a wildcard *.DOMAIN covers subdomains"
@@ -251,12 +271,22 @@ def registration_add_domain(
 
 @registration.command("remove-domain")
 @click.argument("name")
-@click.argument("domain")
+@click.argument("domain", required=False)
+@click.option("--ip-range", default=None, help="Remove this CIDR grant instead of DOMAIN.")
 @store_options
 def registration_remove_domain(
-    name: str, domain: str, data_dir: Path, database: str | None
+    name: str, domain: str | None, ip_range: str | None, data_dir: Path, database: str | None
 ) -> None:
-    """Remove DOMAIN from the registration's allowed domains (the last one: none granted)."""
-    reg = with_db(data_dir, database, lambda db: registrations.remove_domain(db, name, domain))
+    """Remove DOMAIN (or --ip-range CIDR) from the registration's grant (the last: none)."""
+    if (domain is None) == (ip_range is None):
+        raise click.UsageError("give either DOMAIN or --ip-range CIDR")
+    if ip_range is not None:
+        reg = with_db(
+            data_dir, database, lambda db: registrations.remove_ip_range(db, name, ip_range)
+        )
+    else:
+        reg = with_db(
+            data_dir, database, lambda db: registrations.remove_domain(db, name, domain or "")
+        )
     _warn_if_nothing_granted(reg)
     click.echo(json.dumps(reg.public_dict()))

@@ -287,6 +287,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     show_default=True,
     help="Finalize checks CAA again for names whose last CAA check is older than this.",
 )
+@click.option(  # issue 13 item 2: RFC 8738 IP identifiers
+    "--open-ip-range",
+    "open_ip_ranges",
+    envvar=ENV + "OPEN_IP_RANGE",
+    multiple=True,
+    help="CIDR whose addresses accounts without a pre-registration (open mode) may request "
+    "as ip identifiers (repeatable). Default: none, so open mode refuses every address.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -327,6 +335,7 @@ def serve(
     profiles_file: Path | None,
     caa_identities: tuple[str, ...],
     caa_recheck_after: str,
+    open_ip_ranges: tuple[str, ...],
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -334,6 +343,7 @@ def serve(
 
     from acme_server.ca import CAConfigError
     from acme_server.domain.caa import normalize_identity
+    from acme_server.domain.identifiers import parse_ip_range
     from acme_server.profile_config import load_profiles
     from acme_server.server import StartupError, run_server
     from acme_server.validation.addresses import parse_cidrs
@@ -366,6 +376,7 @@ def serve(
         profiles = load_profiles(profiles_file, validity)
         caa_names = tuple(dict.fromkeys(normalize_identity(i) for i in split_list(caa_identities)))
         caa_recheck = parse_duration(caa_recheck_after)
+        ip_ranges = tuple(parse_ip_range(r) for r in split_list(open_ip_ranges))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -418,6 +429,7 @@ def serve(
         validation_quorum=validation_quorum,
         caa_identities=caa_names,
         caa_recheck_after=caa_recheck,
+        open_ip_ranges=ip_ranges,
     )
     try:
         if settings.workers > 1:

@@ -78,9 +78,12 @@ def can_transition(table: Mapping[Any, frozenset[Any]], current: str, target: st
 # --- orders -------------------------------------------------------------------------------
 
 
-def challenge_types(wildcard: bool) -> tuple[ChallengeType, ...]:
+def challenge_types(wildcard: bool, *, ip: bool = False) -> tuple[ChallengeType, ...]:
     """The challenges a new authorization offers: only dns-01 can prove a wildcard
-    (http-01 and tls-alpn-01, RFC 8737 §3, prove one host)."""
+    (http-01 and tls-alpn-01, RFC 8737 §3, prove one host), and an IP address
+    (RFC 8738 §7) has no DNS zone, so never dns-01."""
+    if ip:
+        return (ChallengeType.HTTP_01, ChallengeType.TLS_ALPN_01)
     if wildcard:
         return (ChallengeType.DNS_01,)
     return (ChallengeType.HTTP_01, ChallengeType.DNS_01, ChallengeType.TLS_ALPN_01)

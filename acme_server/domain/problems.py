@@ -109,10 +109,13 @@ def problem_json(
     return doc
 
 
-def identifier_subproblem(type_: ProblemType, value: str, detail: str) -> dict[str, Any]:
+def identifier_subproblem(
+    type_: ProblemType, value: str, detail: str, identifier_type: str = "dns"
+) -> dict[str, Any]:
+    """A subproblem naming one identifier (`identifier_type` "dns" or RFC 8738 "ip")."""
     return {
         "type": type_.urn,
         "detail": detail,
         "status": type_.status,
-        "identifier": {"type": "dns", "value": value},
+        "identifier": {"type": str(identifier_type), "value": value},
     }

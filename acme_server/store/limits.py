@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from acme_server.domain.identifiers import Identifier
 from acme_server.domain.lifecycle import UNFINISHED_ORDER
 from acme_server.domain.statuses import AuthorizationStatus
 from acme_server.store.schema import accounts, authorizations, orders
@@ -92,19 +93,30 @@ def _pending(
 
 
 def _reusable(conn: sa.Connection, account_id: str, names: list[str], now: datetime) -> int:
-    """How many of `names` a still-valid authorization of the account covers."""
-    wanted = {(n[2:], True) if n.startswith("*.") else (n, False) for n in names}
+    """How many of `names` a still-valid authorization of the account (of the same
+    identifier type: an ip authorization never covers a dns name) covers."""
+    wanted = {
+        (str(Identifier.of(n).type), n[2:], True)
+        if n.startswith("*.")
+        else (str(Identifier.of(n).type), n, False)
+        for n in names
+    }
     rows = conn.execute(
-        sa.select(authorizations.c.identifier_value, authorizations.c.wildcard)
+        sa.select(
+            authorizations.c.identifier_type,
+            authorizations.c.identifier_value,
+            authorizations.c.wildcard,
+        )
         .where(
             authorizations.c.account_id == account_id,
-            authorizations.c.identifier_value.in_({value for value, _ in wanted}),
+            authorizations.c.identifier_value.in_({value for _, value, _ in wanted}),
             authorizations.c.status == AuthorizationStatus.VALID,
             authorizations.c.expires_at > now,
         )
         .distinct()
     )
-    return len(wanted & {(r.identifier_value, bool(r.wildcard)) for r in rows})
+    held = {(r.identifier_type, r.identifier_value, bool(r.wildcard)) for r in rows}
+    return len(wanted & held)
 
 
 def _seconds_until(when: datetime | None, now: datetime) -> int:

@@ -113,6 +113,7 @@ class OperatorStore:
         any_domain: bool,
         max_pending_orders: int | None,
         max_pending_authorizations: int | None,
+        ip_ranges: tuple[str, ...] = (),
     ) -> Registration:
         """Create or update `name` with exactly this allow-list; RegistrationError if refused."""
         return await registrations.upsert(
@@ -126,6 +127,7 @@ class OperatorStore:
             any_domain=any_domain,
             max_pending_orders=max_pending_orders,
             max_pending_authorizations=max_pending_authorizations,
+            ip_ranges=ip_ranges,
         )
 
     async def delete_registration(self, name: str) -> bool:

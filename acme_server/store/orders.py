@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from acme_server.domain import lifecycle
+from acme_server.domain.identifiers import Identifier, IdentifierType
 from acme_server.domain.lifecycle import InvalidCause
 from acme_server.domain.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from acme_server.store.ids import new_id
@@ -42,6 +43,7 @@ class Authorization:
     expires_at: datetime
     challenges: tuple[Challenge, ...]
     caa_checked_at: datetime | None = None  # when CAA last allowed issuance (None: never)
+    identifier_type: str = IdentifierType.DNS  # "dns" | "ip" (RFC 8738)
 
     @property
     def validated_by(self) -> str | None:
@@ -71,6 +73,10 @@ class Order:
     @property
     def names(self) -> list[str]:
         return [i["value"] for i in self.identifiers]
+
+    @property
+    def typed_identifiers(self) -> list[Identifier]:
+        return [Identifier(IdentifierType(i["type"]), i["value"]) for i in self.identifiers]
 
 
 def _challenge(row: Any) -> Challenge:
@@ -123,7 +129,8 @@ def get_authz(conn: sa.Connection, authz_id: str) -> Authorization | None:
         AuthorizationStatus(row.status),
         row.expires_at,
         tuple(chals),
-        row.caa_checked_at,
+        caa_checked_at=row.caa_checked_at,
+        identifier_type=row.identifier_type,
     )
 
 
@@ -157,14 +164,21 @@ def _order(row: Any, authz_ids: tuple[str, ...]) -> Order:
 
 
 def find_reusable_authz(
-    conn: sa.Connection, account_id: str, value: str, wildcard: bool, now: datetime
+    conn: sa.Connection,
+    account_id: str,
+    value: str,
+    wildcard: bool,
+    now: datetime,
+    identifier_type: str = IdentifierType.DNS,
 ) -> str | None:
-    """A still-valid authorization of this account for this identifier, if any."""
+    """A still-valid authorization of this account for this identifier (of this type: an
+    ip authorization never stands for a dns name of the same text), if any."""
     return (
         conn.execute(
             sa.select(authorizations.c.id)
             .where(
                 authorizations.c.account_id == account_id,
+                authorizations.c.identifier_type == str(identifier_type),
                 authorizations.c.identifier_value == value,
                 authorizations.c.wildcard == wildcard,
                 authorizations.c.status == AuthorizationStatus.VALID,
@@ -180,21 +194,24 @@ def create_order(
     conn: sa.Connection,
     *,
     account_id: str,
-    names: list[str],
+    names: list[str] | list[Identifier],
     order_expires: datetime,
     profile: str | None = None,
     not_before: datetime | None = None,
     not_after: datetime | None = None,
 ) -> Order:
-    """New order for normalised names; reuses valid authorizations, else makes pending ones."""
+    """New order for normalised identifiers (a plain string is a DNS name, or an IP literal
+    as `Identifier.of` reads it); reuses valid authorizations, else makes pending ones."""
     now = datetime.now(UTC)
     order_id = new_id()
     authz_ids: list[str] = []
     any_new = False
-    for name in names:
-        wildcard = name.startswith("*.")
-        value = name[2:] if wildcard else name
-        reuse = find_reusable_authz(conn, account_id, value, wildcard, now)
+    idents = [n if isinstance(n, Identifier) else Identifier.of(n) for n in names]
+    for ident in idents:
+        wildcard = ident.wildcard
+        value = ident.value[2:] if wildcard else ident.value
+        ip = ident.type is IdentifierType.IP
+        reuse = find_reusable_authz(conn, account_id, value, wildcard, now, ident.type)
         if reuse is not None:
             authz_ids.append(reuse)
             continue
@@ -204,6 +221,7 @@ def create_order(
                 id=authz_id,
                 account_id=account_id,
                 identifier_value=value,
+                identifier_type=str(ident.type),
                 wildcard=wildcard,
                 status=AuthorizationStatus.PENDING,
                 expires_at=order_expires,
@@ -221,7 +239,7 @@ def create_order(
                     "status": ChallengeStatus.PENDING,
                     "attempts": 0,
                 }
-                for t in lifecycle.challenge_types(wildcard)
+                for t in lifecycle.challenge_types(wildcard, ip=ip)
             ],
         )
         authz_ids.append(authz_id)
@@ -231,7 +249,7 @@ def create_order(
             id=order_id,
             account_id=account_id,
             status=lifecycle.new_order_status(any_new),
-            identifiers=[{"type": "dns", "value": n} for n in names],
+            identifiers=[i.to_json() for i in idents],
             expires_at=order_expires,
             created_at=now,
             profile=profile,

@@ -16,7 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from acme_server.domain.identifiers import DomainRule, normalise_dns_name
+from acme_server.domain.identifiers import (
+    DomainRule,
+    IdentifierError,
+    normalise_dns_name,
+    parse_ip_range,
+)
 from acme_server.encoding import b64url_decode, b64url_encode
 from acme_server.store.database import Database
 from acme_server.store.schema import accounts, allowed_domains, certificates, registrations
@@ -50,11 +55,13 @@ class Registration:
     # the one its orders get without `profile` (None = the server's default).
     allowed_profiles: tuple[str, ...] | None = None
     default_profile: str | None = None
+    # RFC 8738: CIDR ranges its orders may request ip identifiers in (any_domain grants none).
+    ip_ranges: tuple[str, ...] = ()
 
     @property
     def grants_nothing(self) -> bool:
         """True when no order from this registration can name anything."""
-        return not self.any_domain and not self.domains
+        return not self.any_domain and not self.domains and not self.ip_ranges
 
     def public_dict(self, *, with_key: bool = False) -> dict[str, object]:
         out: dict[str, object] = {
@@ -68,6 +75,7 @@ class Registration:
             "max_pending_authorizations": self.max_pending_authorizations,
             "profiles": list(self.allowed_profiles) if self.allowed_profiles is not None else None,
             "default_profile": self.default_profile,
+            "ip_ranges": list(self.ip_ranges),
             "domains": [
                 {
                     "domain": d.domain,
@@ -164,6 +172,19 @@ def _rule(domain: str, include_subdomains: bool, allow_wildcard: bool) -> Domain
     return check_rule(DomainRule(name, include_subdomains, allow_wildcard))
 
 
+def check_ip_ranges(ranges: Any) -> tuple[str, ...]:
+    """Canonical, de-duplicated CIDRs in the order given; a bad one is refused by name."""
+    out: list[str] = []
+    for text in ranges or ():
+        try:
+            cidr = parse_ip_range(text)
+        except (IdentifierError, AttributeError) as exc:
+            raise RegistrationError(f"invalid IP range: {exc}") from None
+        if cidr not in out:
+            out.append(cidr)
+    return tuple(out)
+
+
 def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
     return Registration(
         id=row.id,
@@ -179,6 +200,7 @@ def _registration(row: Any, rules: tuple[DomainRule, ...]) -> Registration:
         max_pending_authorizations=row.max_pending_authorizations,
         allowed_profiles=tuple(row.allowed_profiles) if row.allowed_profiles is not None else None,
         default_profile=row.default_profile,
+        ip_ranges=tuple(row.ip_ranges or ()),
     )
 
 
@@ -223,8 +245,10 @@ async def create(
     max_pending_authorizations: int | None = None,
     allowed_profiles: tuple[str, ...] | None = None,
     default_profile: str | None = None,
+    ip_ranges: tuple[str, ...] | list[str] = (),
 ) -> Registration:
-    """A new registration; it grants `domains`, or every name only with `any_domain`."""
+    """A new registration; it grants `domains`, or every name only with `any_domain`,
+    and addresses in `ip_ranges`."""
     return await upsert(
         db,
         name,
@@ -238,6 +262,7 @@ async def create(
         max_pending_authorizations=max_pending_authorizations,
         allowed_profiles=allowed_profiles,
         default_profile=default_profile,
+        ip_ranges=tuple(ip_ranges),
         create_only=True,
     )
 
@@ -257,6 +282,7 @@ async def upsert(
     allowed_profiles: tuple[str, ...] | None = UNCHANGED,
     default_profile: str | None = UNCHANGED,
     create_only: bool = False,
+    ip_ranges: tuple[str, ...] | None = UNCHANGED,
 ) -> Registration:
     """Create or update one registration; `domains` (when given) replaces the allow-list.
 
@@ -278,6 +304,8 @@ async def upsert(
             None if default_profile is UNCHANGED else default_profile,
         )
         profile_values = {"allowed_profiles": allowed, "default_profile": default}
+    if ip_ranges is not UNCHANGED:
+        profile_values["ip_ranges"] = list(check_ip_ranges(ip_ranges)) or None
     now = datetime.now(UTC)
 
     def unit(conn: sa.Connection) -> Registration:
@@ -338,14 +366,14 @@ def _replace_domains(conn: sa.Connection, reg_id: int, rules: list[DomainRule]) 
 
 
 async def names_granting_nothing(db: Database) -> list[str]:
-    """Registrations without an any-name grant and without domains: every order is refused."""
+    """Registrations without an any-name grant, domains or IP ranges: every order is refused."""
     has_domain = sa.exists().where(allowed_domains.c.registration_id == registrations.c.id)
     query = (
-        sa.select(registrations.c.name)
+        sa.select(registrations.c.name, registrations.c.ip_ranges)
         .where(registrations.c.any_domain.is_(False), ~has_domain)
         .order_by(registrations.c.name)
     )
-    return await db.read(lambda conn: list(conn.execute(query).scalars()))
+    return await db.read(lambda conn: [r.name for r in conn.execute(query) if not r.ip_ranges])
 
 
 async def warn_ungranted(db: Database) -> None:
@@ -511,6 +539,46 @@ async def remove_domain(db: Database, name: str, domain: str) -> Registration:
     return await db.write(unit)
 
 
+async def add_ip_range(db: Database, name: str, cidr: str) -> Registration:
+    """Grant the addresses of `cidr` (RFC 8738 ip identifiers) to the registration."""
+    (canonical,) = check_ip_ranges([cidr])
+
+    def unit(conn: sa.Connection) -> Registration:
+        reg = _load(conn, registrations.c.name == name)
+        if reg is None:
+            raise RegistrationError(f"no registration named {name!r}")
+        ranges = [*reg.ip_ranges, canonical] if canonical not in reg.ip_ranges else reg.ip_ranges
+        _set_ip_ranges(conn, reg.id, ranges)
+        return dataclasses.replace(reg, ip_ranges=tuple(ranges))
+
+    return await db.write(unit)
+
+
+async def remove_ip_range(db: Database, name: str, cidr: str) -> Registration:
+    """The registration without `cidr`; refused when it was not granted."""
+    (canonical,) = check_ip_ranges([cidr])
+
+    def unit(conn: sa.Connection) -> Registration:
+        reg = _load(conn, registrations.c.name == name)
+        if reg is None:
+            raise RegistrationError(f"no registration named {name!r}")
+        if canonical not in reg.ip_ranges:
+            raise RegistrationError(f"{cidr!r} is not an IP range granted to {name!r}")
+        ranges = [r for r in reg.ip_ranges if r != canonical]
+        _set_ip_ranges(conn, reg.id, ranges)
+        return dataclasses.replace(reg, ip_ranges=tuple(ranges))
+
+    return await db.write(unit)
+
+
+def _set_ip_ranges(conn: sa.Connection, reg_id: int, ranges: Any) -> None:
+    conn.execute(
+        registrations.update()
+        .where(registrations.c.id == reg_id)
+        .values(ip_ranges=list(ranges) or None, updated_at=datetime.now(UTC))
+    )
+
+
 async def bound_accounts(db: Database, name: str) -> list[BoundAccount]:
     query = (
         sa.select(
@@ -603,6 +671,7 @@ class RowSpec:
     max_pending_authorizations: int | None = None
     allowed_profiles: tuple[str, ...] | None = None  # certificate profiles (issue 12)
     default_profile: str | None = None
+    ip_ranges: tuple[str, ...] = ()  # RFC 8738 ip identifiers (issue 13)
 
 
 def _check_spec(spec: RowSpec) -> None:
@@ -615,6 +684,7 @@ def _check_spec(spec: RowSpec) -> None:
     _check_positive("max pending authorizations", spec.max_pending_authorizations)
     validate_hmac_key(spec.hmac_key)
     check_profiles(spec.allowed_profiles, spec.default_profile)
+    check_ip_ranges(spec.ip_ranges)
 
 
 async def upsert_many(db: Database, specs: list[RowSpec]) -> list[Registration | RegistrationError]:
@@ -675,6 +745,7 @@ async def upsert_many(db: Database, specs: list[RowSpec]) -> list[Registration |
                 if s.allowed_profiles is not None
                 else None,
                 "default_profile": s.default_profile,
+                "ip_ranges": list(check_ip_ranges(s.ip_ranges)) or None,
                 "updated_at": now,
             }
             for s in ok

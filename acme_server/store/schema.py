@@ -67,6 +67,9 @@ registrations = sa.Table(
     # explicit grant) and the one its orders get without `profile` (NULL = the server's).
     sa.Column("allowed_profiles", sa.JSON, nullable=True),
     sa.Column("default_profile", sa.String(64), nullable=True),
+    # RFC 8738 IP identifiers: the CIDR ranges it may request addresses in (canonical text,
+    # e.g. "10.0.0.0/8"); NULL = none. `any_domain` never grants addresses.
+    sa.Column("ip_ranges", sa.JSON, nullable=True),
 )
 
 allowed_domains = sa.Table(
@@ -128,7 +131,7 @@ orders = sa.Table(
     ),
     # pending | ready | processing | valid | invalid
     sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("identifiers", sa.JSON, nullable=False),  # [{"type": "dns", "value": ...}]
+    sa.Column("identifiers", sa.JSON, nullable=False),  # [{"type": "dns"|"ip", "value": ...}]
     sa.Column("not_before", TS(), nullable=True),
     sa.Column("not_after", TS(), nullable=True),
     sa.Column("profile", sa.String(64), nullable=True),  # NULL: placed before profiles
@@ -154,6 +157,8 @@ authorizations = sa.Table(
         nullable=False,
     ),
     sa.Column("identifier_value", sa.String(253), nullable=False),  # without "*."
+    # "dns" or "ip" (RFC 8738): an ip authorization never stands for a dns name.
+    sa.Column("identifier_type", sa.String(8), nullable=False, default="dns", server_default="dns"),
     sa.Column("wildcard", sa.Boolean, nullable=False, default=False),
     # pending | valid | invalid | deactivated | expired | revoked
     sa.Column("status", sa.String(16), nullable=False),
@@ -196,7 +201,7 @@ challenges = sa.Table(
         nullable=False,
         index=True,
     ),
-    sa.Column("type", sa.String(16), nullable=False),  # http-01 | dns-01
+    sa.Column("type", sa.String(16), nullable=False),  # http-01 | dns-01 | tls-alpn-01
     sa.Column("token", sa.String(64), nullable=False),
     # pending | processing | valid | invalid
     sa.Column("status", sa.String(16), nullable=False),

@@ -41,6 +41,7 @@ class ValidationJob:
     account_id: str = ""  # for CAA accounturi (RFC 8657)
     # `name` is then the base name: tls-alpn-01 refuses it, CAA reads issuewild.
     wildcard: bool = False
+    identifier_type: str = "dns"  # "ip": validate the address itself (RFC 8738)
 
 
 def _unleased(now: datetime) -> sa.ColumnElement[bool]:
@@ -117,6 +118,7 @@ _JOB = (
         authorizations.c.identifier_value,
         authorizations.c.wildcard,
         authorizations.c.account_id,
+        authorizations.c.identifier_type,
         accounts.c.key_thumbprint,
     )
     .join(authorizations, authorizations.c.id == challenges.c.authz_id)
@@ -141,6 +143,7 @@ async def load_job(db: Database, challenge_id: str) -> ValidationJob | None:
         row.attempts,
         account_id=row.account_id,
         wildcard=row.wildcard,
+        identifier_type=row.identifier_type,
     )
 
 

@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from acme_server.domain.identifiers import IdentifierType
 from acme_server.domain.problems import AcmeProblem, ProblemType, identifier_subproblem
 from acme_server.store.orders import Authorization
 from acme_server.validation.caa_lookup import CaaChecker
@@ -20,9 +21,13 @@ from acme_server.validation.errors import ValidationError
 
 
 def stale(authzs: Sequence[Authorization], now: datetime, recheck_after: timedelta) -> list[str]:
-    """Ids of the authorizations whose CAA check is missing or older than `recheck_after`."""
+    """Ids of the DNS-name authorizations whose CAA check is missing or older than
+    `recheck_after` (CAA, RFC 8659, is defined for domain names only)."""
     return [
-        a.id for a in authzs if a.caa_checked_at is None or a.caa_checked_at <= now - recheck_after
+        a.id
+        for a in authzs
+        if a.identifier_type == IdentifierType.DNS
+        and (a.caa_checked_at is None or a.caa_checked_at <= now - recheck_after)
     ]
 
 

@@ -219,7 +219,7 @@ class ValidationScheduler:
             job = known or await queue.load_job(self._db, challenge_id)
             if job is None:
                 return
-            chal_type, name, attempts = job.type, job.name, job.attempts
+            chal_type, name = job.type, job.name
             key_authorization = f"{job.token}.{job.key_thumbprint}"
             started = time.perf_counter()
             try:
@@ -242,23 +242,27 @@ class ValidationScheduler:
                         resolver=self._resolver,
                         timeout=self._settings.validation_timeout,
                         policy=self._policy,
+                        identifier_type=job.identifier_type,
                     )
-                else:
+                elif chal_type == ChallengeType.DNS_01 and job.identifier_type == "dns":
                     await validate_dns01(name, key_authorization, resolver=self._perspectives)
+                else:  # never dns-01 for an IP; a type without a validator fails plainly
+                    raise ValidationError(
+                        ProblemType.MALFORMED,
+                        f"{chal_type} cannot validate the {job.identifier_type} identifier {name}",
+                    )
                 caa_checked_at = await self._check_caa(job)
             except ValidationError as exc:
-                await self._failed(challenge_id, chal_type, name, exc, attempts, started)
+                await self._failed(job, challenge_id, exc, started)
                 return
             except Exception as exc:  # a validator bug must not strand the challenge
                 log.exception("validator crashed for challenge %s", challenge_id)
                 await self._failed(
+                    job,
                     challenge_id,
-                    chal_type,
-                    name,
                     ValidationError(
                         ProblemType.SERVER_INTERNAL, f"validation failed: {type(exc).__name__}"
                     ),
-                    attempts,
                     started,
                 )
                 return
@@ -276,8 +280,8 @@ class ValidationScheduler:
     async def _check_caa(self, job: queue.ValidationJob) -> datetime | None:
         """After the challenge passed, CAA (when on) must allow issuance for its name to the
         account and method; when it was checked, for the authorization to record."""
-        if self._caa is None:
-            return None
+        if self._caa is None or job.identifier_type != "dns":
+            return None  # CAA (RFC 8659) is about domain names; an address has no CAA
         checked_at = datetime.now(UTC)
         await self._caa.check(
             job.name, wildcard=job.wildcard, account_id=job.account_id, method=job.type
@@ -286,15 +290,14 @@ class ValidationScheduler:
 
     async def _failed(
         self,
+        job: queue.ValidationJob,
         challenge_id: str,
-        chal_type: str,
-        name: str,
         exc: ValidationError,
-        attempts: int,
         started: float,
     ) -> None:
+        chal_type, name, attempts = job.type, job.name, job.attempts
         error = problem_json(exc.problem_type, exc.detail)
-        error["identifier"] = {"type": "dns", "value": name}
+        error["identifier"] = {"type": job.identifier_type, "value": name}
         attempt = attempts + 1
         delay: float | None = None
         if exc.transient and chal_type == ChallengeType.DNS_01:

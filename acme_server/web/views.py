@@ -44,7 +44,7 @@ def authz_json(authz: Authorization, urls: Urls) -> dict[str, Any]:
         # Only the challenge that proved control is relevant once valid.
         chals = tuple(c for c in chals if c.status == ChallengeStatus.VALID) or chals
     body: dict[str, Any] = {
-        "identifier": {"type": "dns", "value": authz.identifier_value},
+        "identifier": {"type": authz.identifier_type, "value": authz.identifier_value},
         "status": authz.status,
         "expires": rfc3339(authz.expires_at),
         "challenges": [challenge_json(c, urls) for c in chals],

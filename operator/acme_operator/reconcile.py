@@ -109,6 +109,7 @@ class _Row:
             row.max_pending_authorizations,
             row.allowed_profiles,
             row.default_profile,
+            set(row.ip_ranges),
         ) == (
             self.kid,
             self.hmac_key,
@@ -120,6 +121,7 @@ class _Row:
             self.max_pending_authorizations,
             self.allowed_profiles,
             self.default_profile,
+            set(self.allowed.ip_ranges),
         )
 
     async def write(self, ctx: OperatorContext, sname: str) -> None:
@@ -137,6 +139,7 @@ class _Row:
                 max_pending_authorizations=self.max_pending_authorizations,
                 allowed_profiles=self.allowed_profiles,
                 default_profile=self.default_profile,
+                ip_ranges=self.allowed.ip_ranges,
             )
         )
 
@@ -400,7 +403,8 @@ def _no_grant_message(kid: str, allowed: AllowList) -> str:
     msg = (
         f"key ID {kid} accepts ACME accounts, but no domain was granted: every order is "
         "refused until an administrator creates an AllowedDomain naming this registration "
-        "(spec.domain, or spec.anyDomain: true for every name)"
+        "(spec.domain, spec.anyDomain: true for every DNS name, or spec.ipRange for IP "
+        "addresses)"
     )
     if allowed.invalid:
         msg += f"; invalid AllowedDomains: {_invalid_summary(allowed)}"
@@ -414,6 +418,8 @@ def _ready_message(kid: str, allowed: AllowList) -> str:
         scope = f"{len(allowed.rules)} allowed domain(s): " + ", ".join(
             r.domain for r in allowed.rules
         )
+    if allowed.ip_ranges:
+        scope += f"; {len(allowed.ip_ranges)} IP range(s): " + ", ".join(allowed.ip_ranges)
     msg = f"key ID {kid} accepts ACME accounts; {scope}"
     if allowed.invalid:
         msg += f"; ignored invalid AllowedDomains ({_invalid_summary(allowed)})"

@@ -6,6 +6,7 @@ yields lower-case A-label DNS syntax; a rule covers only names on a label bounda
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from hypothesis import given
@@ -14,8 +15,13 @@ from hypothesis import strategies as st
 from acme_server.domain.identifiers import (
     DomainRule,
     IdentifierError,
+    IPAddress,
+    MalformedIP,
+    ip_in_ranges,
     is_allowed,
     normalise_dns_name,
+    normalise_ip,
+    parse_ip_range,
 )
 from tests.fuzz.strategies import FUZZ
 
@@ -87,3 +93,46 @@ def test_a_wildcard_needs_subdomains_and_wildcards(
     wildcard = "*." + name.removeprefix("*.")
     assert not is_allowed(wildcard, [DomainRule(base, False, allow_wildcard)]), (wildcard, base)
     assert not is_allowed("*." + base, [DomainRule(base, False, allow_wildcard)])
+
+
+# --- RFC 8738 ip identifiers ---------------------------------------------------------------
+
+
+@FUZZ
+@given(address=st.ip_addresses())
+def test_every_address_has_one_accepted_spelling(address: IPAddress) -> None:
+    """str() of an address is accepted as is; its exploded form only when identical, else
+    refused naming the canonical form (IPv4-mapped IPv6 is refused in every spelling)."""
+    ip = ipaddress.ip_address(address)
+    mapped = isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+    for spelling in {str(ip), ip.exploded, str(ip).upper()}:
+        try:
+            assert normalise_ip(spelling) == str(ip) == spelling and not mapped
+        except MalformedIP as exc:
+            assert spelling != str(ip) and f"write it as {ip}" in str(exc)
+        except IdentifierError as exc:
+            assert mapped and "IPv4-mapped" in str(exc)
+
+
+@FUZZ
+@given(value=st.text(alphabet="0123456789abcdefABCDEF:.%/* x", max_size=45) | st.text(max_size=20))
+def test_ip_values_are_canonical_or_refused(value: str) -> None:
+    try:
+        assert str(ipaddress.ip_address(normalise_ip(value))) == value
+    except IdentifierError:
+        pass
+
+
+@FUZZ
+@given(address=st.ip_addresses(), prefix=st.integers(0, 128))
+def test_ranges_cover_only_their_own_family(address: IPAddress, prefix: int) -> None:
+    ip = ipaddress.ip_address(address)
+    net = ipaddress.ip_network(f"{ip}/{min(prefix, ip.max_prefixlen)}", strict=False)
+    try:
+        cidr = parse_ip_range(str(net))
+    except IdentifierError:
+        assert net.version == 6 and net.subnet_of(ipaddress.IPv6Network("::ffff:0:0/96"))
+        return
+    assert ip_in_ranges(str(ip), [cidr])
+    other = "::1" if ip.version == 4 else "127.0.0.1"
+    assert not ip_in_ranges(other, [cidr])

@@ -468,3 +468,46 @@ def test_registration_key_id_leaves_room_for_the_namespace(
     err = refused_create(control_plane, kube_namespace, registration("r", {"keyID": "k" * 191}))
     assert "spec.keyID" in err and "190" in err
     create(control_plane, kube_namespace, registration("ok", {"keyID": "k" * 190}))
+
+
+IP_RANGE_SYNTAX = "ipRange must be a CIDR network like 10.0.0.0/8"
+IP_RANGE_ALONE = "ipRange grants IP addresses and cannot be combined with domain or anyDomain"
+
+
+@pytest.mark.parametrize(
+    ("ip_range", "message"),
+    [
+        ("10.1.2.3/8", "ipRange 10.1.2.3/8 has host bits set: write the address the network"),
+        ("2001:db8::1/32", "ipRange 2001:db8::1/32 has host bits set: write the address"),
+        ("10.0.0.1", IP_RANGE_SYNTAX),
+        ("10.0.0.0/33", IP_RANGE_SYNTAX),
+        ("example.com/8", IP_RANGE_SYNTAX),
+        ("::ffff:10.0.0.0/104", IP_RANGE_SYNTAX),
+    ],
+)
+def test_alloweddomain_refuses_bad_ip_range(
+    control_plane: ControlPlane, kube_namespace: str, ip_range: str, message: str
+) -> None:
+    err = refused_create(
+        control_plane,
+        kube_namespace,
+        allowed_domain("bad", {"registrationName": "r", "ipRange": ip_range}),
+    )
+    assert message in err, err
+    assert "spec.ipRange" in err
+
+
+def test_alloweddomain_ip_range_is_its_own_form(
+    control_plane: ControlPlane, kube_namespace: str
+) -> None:
+    cp, ns = control_plane, kube_namespace
+    for extra in ({"domain": "example.com"}, {"anyDomain": True}):
+        spec = {"registrationName": "r", "ipRange": "10.0.0.0/8", **extra}
+        assert IP_RANGE_ALONE in refused_create(cp, ns, allowed_domain("both", spec))
+    for name, cidr in (("v4", "10.0.0.0/8"), ("v6", "2001:db8::/32"), ("one", "192.0.2.7/32")):
+        create(cp, ns, allowed_domain(name, {"registrationName": "r", "ipRange": cidr}))
+        assert get_json(cp, ns, "alloweddomain", name)["spec"]["ipRange"] == cidr
+    err = refused(cp, *merge_patch(ns, "alloweddomain", "v4", {"spec": {"ipRange": "11.0.0.0/8"}}))
+    assert "ipRange is immutable" in err
+    wide = cp.kubectl("get", "-n", ns, "alloweddomain", "v6", "-o", "wide").stdout.splitlines()
+    assert "IPRANGE" in wide[0].split() and "2001:db8::/32" in wide[1].split()

@@ -60,7 +60,11 @@ async def finalize(request: web.Request) -> web.Response:
     except CSRError as exc:
         raise AcmeProblem(ProblemType.BAD_CSR, str(exc)) from None
     # The allow-list may have shrunk since the order was placed; so may the profiles.
-    check_allowed(current.names, signed.registration)
+    check_allowed(
+        current.typed_identifiers,
+        signed.registration,
+        open_ip_ranges=state.settings.open_ip_ranges,
+    )
     profile = profiles.select_profile(
         state.settings.profile_set, current.profile, signed.registration
     )

@@ -49,9 +49,10 @@ async def new_order(request: web.Request) -> web.Response:
     state = state_of(request)
     signed = await authenticate(request)
     payload = signed.jws.payload_json()
-    names = parse_identifiers(payload)
-    check_allowed(names, signed.registration)
-    check_issuable(names, state.ca.permits)
+    identifiers = parse_identifiers(payload)
+    names = [i.value for i in identifiers]
+    check_allowed(identifiers, signed.registration, open_ip_ranges=state.settings.open_ip_ranges)
+    check_issuable(identifiers, state.ca.permits)
     now = datetime.now(UTC)
     profile, not_before, not_after = profiles.order_terms(
         state.settings.profile_set, payload, names, signed.registration, now
@@ -70,7 +71,7 @@ async def new_order(request: web.Request) -> web.Response:
         order = order_store.create_order(
             conn,
             account_id=account_id,
-            names=names,
+            names=identifiers,
             order_expires=expires,
             profile=profile.name,
             not_before=not_before,
@@ -280,6 +281,7 @@ async def challenge(request: web.Request) -> web.Response:
                 0,
                 account_id=parent.account_id,
                 wildcard=parent.wildcard,
+                identifier_type=parent.identifier_type,
             )
             scheduler.validate_leased(chal.id, tenant, job)
         else:

@@ -39,7 +39,7 @@ def verdict(
 ) -> tuple[bool, str, str]:
     """(ok, reason, message) for the Ready condition, judged against the store row."""
     if entry.error is not None:
-        return False, "InvalidDomain", f"spec.domain {entry.domain!r}: {entry.error}"
+        return False, "InvalidDomain", f"{entry.field} {entry.domain!r}: {entry.error}"
     if reg_entry is None:
         return (
             False,
@@ -53,6 +53,12 @@ def verdict(
             "RegistrationNotReady",
             f"waiting for AcmeRegistration {registration!r} to be reconciled (see its Ready "
             "condition)",
+        )
+    if entry.ip_range is not None:
+        return (
+            True,
+            "Active",
+            f"IP addresses in {entry.ip_range} may be requested by registration {registration}",
         )
     if entry.rule is None:
         return True, "Active", f"every DNS name may be requested by registration {registration}"
@@ -80,6 +86,8 @@ def in_force(entry: DomainEntry, row: Registration) -> bool:
     """The store row carries this AllowedDomain's grant."""
     if entry.any_domain:
         return row.any_domain
+    if entry.ip_range is not None:
+        return entry.ip_range in row.ip_ranges
     return entry.rule is not None and entry.rule in row.domains
 
 

@@ -1,7 +1,7 @@
 """CAA: when CAA last allowed issuance for an authorization
 
 Revision ID: 0007_caa
-Revises: 0005_profiles
+Revises: 0006_ip_identifiers
 Create Date: 2026-11-30
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007_caa"
-down_revision = "0005_profiles"
+down_revision = "0006_ip_identifiers"
 branch_labels = None
 depends_on = None
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.clients.certbot import Certbot
-from tests.clients.test_lego import Lego
+from tests.clients.test_lego import Lego, _valid_challenges
 from tests.gateway_proc import GatewayProcess
 from tests.infra.gotools import GoToolError, ensure_lego
 
@@ -88,3 +88,21 @@ def test_certbot_ip_address_standalone(prereg_gateway: GatewayProcess, tmp_path:
     assert refused.returncode != 0
     assert "127.0.0.2" in refused.output and "IP range" in refused.output, refused.output
     assert not certbot.live("outside").exists()
+
+
+def test_lego_ip_identifier_tls_alpn01(
+    prereg_gateway: GatewayProcess,
+    lego_bin: Path,
+    tmp_path: Path,
+) -> None:
+    """RFC 8738 §6 + RFC 8737: lego answers only acme-tls/1 (no http-01 responder runs), so
+    the address is proven with the reverse-DNS SNI and an iPAddress SAN."""
+    gw = prereg_gateway
+    kid, hmac = _registration(gw, "--ip-range", "127.0.0.0/8")
+    lego = Lego(lego_bin, gw, tmp_path / "lego", kid, hmac)
+    lego.run(
+        "run", "--accept-tos", "-c", "ipalpn", "-d", LOOP4,
+        "--tls", "--tls.address", f"{LOOP4}:{gw.tlsalpn01_port}",
+    )  # fmt: skip
+    _verify_ip_leaf(lego.certificate("ipalpn"), gw.root_pem.read_bytes(), LOOP4)
+    assert (LOOP4, "tls-alpn-01") in _valid_challenges(gw, [LOOP4])

@@ -108,6 +108,9 @@ class Settings:
     # Certificate profiles (issue 12 items 6-8, `--profiles FILE`); None: the built-ins,
     # whose `default` lasts `cert_validity`.
     profiles: ProfileSet | None = None
+    # Replicas (issue 14 item 5): how long a process owns a challenge it validates; after a
+    # crash (SIGKILL) another process takes the challenge over once this has passed.
+    validation_lease: timedelta = timedelta(seconds=30)
 
     @property
     def profile_set(self) -> ProfileSet:

@@ -243,6 +243,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="YAML file of certificate profiles (docs/profiles.md). Default: the built-ins.",
 )
+@click.option(  # issue 14 item 5: replicas
+    "--validation-lease",
+    envvar=ENV + "VALIDATION_LEASE",
+    default="30s",
+    show_default=True,
+    help="How long a process owns a challenge it validates: after a crash another replica "
+    "takes the challenge over once this has passed. Must exceed the 10s validation timeout.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -278,6 +286,7 @@ def serve(
     metrics_listen: str | None,
     shutdown_timeout: str,
     profiles_file: Path | None,
+    validation_lease: str,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -309,6 +318,13 @@ def serve(
         metrics_address = parse_host_port(metrics_listen) if metrics_listen else None
         shutdown_seconds = parse_duration(shutdown_timeout).total_seconds()
         profiles = load_profiles(profiles_file, validity)
+        lease = parse_duration(validation_lease)
+        if lease.total_seconds() <= Settings.validation_timeout:
+            raise ValueError(
+                f"--validation-lease {validation_lease} must exceed the "
+                f"{Settings.validation_timeout:g}s validation timeout, or a slow attempt "
+                "could be taken over while it still runs"
+            )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -356,6 +372,7 @@ def serve(
         metrics_listen=metrics_address,
         shutdown_timeout=shutdown_seconds,
         profiles=profiles,
+        validation_lease=lease,
     )
     try:
         if settings.workers > 1:

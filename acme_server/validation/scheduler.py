@@ -30,6 +30,7 @@ from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
+from acme_server.store.availability import log_failure
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.dns01 import validate_dns01
@@ -39,7 +40,6 @@ from acme_server.validation.http01 import validate_http01
 
 log = logging.getLogger("acme_server.validation")
 
-LEASE = timedelta(seconds=30)
 POLL_SECONDS = 1.0
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
 
@@ -82,8 +82,8 @@ class ValidationScheduler:
                 await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("validation round failed; retrying")
+            except Exception as exc:
+                log_failure(log, "validation round failed", exc)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
             except TimeoutError:
@@ -141,8 +141,9 @@ class ValidationScheduler:
         # The unit runs off the event loop: it counts against a copy of the tenants' slots
         # (releases meanwhile only free slots), and only leases that committed take slots.
         trial = copy.deepcopy(self._tenants)
+        lease = self._settings.validation_lease
         claim = asyncio.ensure_future(
-            self._db.write(lambda conn: self._claim(conn, trial, now, free))
+            self._db.write(lambda conn: self._claim(conn, trial, now, free, lease))
         )
         try:
             claimed = await asyncio.shield(claim)
@@ -158,7 +159,7 @@ class ValidationScheduler:
 
     @staticmethod
     def _claim(
-        conn: sa.Connection, tenants: TenantSlots, now: datetime, free: int
+        conn: sa.Connection, tenants: TenantSlots, now: datetime, free: int, lease: timedelta
     ) -> list[tuple[str, Tenant]]:
         """Lease up to `free` due challenges, skipping tenants at their cap in `tenants`.
 
@@ -179,7 +180,7 @@ class ValidationScheduler:
                 tenant = Tenant(challenge.account_id, challenge.registration_id)
                 if not tenants.fits(tenant):
                     continue
-                if queue.lease(conn, challenge.id, now=now, until=now + LEASE):
+                if queue.lease(conn, challenge.id, now=now, until=now + lease):
                     tenants.take(tenant)
                     claimed.append((challenge.id, tenant))
                     leased_any = True
@@ -195,6 +196,10 @@ class ValidationScheduler:
     ) -> None:
         try:
             await self._validate(challenge_id, job)
+        except Exception as exc:
+            # Most likely the store went away before the outcome was written: the lease
+            # runs out and this or another process validates the challenge again.
+            log_failure(log, f"validating challenge {challenge_id} failed; its lease expires", exc)
         finally:
             self._held.discard(challenge_id)
             self._tenants.release(tenant)

@@ -36,6 +36,7 @@ class Response:
     """One HTTP answer (status 0: the request failed below HTTP)."""
 
     at: float
+    wall: float  # time.time(), to find the request in the server and HAProxy logs
     worker: int
     method: str
     path: str
@@ -127,6 +128,7 @@ class ChaosClient:
         self.recorder.add(
             Response(
                 time.monotonic(),
+                time.time(),
                 self.worker,
                 method,
                 urlsplit(url).path,

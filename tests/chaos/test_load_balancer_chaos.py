@@ -244,8 +244,8 @@ def _chaos(load: Load, victim: GatewayProcess, pg: PostgresServer, state: Respon
 
     _wait_until("a validation in flight on the victim", young_hits, 30, load)
     out.orphans = set(young_hits())
+    out.killed_at = time.monotonic()  # before: kill() returns once the process is gone
     victim.kill()
-    out.killed_at = time.monotonic()
 
     def taken_over() -> bool:
         return all(

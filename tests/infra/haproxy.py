@@ -13,6 +13,11 @@ replicas"), with the addresses filled in:
   a POST is re-sent to another replica only when it never reached one (connection
   failure), never after a replica may have acted on it. Replaying a POST would spend its
   nonce twice (a certain `badNonce`) or repeat a finalize; the client decides instead.
+* `option httpclose`: one request per client connection. HAProxy answers a request whose
+  replica died under it with its 502 page only when the request was the first on its
+  client connection; on a kept-alive one it closes the connection without any answer
+  (http_ana.c, `abort_keep_alive`, meant for browsers to retry), and an ACME client would
+  see its POST vanish. The price is one TLS handshake per request.
 * HAProxy's own 502/503/504 pages are ACME problem documents with HTTP 503 and
   `Retry-After` (a replica died mid-request, or none is up), which ACME clients retry.
 """
@@ -133,7 +138,11 @@ defaults
     mode http
     log global
     option httplog
-    option dontlognull
+    option log-separate-errors
+    # One request per connection. When a replica dies under a request that was not the
+    # first on its client connection, HAProxy closes that connection without an answer
+    # (for browsers to retry); an ACME client would see its POST vanish, not a 503.
+    option httpclose
     timeout connect 2s
     timeout client 30s
     timeout http-request 10s

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -30,7 +31,7 @@ from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
-from acme_server.store.availability import log_failure
+from acme_server.store.availability import log_failure, store_unavailable
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.dns01 import validate_dns01
@@ -42,6 +43,7 @@ log = logging.getLogger("acme_server.validation")
 
 POLL_SECONDS = 1.0
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
+RECORD_RETRY = 0.5  # seconds between attempts to store an outcome during a store outage
 
 
 class ValidationScheduler:
@@ -248,12 +250,15 @@ class ValidationScheduler:
                 return
             _observe(chal_type, ChallengeStatus.VALID, started)
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
-            await queue.finish(
-                self._db,
-                challenge_id,
-                valid=True,
-                error=None,
-                authz_lifetime=self._settings.authz_lifetime,
+            await self._record(
+                started,
+                lambda: queue.finish(
+                    self._db,
+                    challenge_id,
+                    valid=True,
+                    error=None,
+                    authz_lifetime=self._settings.authz_lifetime,
+                ),
             )
 
     async def _failed(
@@ -272,12 +277,15 @@ class ValidationScheduler:
         if final:
             _observe(chal_type, ChallengeStatus.INVALID, started)
             log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
-            await queue.finish(
-                self._db,
-                challenge_id,
-                valid=False,
-                error=error,
-                authz_lifetime=self._settings.authz_lifetime,
+            await self._record(
+                started,
+                lambda: queue.finish(
+                    self._db,
+                    challenge_id,
+                    valid=False,
+                    error=error,
+                    authz_lifetime=self._settings.authz_lifetime,
+                ),
             )
         else:
             _observe(chal_type, "retry", started)
@@ -290,7 +298,26 @@ class ValidationScheduler:
                 delay,
                 exc.detail,
             )
-            await queue.retry(self._db, challenge_id, error=error, delay=timedelta(seconds=delay))
+            await self._record(
+                started,
+                lambda: queue.retry(
+                    self._db, challenge_id, error=error, delay=timedelta(seconds=delay)
+                ),
+            )
+
+    async def _record(self, started: float, write: Callable[[], Awaitable[None]]) -> None:
+        """Write an attempt's outcome. While the store is unreachable (a PostgreSQL restart)
+        keep trying as long as the lease lasts: the outcome is known, and once the lease is
+        gone another process would have to validate the challenge all over again."""
+        give_up = started + self._settings.validation_lease.total_seconds() - 1
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if not store_unavailable(exc) or time.perf_counter() + RECORD_RETRY > give_up:
+                    raise
+            await asyncio.sleep(RECORD_RETRY)
 
 
 def _observe(chal_type: str, outcome: str, started: float) -> None:

@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ from tests.gateway_proc import GatewayProcess
 from tests.infra.bind import BindServer
 from tests.infra.haproxy import HAProxy, HAProxyError
 from tests.infra.kube import ControlPlane
-from tests.infra.postgres import PostgresError, PostgresServer
+from tests.infra.postgres import PostgresServer
 from tests.kube.operator_proc import (
     OperatorProcess,
     allowed_domain,
@@ -113,19 +113,6 @@ class Load:
         for thread in self.threads:
             thread.join(max(1.0, self.deadline - time.monotonic()))
         assert not any(t.is_alive() for t in self.threads), "client threads did not finish"
-
-
-@pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    """A PostgreSQL of this test's own: the test restarts it, so not the session's."""
-    server = PostgresServer()
-    try:
-        server.start(tmp_path / "pg")
-    except PostgresError as exc:
-        server.stop()
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    yield server
-    server.stop()
 
 
 def _wait_until(what: str, check: Callable[[], object], timeout: float, load: Load) -> None:

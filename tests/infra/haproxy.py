@@ -1,35 +1,33 @@
 """A real HAProxy (Debian's `haproxy`) on loopback in front of several ACME server replicas.
 
-The generated configuration is the reference one of docs/operations.md ("Load balancer and
-replicas"), with the addresses filled in:
+The configuration is the reference one of docs/operations.md ("Load balancer and
+replicas", the blocks marked `tested: haproxy-reference` and `tested: haproxy-errorfile`),
+so the documented file is the tested one; only its addresses, certificate and health-check
+interval are replaced, and a log target and a stats listener are added. The document says
+why each line is there. In short:
 
 * TLS ends at HAProxy (a certificate made here for `localhost`); the replicas serve plain
   HTTP on loopback (`serve --insecure-http --base-url https://<haproxy>`).
-* `balance roundrobin` over every replica, health-checked on `/healthz` (process liveness,
-  no database round trip: a database outage must not take every replica out of rotation,
-  the replicas answer it themselves with 503 + Retry-After).
-* `retries 3` with `option redispatch 1` and `retry-on conn-failure empty-response
-  response-timeout`, but `http-request disable-l7-retry` for every method except GET/HEAD:
-  a POST is re-sent to another replica only when it never reached one (connection
-  failure), never after a replica may have acted on it. Replaying a POST would spend its
-  nonce twice (a certain `badNonce`) or repeat a finalize; the client decides instead.
-* `option httpclose`: one request per client connection. HAProxy answers a request whose
-  replica died under it with its 502 page only when the request was the first on its
-  client connection; on a kept-alive one it closes the connection without any answer
-  (http_ana.c, `abort_keep_alive`, meant for browsers to retry), and an ACME client would
-  see its POST vanish. The price is one TLS handshake per request.
-* HAProxy's own 502/503/504 pages are ACME problem documents with HTTP 503 and
-  `Retry-After` (a replica died mid-request, or none is up), which ACME clients retry.
+* `balance roundrobin`, health-checked on `/healthz` (process liveness, no database: a
+  database outage must not take every replica out of rotation; the replicas answer it
+  themselves with 503 + Retry-After).
+* `retries` + `option redispatch` + `retry-on`, but `disable-l7-retry` for everything but
+  GET/HEAD: a POST is re-sent to another replica only when it never reached one.
+* `option httpclose`: on a kept-alive client connection HAProxy answers a request whose
+  replica died under it by closing the connection without any answer (http_ana.c,
+  `abort_keep_alive`, for browsers to retry); one request per connection gets the 502 page.
+* HAProxy's 502/503/504 pages are an ACME problem document with 503 and `Retry-After`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
+import re
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography import x509
@@ -42,28 +40,29 @@ from tests.procs import free_port, log_tail, stop_process
 
 HAPROXY = "/usr/sbin/haproxy"
 INSTALL_HINT = "run `bash tools/install-system-deps.sh` (as root) to install Debian's haproxy"
-RETRY_AFTER_SECONDS = 1
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 
 class HAProxyError(RuntimeError):
     """HAProxy is missing, its configuration is refused, or it did not start."""
 
 
-def _problem_page(status_line: str, detail: str) -> str:
-    """An errorfile: a whole HTTP response HAProxy sends as it is."""
-    body = json.dumps(
-        {"type": "urn:ietf:params:acme:error:serverInternal", "detail": detail, "status": 503}
-    )
-    return (
-        f"HTTP/1.1 {status_line}\r\n"
-        "Content-Type: application/problem+json\r\n"
-        f"Retry-After: {RETRY_AFTER_SECONDS}\r\n"
-        "Cache-Control: no-store\r\n"
-        "Connection: close\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "\r\n"
-        f"{body}"
-    )
+def _documented(marker: str) -> str:
+    """The fenced block of docs/operations.md that follows `<!-- tested: marker -->`."""
+    text = DOCS.read_text()
+    match = re.search(rf"<!-- tested: {marker} -->\s*```\n(.*?)```", text, re.S)
+    if match is None:
+        raise HAProxyError(f"docs/operations.md lost its block marked `tested: {marker}`")
+    return match.group(1)
+
+
+def errorfile_text() -> str:
+    """The documented errorfile: a whole HTTP response, sent as it is (CRLF line ends)."""
+    head, _, body = _documented("haproxy-errorfile").partition("\n\n")
+    body = body.strip()
+    if f"Content-Length: {len(body)}" not in head.splitlines():
+        raise HAProxyError(f"the documented errorfile's Content-Length must be {len(body)}")
+    return "\r\n".join([*head.splitlines(), "", body])
 
 
 def _tls_pair(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
@@ -118,60 +117,41 @@ def _tls_pair(directory: Path, name: str = "localhost") -> tuple[Path, Path]:
     return root_pem, combined
 
 
+def _literal(value: str) -> Callable[[re.Match[str]], str]:
+    return lambda _match: value
+
+
 def render_config(
-    port: int, backends: list[tuple[str, int]], crt: Path, errors_dir: Path, stats_port: int
+    port: int, backends: list[tuple[str, int]], crt: Path, errorfile: Path, stats_port: int
 ) -> str:
-    """The configuration (see the module docstring for why each line is there)."""
+    """The documented configuration with this run's addresses, plus logging and stats."""
+    cfg = _documented("haproxy-reference")
     servers = "\n".join(
         f"    server s{i} {host}:{bport} check" for i, (host, bport) in enumerate(backends, 1)
     )
-    errorfiles = "\n".join(
-        f"    errorfile {code} {errors_dir}/{code}.http" for code in (502, 503, 504)
-    )
+    replaced = {
+        r"(?m)^    bind :443 ssl crt \S+$": f"    bind 127.0.0.1:{port} ssl crt {crt}",
+        r"/etc/haproxy/acme-503\.http": str(errorfile),
+        r"(?m)^    default-server inter \S+": "    default-server inter 500ms",
+        r"(?m)^    server a .*\n(    server .*\n)*": servers + "\n",
+        r"(?m)^defaults$": "defaults\n    log global",
+    }
+    for pattern, value in replaced.items():
+        cfg, count = re.subn(pattern, _literal(value), cfg)
+        if count == 0:
+            raise HAProxyError(f"the documented HAProxy config has no line matching {pattern!r}")
     return f"""\
 global
     log stdout format raw local0 info
     maxconn 2000
     nbthread 1
 
-defaults
-    mode http
-    log global
-    option httplog
-    option log-separate-errors
-    # One request per connection. When a replica dies under a request that was not the
-    # first on its client connection, HAProxy closes that connection without an answer
-    # (for browsers to retry); an ACME client would see its POST vanish, not a 503.
-    option httpclose
-    timeout connect 2s
-    timeout client 30s
-    timeout http-request 10s
-    timeout server 30s
-    timeout queue 5s
-    retries 3
-    option redispatch 1
-    retry-on conn-failure empty-response response-timeout
-{errorfiles}
-
-frontend acme
-    bind 127.0.0.1:{port} ssl crt {crt}
-    default_backend replicas
-
+{cfg}
 frontend stats
     bind 127.0.0.1:{stats_port}
     http-request return status 200 content-type text/plain string ok if {{ path /ready }}
     stats enable
     stats uri /stats
-
-backend replicas
-    balance roundrobin
-    # Only GET/HEAD may be replayed after a replica saw them; a POST only on conn-failure.
-    http-request disable-l7-retry unless METH_GET or METH_HEAD
-    option httpchk
-    http-check send meth GET uri /healthz
-    http-check expect status 200
-    default-server inter 500ms fall 2 rise 1
-{servers}
 """
 
 
@@ -204,17 +184,10 @@ class HAProxy:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.root_pem, crt = _tls_pair(workdir)
-        errors_dir = workdir / "errors"
-        errors_dir.mkdir(exist_ok=True)
-        pages = {
-            502: ("503 Service Unavailable", "a server replica failed mid-request; retry"),
-            503: ("503 Service Unavailable", "no server replica is available; retry"),
-            504: ("503 Service Unavailable", "a server replica did not answer in time; retry"),
-        }
-        for code, (status_line, detail) in pages.items():
-            (errors_dir / f"{code}.http").write_text(_problem_page(status_line, detail))
+        errorfile = workdir / "acme-503.http"
+        errorfile.write_bytes(errorfile_text().encode())
         cfg = workdir / "haproxy.cfg"
-        cfg.write_text(render_config(self.port, self.backends, crt, errors_dir, self.stats_port))
+        cfg.write_text(render_config(self.port, self.backends, crt, errorfile, self.stats_port))
         check = subprocess.run([HAPROXY, "-c", "-q", "-f", str(cfg)], capture_output=True)
         if check.returncode != 0:
             raise HAProxyError(f"haproxy refused {cfg}: {check.stderr.decode(errors='replace')}")

@@ -47,6 +47,8 @@ from tests.kube.operator_proc import (
 from tests.polling import wait_for
 from tests.procs import free_port
 
+pytestmark = pytest.mark.postgres
+
 WORKERS = 8
 ORDERS = 64  # at least; workers go on until the chaos is over
 LEASE_SECONDS = 11  # --validation-lease: must exceed the 10 s validation timeout

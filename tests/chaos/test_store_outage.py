@@ -24,6 +24,8 @@ from tests.polling import wait_for
 from tests.protocol.acme_client import b64, make_csr
 from tests.protocol.support import ERR, PROBLEM_JSON, Acme, new_account, unique
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture(params=["store", "server"])
 def gateway(

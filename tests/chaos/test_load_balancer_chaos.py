@@ -175,7 +175,7 @@ def test_replicas_behind_haproxy_survive_a_killed_replica_and_a_database_restart
         }
 
         with responders([gw.http01_port for gw in replicas], RESPONDER_DELAY) as state:
-            _wait_for_grant(lb, eab, domain, state)
+            _wait_for_grant(lb, eab, domain)
             load = Load(lb, eab, domain, state)
             load.start()
             victim = replicas[1]
@@ -185,7 +185,7 @@ def test_replicas_behind_haproxy_survive_a_killed_replica_and_a_database_restart
         responses = load.recorder.snapshot()
         _assert_answers(responses, outages)
         _assert_no_tracebacks(replicas)
-        assert "Traceback" not in operator.logs(400), operator.logs(80)
+        assert "Traceback" not in operator.logs(10**6), operator.logs(80)  # the whole log
         _assert_orphans_taken_over(outages.orphans, victim, state, load.results)
         _assert_certificates_exported(cp, ns, load.results)
         print(
@@ -201,7 +201,7 @@ def test_replicas_behind_haproxy_survive_a_killed_replica_and_a_database_restart
             gw.stop()
 
 
-def _wait_for_grant(lb: HAProxy, eab: dict[str, str], domain: str, state: Responders) -> None:
+def _wait_for_grant(lb: HAProxy, eab: dict[str, str], domain: str) -> None:
     """The operator wrote the registration and its domain: a newOrder is accepted."""
     assert lb.root_pem is not None
     probe = ChaosClient(

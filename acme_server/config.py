@@ -122,6 +122,9 @@ class Settings:
     # IP identifiers (issue 13 item 2): CIDRs open mode (no pre-registration) may request
     # addresses in; empty: open mode refuses every ip identifier.
     open_ip_ranges: tuple[str, ...] = ()
+    # Replicas (issue 14 item 5): how long a process owns a challenge it validates; after a
+    # crash (SIGKILL) another process takes the challenge over once this has passed.
+    validation_lease: timedelta = timedelta(seconds=30)
 
     @property
     def profile_set(self) -> ProfileSet:

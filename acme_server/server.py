@@ -26,6 +26,7 @@ from acme_server.nonces import NonceService, WindowLedger
 from acme_server.revocation.listener import start_revocation
 from acme_server.shared_region import SharedRegion
 from acme_server.store import gauges, meta, retention
+from acme_server.store.availability import log_failure
 from acme_server.store.database import Database, redact_url
 from acme_server.store.files import private_dir
 from acme_server.store.nonces import SpentNonces, load_or_create_key
@@ -367,5 +368,5 @@ async def _purge_nonces(nonces: NonceService) -> None:
         await asyncio.sleep(NONCE_PURGE_SECONDS)
         try:
             await nonces.purge_expired()
-        except Exception:
-            log.exception("purging spent nonces failed")
+        except Exception as exc:
+            log_failure(log, "purging spent nonces failed", exc)

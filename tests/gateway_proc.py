@@ -59,6 +59,8 @@ class GatewayProcess:
         account_cache_seconds: float = TEST_ACCOUNT_CACHE_SECONDS,
         metrics: bool = False,
         tlsalpn01_port: int | None = None,
+        public_url: str | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self.data_dir = data_dir
         self.database = database
@@ -74,10 +76,19 @@ class GatewayProcess:
         self.metrics_port = free_port() if metrics else None  # --metrics-listen
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / f"server-{self.port}.log"
+        # Behind a TLS-terminating load balancer: plain HTTP here, URLs built from its address.
+        self.public_url = public_url
+        self.insecure_http = insecure_http
 
     @property
     def base_url(self) -> str:
-        return f"https://localhost:{self.port}"
+        return self.public_url or self.local_url
+
+    @property
+    def local_url(self) -> str:
+        """This process's own listener (the load balancer's backend address)."""
+        scheme = "http" if self.insecure_http else "https"
+        return f"{scheme}://localhost:{self.port}"
 
     @property
     def directory_url(self) -> str:
@@ -113,6 +124,7 @@ class GatewayProcess:
             str(self.account_cache_seconds),
             *(("--workers", str(self.workers)) if self.workers else ()),
             *(("--metrics-listen", f"127.0.0.1:{self.metrics_port}") if self.metrics_port else ()),
+            *(("--insecure-http",) if self.insecure_http else ()),
             *self.extra_args,
         ]
         for resolver in self.dns_resolvers:
@@ -138,7 +150,7 @@ class GatewayProcess:
             wait_ready(
                 self.proc,
                 "acme-gateway",
-                http_ok(self.directory_url, insecure),
+                http_ok(f"{self.local_url}/directory", insecure),
                 self.log_tail,
                 timeout,
                 interval=0.2,

@@ -16,6 +16,7 @@ PACKAGES=(
     openssl        # relying-party checks (tests/revocation): openssl ocsp, verify -crl_check
     curl           # docs/revocation.md fetches the CRL with curl (run by a test)
     pebble         # bench/ and its smoke test: Pebble 2.4 as a peer, pebble-challtestsrv as DNS
+    haproxy        # tests/chaos: the load balancer in front of three server replicas
     # (step-ca is built with CGO off, which leaves out its pcsc/PKCS#11 KMS: no libpcsclite-dev)
     # The real node (tests/infra/node.py) and its images (tools/image/build.sh):
     containerd                  # the node's container runtime (CRI), with a config of its own

@@ -295,6 +295,14 @@ def _default_base_url(host: str, port: int, https: bool) -> str:
     help="CIDR whose addresses accounts without a pre-registration (open mode) may request "
     "as ip identifiers (repeatable). Default: none, so open mode refuses every address.",
 )
+@click.option(  # issue 14 item 5: replicas
+    "--validation-lease",
+    envvar=ENV + "VALIDATION_LEASE",
+    default="30s",
+    show_default=True,
+    help="How long a process owns a challenge it validates: after a crash another replica "
+    "takes the challenge over once this has passed. Must exceed the 10s validation timeout.",
+)
 def serve(
     listen: str,
     base_url: str | None,
@@ -336,6 +344,7 @@ def serve(
     caa_identities: tuple[str, ...],
     caa_recheck_after: str,
     open_ip_ranges: tuple[str, ...],
+    validation_lease: str,
     **retention_limits: Any,
 ) -> None:
     """Run the ACME server."""
@@ -377,6 +386,13 @@ def serve(
         caa_names = tuple(dict.fromkeys(normalize_identity(i) for i in split_list(caa_identities)))
         caa_recheck = parse_duration(caa_recheck_after)
         ip_ranges = tuple(parse_ip_range(r) for r in split_list(open_ip_ranges))
+        lease = parse_duration(validation_lease)
+        if lease.total_seconds() <= Settings.validation_timeout:
+            raise ValueError(
+                f"--validation-lease {validation_lease} must exceed the "
+                f"{Settings.validation_timeout:g}s validation timeout, or a slow attempt "
+                "could be taken over while it still runs"
+            )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     constraints = constraints_from(ca_permitted_domains, ca_excluded_domains)
@@ -430,6 +446,7 @@ def serve(
         caa_identities=caa_names,
         caa_recheck_after=caa_recheck,
         open_ip_ranges=ip_ranges,
+        validation_lease=lease,
     )
     try:
         if settings.workers > 1:

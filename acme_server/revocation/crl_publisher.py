@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from acme_server.ca import CertificateAuthority
 from acme_server.store import crls
+from acme_server.store.availability import log_failure
 from acme_server.store.database import Database
 
 log = logging.getLogger("acme_server.revocation")
@@ -71,6 +72,6 @@ class CrlPublisher:
         while True:
             try:
                 await self.current()
-            except Exception:
-                log.exception("refreshing the CRL failed")
+            except Exception as exc:
+                log_failure(log, "refreshing the CRL failed", exc)
             await asyncio.sleep(POLL_SECONDS)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from acme_server.domain.identifiers import DomainRule
 from acme_server.store import exports, meta, registrations, revocations
+from acme_server.store.availability import log_failure
 from acme_server.store.database import Database, SchemaMismatch, default_database_url
 from acme_server.store.exports import CertificateExport
 from acme_server.store.registrations import (
@@ -45,6 +46,7 @@ __all__ = [
     "Usage",
     "default_database_url",
     "generate_hmac_key",
+    "log_failure",
 ]
 
 

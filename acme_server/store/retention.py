@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from acme_server.domain.lifecycle import FINAL_AUTHZ
 from acme_server.domain.statuses import OrderStatus
+from acme_server.store.availability import log_failure
 from acme_server.store.database import Database
 from acme_server.store.schema import (
     authorizations,
@@ -121,6 +122,6 @@ async def run_periodically(
                     done.orders,
                     done.authorizations,
                 )
-        except Exception:
-            log.exception("retention purge failed; retrying at the next interval")
+        except Exception as exc:
+            log_failure(log, "retention purge failed; retrying at the next interval", exc)
         await asyncio.sleep(interval)

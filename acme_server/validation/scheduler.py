@@ -19,6 +19,7 @@ import contextlib
 import copy
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -30,6 +31,7 @@ from acme_server.domain.problems import ProblemType, problem_json
 from acme_server.domain.statuses import ChallengeStatus, ChallengeType
 from acme_server.metrics import VALIDATION_SECONDS, VALIDATIONS
 from acme_server.store import validation_queue as queue
+from acme_server.store.availability import log_failure, store_unavailable
 from acme_server.store.database import Database
 from acme_server.validation.addresses import AddressPolicy
 from acme_server.validation.caa_lookup import CaaChecker
@@ -42,9 +44,9 @@ from acme_server.validation.tls_alpn01 import validate_tls_alpn01
 
 log = logging.getLogger("acme_server.validation")
 
-LEASE = timedelta(seconds=30)
 POLL_SECONDS = 1.0
 RETRY_DELAYS = (1, 2, 4, 8, 15, 30)
+RECORD_RETRY = 0.5  # seconds between attempts to store an outcome during a store outage
 
 
 class ValidationScheduler:
@@ -93,8 +95,8 @@ class ValidationScheduler:
                 await self._round()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("validation round failed; retrying")
+            except Exception as exc:
+                log_failure(log, "validation round failed", exc)
             try:
                 await asyncio.wait_for(self._wakeup.wait(), POLL_SECONDS)
             except TimeoutError:
@@ -152,8 +154,9 @@ class ValidationScheduler:
         # The unit runs off the event loop: it counts against a copy of the tenants' slots
         # (releases meanwhile only free slots), and only leases that committed take slots.
         trial = copy.deepcopy(self._tenants)
+        lease = self._settings.validation_lease
         claim = asyncio.ensure_future(
-            self._db.write(lambda conn: self._claim(conn, trial, now, free))
+            self._db.write(lambda conn: self._claim(conn, trial, now, free, lease))
         )
         try:
             claimed = await asyncio.shield(claim)
@@ -169,7 +172,7 @@ class ValidationScheduler:
 
     @staticmethod
     def _claim(
-        conn: sa.Connection, tenants: TenantSlots, now: datetime, free: int
+        conn: sa.Connection, tenants: TenantSlots, now: datetime, free: int, lease: timedelta
     ) -> list[tuple[str, Tenant]]:
         """Lease up to `free` due challenges, skipping tenants at their cap in `tenants`.
 
@@ -190,7 +193,7 @@ class ValidationScheduler:
                 tenant = Tenant(challenge.account_id, challenge.registration_id)
                 if not tenants.fits(tenant):
                     continue
-                if queue.lease(conn, challenge.id, now=now, until=now + LEASE):
+                if queue.lease(conn, challenge.id, now=now, until=now + lease):
                     tenants.take(tenant)
                     claimed.append((challenge.id, tenant))
                     leased_any = True
@@ -206,6 +209,10 @@ class ValidationScheduler:
     ) -> None:
         try:
             await self._validate(challenge_id, job)
+        except Exception as exc:
+            # Most likely the store went away before the outcome was written: the lease
+            # runs out and this or another process validates the challenge again.
+            log_failure(log, f"validating challenge {challenge_id} failed; its lease expires", exc)
         finally:
             self._held.discard(challenge_id)
             self._tenants.release(tenant)
@@ -268,13 +275,16 @@ class ValidationScheduler:
                 return
             _observe(chal_type, ChallengeStatus.VALID, started)
             log.info("%s for %s valid (challenge %s)", chal_type, name, challenge_id)
-            await queue.finish(
-                self._db,
-                challenge_id,
-                valid=True,
-                error=None,
-                authz_lifetime=self._settings.authz_lifetime,
-                caa_checked_at=caa_checked_at,
+            await self._record(
+                started,
+                lambda: queue.finish(
+                    self._db,
+                    challenge_id,
+                    valid=True,
+                    error=None,
+                    authz_lifetime=self._settings.authz_lifetime,
+                    caa_checked_at=caa_checked_at,
+                ),
             )
 
     async def _check_caa(self, job: queue.ValidationJob) -> datetime | None:
@@ -313,12 +323,15 @@ class ValidationScheduler:
         if delay is None:
             _observe(chal_type, ChallengeStatus.INVALID, started)
             log.info("%s for %s invalid: %s", chal_type, name, exc.detail)
-            await queue.finish(
-                self._db,
-                challenge_id,
-                valid=False,
-                error=error,
-                authz_lifetime=self._settings.authz_lifetime,
+            await self._record(
+                started,
+                lambda: queue.finish(
+                    self._db,
+                    challenge_id,
+                    valid=False,
+                    error=error,
+                    authz_lifetime=self._settings.authz_lifetime,
+                ),
             )
         else:
             _observe(chal_type, "retry", started)
@@ -330,7 +343,26 @@ class ValidationScheduler:
                 delay,
                 exc.detail,
             )
-            await queue.retry(self._db, challenge_id, error=error, delay=timedelta(seconds=delay))
+            await self._record(
+                started,
+                lambda: queue.retry(
+                    self._db, challenge_id, error=error, delay=timedelta(seconds=delay)
+                ),
+            )
+
+    async def _record(self, started: float, write: Callable[[], Awaitable[None]]) -> None:
+        """Write an attempt's outcome. While the store is unreachable (a PostgreSQL restart)
+        keep trying as long as the lease lasts: the outcome is known, and once the lease is
+        gone another process would have to validate the challenge all over again."""
+        give_up = started + self._settings.validation_lease.total_seconds() - 1
+        while True:
+            try:
+                await write()
+                return
+            except Exception as exc:
+                if not store_unavailable(exc) or time.perf_counter() + RECORD_RETRY > give_up:
+                    raise
+            await asyncio.sleep(RECORD_RETRY)
 
 
 def _observe(chal_type: str, outcome: str, started: float) -> None:

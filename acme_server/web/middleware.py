@@ -15,6 +15,7 @@ from aiohttp.web_request import BaseRequest
 
 from acme_server import logs, metrics
 from acme_server.domain.problems import AcmeProblem, ProblemType, problem_json
+from acme_server.store.availability import RETRY_AFTER_SECONDS, describe, store_unavailable
 from acme_server.web.draining import DRAINING_KEY
 from acme_server.web.responses import link
 from acme_server.web.state import state_of
@@ -102,22 +103,41 @@ async def acme_middleware(request: web.Request, handler: Handler) -> web.StreamR
             response.force_close()  # the rest of the body is not worth reading
     except web.HTTPException as exc:
         response = _http_exception_problem(exc)
-    except Exception:
-        log.exception("internal error handling %s %s", request.method, route_of(request))
-        response = _problem_response(
-            problem_json(
-                ProblemType.SERVER_INTERNAL,
-                "the server hit an internal error; try again later",
+    except Exception as exc:
+        if store_unavailable(exc):
+            response = _store_unavailable(request, exc)
+        else:
+            log.exception("internal error handling %s %s", request.method, route_of(request))
+            response = _problem_response(
+                problem_json(
+                    ProblemType.SERVER_INTERNAL,
+                    "the server hit an internal error; try again later",
+                    500,
+                ),
                 500,
-            ),
-            500,
-            {"Retry-After": "5"},
-        )
+                {"Retry-After": "5"},
+            )
     if request.path not in _PLAIN_PATHS:
         response.headers["Replay-Nonce"] = state.nonces.issue()
         metrics.NONCES_ISSUED.inc()
         response.headers.add("Link", link(state.urls.directory, "index"))
     return response
+
+
+def _store_unavailable(request: web.Request, exc: BaseException) -> web.Response:
+    """The database is unreachable or restarting: a temporary condition, so 503 with
+    `Retry-After` (RFC 9110 15.6.4), which ACME clients retry, and one log line, no traceback.
+    Nothing of the request was committed unless its commit itself failed, in which case
+    repeating it finds the resource in its new state (every ACME POST can be repeated)."""
+    log.warning(
+        "store unavailable handling %s %s: %s", request.method, route_of(request), describe(exc)
+    )
+    doc = problem_json(
+        ProblemType.SERVER_INTERNAL,
+        "the server's database is temporarily unavailable; retry after the Retry-After delay",
+        503,
+    )
+    return _problem_response(doc, 503, {"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def _http_exception_problem(exc: web.HTTPException) -> web.StreamResponse:

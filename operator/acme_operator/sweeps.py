@@ -34,6 +34,7 @@ from acme_operator.domains import DomainEntry
 from acme_operator.handlers.domains import in_force, verdict
 from acme_operator.status import COMPONENT, due, send, write_status
 from acme_operator.views import ObjectView
+from acme_server.store.operator_facade import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,8 @@ async def _bounded(
                 done += bool(await fn(item))
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("update failed (the next sweep retries)")
+            except Exception as exc:
+                log_failure(log, "update failed (the next sweep retries)", exc)
 
     await asyncio.gather(*(worker() for _ in range(limit)))
     return done
@@ -155,9 +156,9 @@ async def resync_loop(ctx: OperatorContext, idx: Indices) -> None:
                 await resync_one(ctx, idx, view)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception(
-                    "re-sync of %s/%s failed; next pass retries", view.namespace, view.name
+            except Exception as exc:
+                log_failure(
+                    log, f"re-sync of {view.namespace}/{view.name} failed; next pass retries", exc
                 )
             await asyncio.sleep(max(0.0, 1 / RESYNC_PER_SECOND - (time.monotonic() - tick)))
         log.debug("re-synced %d registrations in %.1fs", len(views), time.monotonic() - started)
@@ -191,8 +192,10 @@ async def usage_loop(ctx: OperatorContext, idx: Indices) -> None:
             await usage_pass(ctx, idx)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("usage refresh failed; retrying in %ss", ctx.config.status_interval)
+        except Exception as exc:
+            log_failure(
+                log, f"usage refresh failed; retrying in {ctx.config.status_interval}s", exc
+            )
 
 
 # ---------------------------------------------------------------- AllowedDomain status
@@ -248,8 +251,8 @@ async def domain_dirty_loop(ctx: OperatorContext, idx: Indices) -> None:
             await domain_pass(ctx, idx, dirty.take())
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("AllowedDomain status refresh failed; the next pass retries")
+        except Exception as exc:
+            log_failure(log, "AllowedDomain status refresh failed; the next pass retries", exc)
 
 
 async def domain_full_loop(ctx: OperatorContext, idx: Indices) -> None:
@@ -261,8 +264,8 @@ async def domain_full_loop(ctx: OperatorContext, idx: Indices) -> None:
             await domain_pass(ctx, idx, None)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("AllowedDomain status refresh failed; retrying next interval")
+        except Exception as exc:
+            log_failure(log, "AllowedDomain status refresh failed; retrying next interval", exc)
 
 
 async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
@@ -289,8 +292,8 @@ async def registration_refresh_loop(ctx: OperatorContext, idx: Indices) -> None:
             await _bounded(views, one)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("registration refresh failed; the re-sync sweep retries")
+        except Exception as exc:
+            log_failure(log, "registration refresh failed; the re-sync sweep retries", exc)
 
 
 def start(ctx: OperatorContext, idx: Indices) -> list[asyncio.Task[None]]:

@@ -156,6 +156,18 @@ class PostgresServer:
         self._terminate()
         self._cleanup()
 
+    def stop_server(self) -> None:
+        """Stop the postgres process ("fast" shutdown: clients are disconnected) but keep the
+        cluster, so `start_server` brings the same data back on the same port."""
+        self._terminate()
+
+    def start_server(self, timeout: float = 30.0) -> None:
+        """Start the cluster again after `stop_server`, on the same port; wait until ready."""
+        if self._proc is not None and self._proc.poll() is None:
+            raise PostgresError("postgres is already running")
+        self._launch()
+        self._wait_ready(timeout)
+
     def __enter__(self) -> PostgresServer:
         return self
 

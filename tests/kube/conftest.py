@@ -42,6 +42,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A running control plane with crds/ installed: `.kubeconfig`, `.kubectl(...)`, `.env()`."""
+    if _started:  # tests/chaos started one already (it shares these fixtures): reuse it
+        yield _started[0]
+        return
     binaries = _binaries()
     if isinstance(binaries, ControlPlaneError):
         pytest.fail(f"cannot build the test control plane:\n{binaries}", pytrace=False)

@@ -21,7 +21,6 @@ from acme_server.store import orders as order_store
 from acme_server.store.registrations import Registration
 from acme_server.store.validation_queue import ValidationJob
 from acme_server.validation.fairness import Tenant
-from acme_server.validation.scheduler import LEASE
 from acme_server.web.auth import SignedRequest, authenticate, require_post_as_get
 from acme_server.web.responses import acme_json, link
 from acme_server.web.state import state_of
@@ -240,7 +239,7 @@ async def challenge(request: web.Request) -> web.Response:
     assert signed.account is not None
     tenant = Tenant(signed.account.id, signed.account.registration_id)
     leased = scheduler is not None and scheduler.reserve(tenant)
-    lease_until = datetime.now(UTC) + LEASE if leased else None
+    lease_until = datetime.now(UTC) + state.settings.validation_lease if leased else None
 
     def update(
         conn: sa.Connection,

@@ -13,6 +13,7 @@ from acme_operator.config import OperatorConfig
 from acme_operator.context import OperatorContext, from_memo
 from acme_operator.exporter import BATCH, export_batch
 from acme_operator.reconcile import RegistrationEntry
+from acme_server.store.operator_facade import log_failure
 
 Key = tuple[str, str]
 
@@ -30,8 +31,10 @@ async def export_loop(ctx: OperatorContext, owners: kopf.Index[Key, Registration
             exported = await export_batch(ctx, owner_uid)
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("certificate export failed; retrying in %ss", ctx.config.export_interval)
+        except Exception as exc:
+            log_failure(
+                log, f"certificate export failed; retrying in {ctx.config.export_interval}s", exc
+            )
             exported = 0
         if exported < BATCH:  # a full batch means more may wait: go on at once
             await asyncio.sleep(ctx.config.export_interval)

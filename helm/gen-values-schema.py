@@ -208,6 +208,10 @@ server = obj(
                     "description": "Seconds a missing dns-01 TXT record is retried.",
                 },
                 "quorum": i("dnsResolvers that must each find a dns-01 record; 0: all.", minimum=0),
+                "lease": {  # issue 14 item 5: docs/operations.md
+                    **duration,
+                    "description": "How long a replica owns a challenge it validates (> 10s).",
+                },
             }
         ),
         "limits": obj(

@@ -360,6 +360,7 @@ def test_bring_your_own_ca_and_tls(rendered: dict[str, list[Manifest]]) -> None:
     assert flag(server, "validation-concurrency-per-registration") == ["4"]
     assert flag(server, "dns01-retry-seconds") == ["30"]
     assert flag(server, "validation-quorum") == ["1"]
+    assert flag(server, "validation-lease") == ["45s"]
     assert flag(server, "max-pending-orders") == ["30"]
     assert flag(server, "max-pending-authorizations") == ["100"]
     assert flag(server, "max-connections") == ["256"]

@@ -50,6 +50,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
                 "concurrencyPerRegistration": 4,
                 "dns01RetrySeconds": 30,
                 "quorum": 1,  # either resolver is enough (failover, not agreement)
+                "lease": "45s",
             },
             "limits": {
                 "maxPendingOrders": 30,

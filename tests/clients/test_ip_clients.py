@@ -21,9 +21,6 @@ from tests.gateway_proc import GatewayProcess
 from tests.infra.gotools import GoToolError, ensure_lego
 
 LOOP4 = "127.0.0.1"
-# The clients see the same protocol on either store (tests/protocol/test_ip_identifiers.py
-# covers both); one backend keeps the suite's time budget.
-pytestmark = pytest.mark.parametrize("store_backend", ["sqlite"], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="module")

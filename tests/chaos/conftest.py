@@ -11,8 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.infra.fixtures import running_server
 from tests.infra.kube import ControlPlane
-from tests.infra.postgres import PostgresError, PostgresServer
+from tests.infra.postgres import PostgresServer
 from tests.kube import conftest as kube
 from tests.kube.conftest import (  # noqa: F401 (fixtures and hooks re-exported for this dir)
     kube_namespace,
@@ -35,13 +36,4 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 def own_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     """A PostgreSQL for this module alone: its tests stop and start it, which the session's
     shared server must never see."""
-    server = PostgresServer()
-    try:
-        server.start(tmp_path_factory.mktemp("pg"))
-    except PostgresError as exc:
-        server.stop()
-        pytest.fail(f"cannot start PostgreSQL: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_server(PostgresServer(), tmp_path_factory.mktemp("pg"))

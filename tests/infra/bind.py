@@ -404,28 +404,3 @@ _CLEANUP_BODY = """update <<EOF
 update delete $NAME. TXT "$CERTBOT_VALIDATION"
 EOF
 """
-
-
-class BindServerWithBrokenZones(BindServer):
-    """A BindServer that also serves `servfail_zones`, which answer every query SERVFAIL.
-
-    Each is a secondary whose primary is a port nothing listens on, so the zone never loads
-    and named answers SERVFAIL for it: the one failure a real resolver gives for a broken
-    zone, produced by BIND itself (CAA lookups must refuse issuance on it).
-    """
-
-    def __init__(
-        self, zones: Sequence[str] = ("acme.test",), *, servfail_zones: Sequence[str], **kwargs: str
-    ) -> None:
-        super().__init__(zones, **kwargs)
-        self.servfail_zones = [z.rstrip(".").lower() for z in servfail_zones]
-
-    def _config(self) -> str:
-        dead_port = free_udp_tcp_port(self.address)  # free now; named only ever asks it
-        return super()._config() + "".join(
-            f'zone "{zone}" {{\n'
-            "    type secondary;\n"
-            f"    primaries {{ {self.address} port {dead_port}; }};\n"
-            "};\n"
-            for zone in self.servfail_zones
-        )

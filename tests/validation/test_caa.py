@@ -28,7 +28,8 @@ from acme_server.validation.errors import ValidationError
 from tests.chains import verify_chain
 from tests.gateway_fixtures import database_for
 from tests.gateway_proc import GatewayProcess
-from tests.infra.bind import TTL, BindError, BindServerWithBrokenZones
+from tests.infra.bind import TTL, BindServer
+from tests.infra.fixtures import running_server
 from tests.polling import wait_for
 from tests.protocol.acme_client import make_csr, new_client, register
 
@@ -45,30 +46,22 @@ def _label() -> str:
 
 
 @pytest.fixture(scope="module")
-def caa_bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServerWithBrokenZones]:
-    server = BindServerWithBrokenZones(
+def caa_bind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
+    server = BindServer(
         ("caa.test", "elsewhere.test", "ok.broken.caa.test", "test"),
-        servfail_zones=("broken.caa.test",),
+        broken_zones=("broken.caa.test",),
     )
-    try:
-        server.start(tmp_path_factory.mktemp("caa-bind"))
-    except BindError as exc:
-        server.stop()
-        pytest.fail(f"cannot start BIND9 for the CAA tests: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_server(server, tmp_path_factory.mktemp("caa-bind"))
 
 
-def add(bind: BindServerWithBrokenZones, name: str, *rdatas: str, rdtype: str = "CAA") -> None:
+def add(bind: BindServer, name: str, *rdatas: str, rdtype: str = "CAA") -> None:
     """Add records at `name` (CAA by default) with nsupdate, as an operator would."""
     bind.nsupdate(
         [f"update add {name}. {TTL} {rdtype} {rdata}" for rdata in rdatas], bind.zone_of(name)
     )
 
 
-def remove(bind: BindServerWithBrokenZones, name: str, rdtype: str = "CAA") -> None:
+def remove(bind: BindServer, name: str, rdtype: str = "CAA") -> None:
     bind.nsupdate([f"update delete {name}. {rdtype}"], bind.zone_of(name))
 
 
@@ -76,7 +69,7 @@ def remove(bind: BindServerWithBrokenZones, name: str, rdtype: str = "CAA") -> N
 
 
 @pytest.fixture
-def checker(caa_bind: BindServerWithBrokenZones) -> CaaChecker:
+def checker(caa_bind: BindServer) -> CaaChecker:
     resolver = make_resolver([caa_bind.resolver_address], timeout=5.0)
     return CaaChecker(resolver, (OURS, SECOND), account_uri=lambda a: ACCOUNT_BASE + a, timeout=5.0)
 
@@ -260,7 +253,7 @@ async def test_servfail_above_the_relevant_rrset_does_not_matter(caa_bind, check
 def caa_gateway(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    caa_bind: BindServerWithBrokenZones,
+    caa_bind: BindServer,
     store_backend: str,
 ) -> Iterator[GatewayProcess]:
     server = GatewayProcess(
@@ -285,7 +278,7 @@ def caa_gateway(
 
 
 def _answer_dns01(
-    acme: acme_client.ClientV2, bind: BindServerWithBrokenZones, names: list[str]
+    acme: acme_client.ClientV2, bind: BindServer, names: list[str]
 ) -> messages.OrderResource:
     csr_pem, _ = make_csr(names)
     order = acme.new_order(csr_pem)

@@ -31,7 +31,8 @@ from acme_server.validation import ValidationError, dns01_txt_value, make_resolv
 from acme_server.validation.resolver import Perspectives, make_perspectives
 from tests.chains import verify_chain
 from tests.gateway_proc import GatewayProcess, client_env
-from tests.infra.bind import TTL, BindError, BindServer
+from tests.infra.bind import TTL, BindServer
+from tests.infra.fixtures import running_server
 from tests.infra.gotools import GoToolError, ensure_lego
 from tests.polling import wait_for
 from tests.protocol.acme_client import ec_key, make_csr, new_client, register
@@ -50,27 +51,15 @@ def _label() -> str:
     return "t" + secrets.token_hex(5)
 
 
-def _start(name: str, tmp_path_factory: pytest.TempPathFactory, **kw: Any) -> BindServer:
-    server = BindServer((ZONE, DELEGATED), **kw)
-    try:
-        return server.start(tmp_path_factory.mktemp(name))
-    except BindError as exc:
-        server.stop()
-        pytest.fail(f"cannot start BIND9 for the tests: {exc}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def bind_a(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
-    server = _start("bind-a", tmp_path_factory, broken_zones=(BROKEN,))
-    yield server
-    server.stop()
+    server = BindServer((ZONE, DELEGATED), broken_zones=(BROKEN,))
+    yield from running_server(server, tmp_path_factory.mktemp("bind-a"))
 
 
 @pytest.fixture(scope="module")
 def bind_b(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindServer]:
-    server = _start("bind-b", tmp_path_factory)
-    yield server
-    server.stop()
+    yield from running_server(BindServer((ZONE, DELEGATED)), tmp_path_factory.mktemp("bind-b"))
 
 
 def _cname(bind: BindServer, owner: str, target: str) -> None:

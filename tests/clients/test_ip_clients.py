@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 
 from tests.clients.certbot import Certbot
-from tests.clients.test_lego import Lego, _valid_challenges
+from tests.clients.test_lego import Lego, valid_challenges
 from tests.gateway_proc import GatewayProcess
 from tests.infra.gotools import GoToolError, ensure_lego
 
@@ -102,4 +102,4 @@ def test_lego_ip_identifier_tls_alpn01(
         "--tls", "--tls.address", f"{LOOP4}:{gw.tlsalpn01_port}",
     )  # fmt: skip
     _verify_ip_leaf(lego.certificate("ipalpn"), gw.root_pem.read_bytes(), LOOP4)
-    assert (LOOP4, "tls-alpn-01") in _valid_challenges(gw, [LOOP4])
+    assert (LOOP4, "tls-alpn-01") in valid_challenges(gw, [LOOP4])

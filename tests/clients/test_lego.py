@@ -171,10 +171,10 @@ def test_lego_tls_alpn01_with_eab(
 
     leaf = verify_chain(lego.certificate("alpn"), prereg_gateway.root_pem.read_bytes(), names)
     assert _stored(prereg_gateway, leaf.serial_number) is not None
-    assert _valid_challenges(prereg_gateway, names) == {(n, "tls-alpn-01") for n in names}
+    assert valid_challenges(prereg_gateway, names) == {(n, "tls-alpn-01") for n in names}
 
 
-def _valid_challenges(gateway: GatewayProcess, names: list[str]) -> set[tuple[str, str]]:
+def valid_challenges(gateway: GatewayProcess, names: list[str]) -> set[tuple[str, str]]:
     """(name, challenge type) of the challenges that proved `names`, read from the store."""
     url = gateway.database or default_database_url(gateway.data_dir)
 

@@ -74,6 +74,13 @@ EXPORT_LAG = Gauge(
     "0 when nothing waits. Sampled from the store at scrape time.",
     registry=REGISTRY,
 )
+REVOCATIONS = Counter(
+    "acme_operator_revocations_total",
+    "Revoke annotations handled, by outcome (the Event's reason) and, for a revocation, its "
+    "RFC 5280 reason; ACME revocations are acme_gateway_revocations_total on the server.",
+    ["outcome", "reason"],
+    registry=REGISTRY,
+)
 LEADER = Gauge(
     "acme_operator_leader",
     "1 while this replica is the active one (holds the Lease, or leader election is off); "

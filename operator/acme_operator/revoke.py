@@ -23,6 +23,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from acme_operator import metrics
 from acme_operator.cert_secret import REVOCATION_REASONS, secret_name
 from acme_operator.constants import (
     GROUP,
@@ -154,6 +155,8 @@ async def handle(ctx: OperatorContext, req: Request) -> None:
         )
         event = outcome_event(req, outcome)
         log.info("revoke annotation on Secret %s/%s: %s", req.namespace, req.secret, event[1])
+    revoked = event[1] == "CertificateRevoked"
+    metrics.REVOCATIONS.labels(event[1], _reason_name(code) if revoked else "none").inc()
     await _post(ctx, req, *event)
     await ctx.kube.patch_secret(
         req.namespace,

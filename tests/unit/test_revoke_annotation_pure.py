@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from acme_operator.revoke import outcome_event, request_of
+from acme_operator import metrics
+from acme_operator.revoke import handle, outcome_event, request_of
 
 from acme_server.domain.revocation import ALLOWED_REASONS, allowed_text, reason_from_text
 from acme_server.store.operator_facade import Refusal, RevocationOutcome, Revoked
@@ -85,3 +89,50 @@ def test_outcome_events() -> None:
         req, RevocationOutcome(Refusal.EXPIRED, "expired", Revoked("0a", [], None, None, NOW))
     )
     assert (type_, reason) == ("Warning", "RevocationRefused") and "expired" in message
+
+
+class _Store:
+    def __init__(self, outcome: RevocationOutcome) -> None:
+        self.outcome = outcome
+        self.calls: list[tuple[str, str, int]] = []
+
+    async def revoke_certificate(self, registration: str, serial: str, code: int) -> Any:
+        self.calls.append((registration, serial, code))
+        return self.outcome
+
+
+class _Kube:
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    async def post_event(self, obj: Any, *, type_: str, reason: str, **_: Any) -> None:
+        self.events.append(reason)
+
+    async def patch_secret(self, namespace: str, name: str, patch: Any) -> None:
+        pass
+
+
+def _revocations(outcome: str, reason: str) -> float:
+    value = metrics.REGISTRY.get_sample_value(
+        "acme_operator_revocations_total", {"outcome": outcome, "reason": reason}
+    )
+    return value or 0.0
+
+
+def test_handled_annotations_are_counted_by_outcome_and_reason() -> None:
+    """Revocations made through Kubernetes show on the operator's metrics (the server's
+    counter only sees ACME revokeCert)."""
+    req = request_of(_meta(**{"acme-gateway.io/revoke": "keyCompromise"}))
+    bad = request_of(_meta(**{"acme-gateway.io/revoke": "cACompromise"}))
+    assert req is not None and bad is not None
+    cur = Revoked("0a", ["a.example"], NOW, 1, NOW)
+    store = _Store(RevocationOutcome(None, "revoked", cur))
+    ctx: Any = SimpleNamespace(store=store, kube=_Kube())
+    before = _revocations("CertificateRevoked", "keyCompromise")
+    before_bad = _revocations("InvalidRevocationReason", "none")
+    asyncio.run(handle(ctx, req))
+    asyncio.run(handle(ctx, bad))
+    assert store.calls == [("ns/web", "0a", 1)]  # the bad reason never reached the store
+    assert ctx.kube.events[:2] == ["CertificateRevoked", "CertificateRevoked"]
+    assert _revocations("CertificateRevoked", "keyCompromise") == before + 1
+    assert _revocations("InvalidRevocationReason", "none") == before_bad + 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import base64
-import ctypes
 import datetime as dt
 import ipaddress
 import json
@@ -48,13 +47,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.infra.process_group import LOG_TAIL_LINES, Proc, ProcessGroup
 from tests.procs import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_SCRIPT = REPO / "tools" / "k8s" / "build.sh"
 CRDS_DIR = REPO / "crds"
 SERVICE_CIDR = "10.0.0.0/24"
-LOG_TAIL_LINES = 60
 
 
 class ControlPlaneError(RuntimeError):
@@ -311,21 +310,6 @@ def _write_config(
 # ---------------------------------------------------------------- processes
 
 
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGKILL it when the starting thread dies."""
-    os.setsid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
-@dataclass
-class _Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-
-
 class ControlPlane:
     """etcd + kube-apiserver + kube-controller-manager on loopback, with crds/ installed."""
 
@@ -346,13 +330,13 @@ class ControlPlane:
         self.kubeconfig: Path | None = None
         self.server: str | None = None
         self.pki: Pki | None = None
-        self._procs: list[_Proc] = []
+        self._group = ProcessGroup()
 
     # -- lifecycle
 
     def start(self, workdir: Path | str) -> ControlPlane:
         """Start everything under workdir; on failure stop what started and raise with logs."""
-        if self._procs:
+        if self._group.procs:
             raise ControlPlaneError("control plane already started")
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -376,19 +360,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop all processes (TERM, then KILL of their process groups), newest first."""
-        for proc in reversed(self._procs):
-            if proc.popen.poll() is None:
-                proc.popen.terminate()
-            try:
-                proc.popen.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.popen.wait()
-        self._procs.clear()
+        self._group.stop()
         atexit.unregister(self.stop)
 
     def __enter__(self) -> ControlPlane:
@@ -440,32 +412,13 @@ class ControlPlane:
 
     def logs_text(self, lines: int = LOG_TAIL_LINES) -> str:
         """The last lines of each process log, for failure reports."""
-        out = []
-        for proc in self._procs:
-            try:
-                text = proc.log.read_text(errors="replace").splitlines()[-lines:]
-            except OSError as exc:
-                text = [f"(cannot read {proc.log}: {exc})"]
-            out.append(f"----- {proc.name} ({proc.log}) -----\n" + "\n".join(text))
-        return "\n".join(out)
+        return self._group.logs_text(lines)
 
     # -- components
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> _Proc:
+    def _spawn(self, name: str, argv: Sequence[str]) -> Proc:
         assert self.workdir is not None
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as fh:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                preexec_fn=_die_with_parent,
-            )
-        proc = _Proc(name, popen, log)
-        self._procs.append(proc)
-        return proc
+        return self._group.spawn(name, argv, self.workdir)
 
     def _start_etcd(self) -> str:
         assert self.binaries is not None and self.workdir is not None
@@ -601,12 +554,12 @@ class ControlPlane:
         ctx.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return ctx
 
-    def _check_alive(self, proc: _Proc) -> None:
+    def _check_alive(self, proc: Proc) -> None:
         code = proc.popen.poll()
         if code is not None:
             raise ControlPlaneError(f"{proc.name} exited with code {code}")
 
-    def _wait_http(self, proc: _Proc, url: str, ssl_ctx: ssl.SSLContext | None) -> None:
+    def _wait_http(self, proc: Proc, url: str, ssl_ctx: ssl.SSLContext | None) -> None:
         deadline = time.monotonic() + self.start_timeout
         last = ""
         while time.monotonic() < deadline:

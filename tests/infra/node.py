@@ -42,10 +42,10 @@ from tests.infra.kube import (
     SERVICE_CIDR,
     ControlPlane,
     ControlPlaneError,
-    _Proc,
     issue_cert,
     write_kubeconfig,
 )
+from tests.infra.process_group import Proc, ProcessGroup
 from tests.procs import free_port
 
 CACHE = Path(os.environ.get("ACME_GATEWAY_CACHE", Path.home() / ".cache" / "acme-gateway"))
@@ -325,7 +325,7 @@ class Node:
         self.lock_timeout = lock_timeout
         self.workdir: Path | None = None
         self.socket = RUN_DIR / "containerd" / "containerd.sock"
-        self._procs: list[_Proc] = []
+        self._group = ProcessGroup()
         self._lock: IO[str] | None = None
 
     # -- lifecycle
@@ -368,9 +368,7 @@ class Node:
             return
         try:
             self._drain()
-            for proc in reversed(self._procs):
-                _stop_proc(proc)
-            self._procs.clear()
+            self._group.stop()
             self._sweep()
         finally:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
@@ -400,14 +398,7 @@ class Node:
     # -- diagnostics
 
     def logs_text(self, lines: int = 60) -> str:
-        out = []
-        for proc in self._procs:
-            try:
-                text = proc.log.read_text(errors="replace").splitlines()[-lines:]
-            except OSError as exc:
-                text = [f"(cannot read {proc.log}: {exc})"]
-            out.append(f"----- {proc.name} ({proc.log}) -----\n" + "\n".join(text))
-        return "\n".join(out)
+        return self._group.logs_text(lines)
 
     # -- internals
 
@@ -448,26 +439,12 @@ class Node:
             _restore_sysctls(json.loads(saved.read_text()))
         shutil.rmtree(RUN_DIR, ignore_errors=True)
 
-    def _spawn(self, name: str, argv: Sequence[str]) -> _Proc:
-        from tests.infra.kube import _die_with_parent
-
+    def _spawn(self, name: str, argv: Sequence[str]) -> Proc:
         assert self.workdir is not None
-        log = self.workdir / f"{name}.log"
-        with log.open("ab") as fh:
-            popen = subprocess.Popen(
-                list(argv),
-                stdin=subprocess.DEVNULL,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                cwd=self.workdir,
-                preexec_fn=_die_with_parent,
-            )
-        proc = _Proc(name, popen, log)
-        self._procs.append(proc)
-        return proc
+        return self._group.spawn(name, argv, self.workdir)
 
     def _check_alive(self) -> None:
-        for proc in self._procs:
+        for proc in self._group.procs:
             code = proc.popen.poll()
             if code is not None:
                 raise NodeError(f"{proc.name} exited with code {code}")
@@ -701,11 +678,11 @@ state = "{state}"
 
     def _drain(self) -> None:
         """Let the kubelet stop every Pod (CNI DEL, unmounts) before it stops itself."""
-        if not any(p.name == "kubelet" and p.popen.poll() is None for p in self._procs):
+        if self._group.running("kubelet") is None:
             return
-        for proc in self._procs:
-            if proc.name == "kube-scheduler" and proc.popen.poll() is None:
-                _stop_proc(proc)  # no new Pods are placed from now on
+        scheduler = self._group.running("kube-scheduler")
+        if scheduler is not None:
+            scheduler.stop()  # no new Pods are placed from now on
         self.cp.kubectl(
             "delete", "pods", "--all", "--all-namespaces", "--grace-period=0", "--force",
             "--wait=false", check=False, timeout=60,
@@ -758,22 +735,6 @@ def _alive(proc_dir: Path) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _stop_proc(proc: _Proc) -> None:
-    import signal
-
-    if proc.popen.poll() is None:
-        proc.popen.terminate()
-    try:
-        proc.popen.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.popen.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.popen.wait()
 
 
 def pod_cidr_free() -> bool:

@@ -64,37 +64,6 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         )
         return {(namespace, ref.name): claim}
 
-    async def run(
-        *,
-        body: kopf.Body,
-        meta: kopf.Meta,
-        spec: kopf.Spec,
-        status: kopf.Status,
-        patch: kopf.Patch,
-        namespace: str,
-        name: str,
-        uid: str,
-        memo: kopf.Memo,
-        domain_index: kopf.Index[Key, DomainEntry],
-        secret_index: kopf.Index[Key, reconcile.SecretClaim],
-        resuming: bool,
-    ) -> None:
-        with metrics.reconcile_timer("AcmeRegistration") as outcome:
-            outcome.value = await _run(
-                body=body,
-                meta=meta,
-                spec=spec,
-                status=status,
-                patch=patch,
-                namespace=namespace,
-                name=name,
-                uid=uid,
-                memo=memo,
-                domain_index=domain_index,
-                secret_index=secret_index,
-                resuming=resuming,
-            )
-
     async def _run(
         *,
         body: kopf.Body,
@@ -172,20 +141,21 @@ def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
         secret_index: kopf.Index[Key, reconcile.SecretClaim],
         **_: Any,
     ) -> None:
-        await run(
-            body=body,
-            meta=meta,
-            spec=spec,
-            status=status,
-            patch=patch,
-            namespace=namespaced(namespace),
-            name=name,
-            uid=uid,
-            memo=memo,
-            domain_index=domain_index,
-            secret_index=secret_index,
-            resuming=resuming,
-        )
+        with metrics.reconcile_timer("AcmeRegistration") as outcome:
+            outcome.value = await _run(
+                body=body,
+                meta=meta,
+                spec=spec,
+                status=status,
+                patch=patch,
+                namespace=namespaced(namespace),
+                name=name,
+                uid=uid,
+                memo=memo,
+                domain_index=domain_index,
+                secret_index=secret_index,
+                resuming=resuming,
+            )
 
     @kopf.on.resume(*res, id="reconcile", backoff=RETRY_BACKOFF, registry=registry)
     async def registration_resumed(**kwargs: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import random
 import signal
 import socket
 import ssl
@@ -14,12 +15,37 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+# Ports for our servers come from below the kernel's ephemeral range (32768-60999 on Linux)
+# and above the usual service ports, and under NodePorts (30000+): a port the kernel handed
+# out (bind to 0) may be handed again at once to another server, or taken as the local port of
+# an outgoing connection, before the server that was told to use it binds it.
+PORT_RANGE = range(20000, 30000)
+_handed_out: set[tuple[str, int]] = set()
 
-def free_port(address: str = "127.0.0.1") -> int:
-    """A currently free TCP port on `address`."""
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
+
+def free_port(address: str = "127.0.0.1", *, udp: bool = False) -> int:
+    """A port free on `address` now (for UDP too with `udp`), that this test process never
+    handed out before."""
+    for _ in range(1000):
+        port = random.choice(PORT_RANGE)
+        if (address, port) in _handed_out:
+            continue
+        if _bindable(address, port, socket.SOCK_STREAM) and (
+            not udp or _bindable(address, port, socket.SOCK_DGRAM)
+        ):
+            _handed_out.add((address, port))
+            return port
+    raise RuntimeError(f"no free port on {address} in {PORT_RANGE}")
+
+
+def _bindable(address: str, port: int, kind: socket.SocketKind) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, kind) as sock:
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
 
 
 def http_ok(url: str, context: ssl.SSLContext | None = None) -> Callable[[], bool]:

@@ -341,7 +341,7 @@ def main(
     log_setup.configure("DEBUG" if verbose else log_level, log_format)
     try:
         asyncio.run(run_operator(config))
-    except SchemaMismatch as exc:
+    except (SchemaMismatch, metrics.ListenError) as exc:
         raise click.ClickException(str(exc)) from None
 
 

@@ -208,6 +208,10 @@ def build_app(store: OperatorStore, namespaces: Sequence[str]) -> web.Applicatio
     return app
 
 
+class ListenError(Exception):
+    """The metrics listener cannot be opened (a busy port, an address not on this host)."""
+
+
 async def start(
     listen: tuple[str, int], store: OperatorStore, namespaces: Sequence[str]
 ) -> web.AppRunner:
@@ -219,6 +223,9 @@ async def start(
     host, port = listen
     try:
         await web.TCPSite(runner, host, port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {host}:{port} for metrics: {exc.strerror}") from None
     except BaseException:
         await runner.cleanup()
         raise

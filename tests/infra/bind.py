@@ -14,7 +14,6 @@ import os
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -33,7 +32,7 @@ import dns.resolver
 import dns.tsigkeyring
 import dns.update
 
-from tests.procs import log_tail, stop_process
+from tests.procs import free_port, log_tail, stop_process
 
 NAMED = "/usr/sbin/named"
 NSUPDATE = "/usr/bin/nsupdate"
@@ -69,17 +68,7 @@ def missing_binaries() -> list[str]:
 
 def free_udp_tcp_port(address: str = "127.0.0.1") -> int:
     """A port free for both TCP and UDP on `address` (DNS listens on both)."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind((address, 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind((address, port))
-                except OSError:
-                    continue
-                return port
-    raise BindError("no port free for both UDP and TCP")
+    return free_port(address, udp=True)
 
 
 def _zone_file(zone: str, address: str) -> str:

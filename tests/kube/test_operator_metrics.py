@@ -3,11 +3,13 @@ real reconciles and a real export, and no label names a namespace or an object."
 
 from __future__ import annotations
 
+import socket
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.infra.kube import ControlPlane
@@ -133,3 +135,25 @@ def test_operator_metrics_move_with_reconciles_and_exports(
     finally:
         op.stop()
         print(op.logs())
+
+
+def test_a_busy_metrics_port_is_one_line_not_a_traceback(
+    control_plane: ControlPlane, kube_namespace: str, store_url: str, tmp_path: Path
+) -> None:
+    assert control_plane.kubeconfig is not None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        op = OperatorProcess(
+            control_plane.kubeconfig,
+            store_url,
+            tmp_path,
+            namespaces=(kube_namespace,),
+            extra_args=("--metrics-listen", f"127.0.0.1:{port}"),
+        )
+        with pytest.raises(RuntimeError, match="exited with 1") as failed:
+            op.start()
+    text = str(failed.value)
+    assert f"cannot listen on 127.0.0.1:{port} for metrics" in text, text
+    assert "Traceback" not in text, text

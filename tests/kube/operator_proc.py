@@ -31,7 +31,7 @@ from cryptography.x509.oid import NameOID
 
 from acme_server.store import accounts as account_store
 from acme_server.store import certificates as cert_store
-from acme_server.store import meta, registrations
+from acme_server.store import meta, registrations, schema
 from acme_server.store.database import Database
 from acme_server.store.schema import certificates, orders
 from tests.infra.kube import ControlPlane, kubeconfig_env
@@ -402,3 +402,16 @@ def documented_cluster_role() -> str:
     text = RBAC_DOC.read_text()
     start = text.index("```yaml\n") + len("```yaml\n")
     return text[start : text.index("```", start)]
+
+
+def store_hmac_keys(url: str, ns: str) -> dict[str, str]:
+    """The HMAC key of every store registration of namespace `ns`, by registration name."""
+
+    def read(conn: sa.Connection) -> dict[str, str]:
+        table = schema.registrations
+        rows = conn.execute(
+            sa.select(table.c.name, table.c.hmac_key).where(table.c.name.like(f"{ns}/%"))
+        )
+        return {r.name: r.hmac_key for r in rows}
+
+    return store_execute(url, read)

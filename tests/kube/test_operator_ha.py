@@ -41,6 +41,7 @@ from tests.kube.operator_proc import (
     run,
     secret_text,
     store_execute,
+    store_hmac_keys,
 )
 from tests.polling import wait_for
 from tests.procs import free_port
@@ -164,18 +165,6 @@ def _exported(url: str, ns: str) -> tuple[int, int]:
             )
         ).scalar_one()
         return int(total), int(done)
-
-    return store_execute(url, read)
-
-
-def _store_keys(url: str, ns: str) -> dict[str, str]:
-    def read(conn: sa.Connection) -> dict[str, str]:
-        rows = conn.execute(
-            sa.select(registrations.c.name, registrations.c.hmac_key).where(
-                registrations.c.name.like(f"{ns}/%")
-            )
-        )
-        return {r.name: r.hmac_key for r in rows}
 
     return store_execute(url, read)
 
@@ -356,7 +345,7 @@ def test_standby_takes_over_from_a_killed_leader_without_duplicates(
     # Every HMAC Secret created once; rotated exactly once where asked, else never rewritten.
     hmac = [n for n in history if purpose(n) == "eab-hmac-key"]
     assert sorted(hmac) == sorted(f"r{i}-eab" for i in range(COUNT))
-    keys = _store_keys(url, ns)
+    keys = store_hmac_keys(url, ns)
     for i in range(COUNT):
         seen = history[f"r{i}-eab"]
         assert seen[0]["type"] == "ADDED" and "DELETED" not in [e["type"] for e in seen[1:]]

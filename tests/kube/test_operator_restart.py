@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from acme_server.store.schema import certificates, registrations
+from acme_server.store.schema import certificates
 from tests.infra.kube import ControlPlane
 from tests.kube.operator_proc import (
     OperatorProcess,
@@ -26,6 +26,7 @@ from tests.kube.operator_proc import (
     list_objs,
     registration,
     store_execute,
+    store_hmac_keys,
     store_url,
 )
 from tests.polling import wait_for
@@ -46,18 +47,6 @@ def _ready_names(cp: ControlPlane, ns: str, kind: str) -> set[str]:
 def _secret_versions(cp: ControlPlane, ns: str, purpose: str) -> dict[str, str]:
     items = list_objs(cp, ns, "secrets", f"acme-gateway.io/purpose={purpose}")
     return {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in items}
-
-
-def _store_keys(url: str, ns: str) -> dict[str, str]:
-    def read(conn: sa.Connection) -> dict[str, str]:
-        rows = conn.execute(
-            sa.select(registrations.c.name, registrations.c.hmac_key).where(
-                registrations.c.name.like(f"{ns}/%")
-            )
-        )
-        return {r.name: r.hmac_key for r in rows}
-
-    return store_execute(url, read)
 
 
 def _exported(url: str) -> int:
@@ -96,7 +85,7 @@ def test_restart_midway_redoes_no_finished_work(
         )
         op.kill()
         hmac_before = _secret_versions(cp, ns, "eab-hmac-key")
-        keys_before = _store_keys(store_url, ns)
+        keys_before = store_hmac_keys(store_url, ns)
         assert hmac_before and keys_before  # something was finished before the kill
         op.start()
         wait_for(
@@ -108,7 +97,7 @@ def test_restart_midway_redoes_no_finished_work(
             timeout=90,
         )
         hmac_after = _secret_versions(cp, ns, "eab-hmac-key")
-        keys_after = _store_keys(store_url, ns)
+        keys_after = store_hmac_keys(store_url, ns)
         assert len(hmac_after) == COUNT and len(keys_after) == COUNT
         rewritten = {k for k, v in hmac_before.items() if hmac_after.get(k) != v}
         assert not rewritten, f"HMAC Secrets written again after the restart: {rewritten}"
